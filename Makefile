@@ -1,0 +1,33 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint clean bench
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU build of torch first, so the train extra does not pull a CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[train,dev,lora]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	bash pipelines/demo.sh
+
+test: $(STAMP)
+	$(BIN)/ruff check umi_data umi_train tests benchmarks
+	$(BIN)/python -m pytest -q -n 2 tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check umi_data umi_train tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_split.py --files 3000 30000
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo-out
