@@ -1,0 +1,218 @@
+"""Readers: input files → :class:`Record` (a trajectory, or the findings that reject it).
+
+Inputs are expanded into *units* (a file, or one member of a zip archive) so that work can be
+spread over processes unit by unit; each unit yields its records in order. A record is one
+trajectory-sized piece of input (a ToolBench answer file, a JSON list element, a JSONL line):
+every record comes out either accepted or rejected with its location, never dropped.
+
+Format detection looks at the parsed record (``sniff``), so mixed inputs work; ``--format``
+forces a reader for every record.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from types import ModuleType
+from typing import Any
+
+import orjson
+
+from umi_data.findings import Finding
+from umi_data.readers import alpha_umi, canonical, openai, toolbench
+from umi_data.trajectory import Source, Trajectory
+
+# Order matters for sniffing: the most specific shape first.
+READERS: dict[str, ModuleType] = {
+    canonical.FORMAT: canonical,
+    toolbench.FORMAT: toolbench,
+    alpha_umi.FORMAT: alpha_umi,
+    openai.FORMAT: openai,
+}
+FORMATS = tuple(READERS)
+INPUT_SUFFIXES = (".json", ".jsonl", ".zip", ".parquet")
+
+
+@dataclass(slots=True)
+class Record:
+    """One input record: accepted when ``trajectory`` is set; ``findings`` explain the rest."""
+
+    source: Source
+    trajectory: Trajectory | None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        return self.trajectory is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """A file, or a member of a zip archive (``member``), read as a whole by one worker."""
+
+    path: str
+    member: str | None = None
+
+    def size(self) -> int:
+        try:
+            if self.member is None:
+                return os.path.getsize(self.path)
+            with zipfile.ZipFile(self.path) as zf:
+                return zf.getinfo(self.member).file_size
+        except (OSError, KeyError, zipfile.BadZipFile):
+            return 0
+
+
+def _is_answer_member(name: str) -> bool:
+    p = PurePosixPath(name)
+    return p.suffix == ".json" and p.parent.name.endswith("_answer")
+
+
+def expand(paths: Iterable[str | os.PathLike[str]]) -> list[Unit]:
+    """Files below directories (sorted, by suffix), zip members that are ToolBench answer
+    files, and the files given. A missing path still becomes a unit so it is reported."""
+    units: list[Unit] = []
+    for p in map(str, paths):
+        if os.path.isdir(p):
+            found = sorted(
+                os.path.join(root, f)
+                for root, _dirs, files in os.walk(p)
+                for f in files
+                if f.endswith(INPUT_SUFFIXES)
+            )
+            units.extend(Unit(f) for f in found)
+        elif p.endswith(".zip") and zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as zf:
+                units.extend(Unit(p, m) for m in sorted(zf.namelist()) if _is_answer_member(m))
+        else:
+            units.append(Unit(p))
+    return units
+
+
+def _traj_id(fmt: str, obj: Any, unit: Unit, index: int | None) -> str:
+    """Stable ids: ToolBench by group folder + file stem (``G1_answer/10_…``, unique across
+    groups); records that carry an id keep it; others by file stem and position."""
+    name = PurePosixPath(unit.member) if unit.member else Path(unit.path)
+    if fmt == toolbench.FORMAT:
+        return f"{name.parent.name}/{name.stem}"
+    if isinstance(obj, dict) and isinstance(obj.get("id"), str) and obj["id"]:
+        return obj["id"]
+    return f"{name.stem}/{index}" if index is not None else name.stem
+
+
+def _one(obj: Any, source: Source, unit: Unit, index: int | None, fmt: str | None) -> Record:
+    reader = READERS.get(fmt) if fmt else next((r for r in READERS.values() if r.sniff(obj)), None)
+    if reader is None:
+        return Record(source, None, [Finding("unknown_format", "no reader recognises this record "
+                                             f"(formats: {', '.join(FORMATS)}); pass --format", source)])
+    source.format = reader.FORMAT
+    if not isinstance(obj, dict):
+        return Record(source, None, [Finding("schema", f"a {reader.FORMAT} record must be a JSON object", source)])
+    traj, findings = reader.read(obj, source, _traj_id(reader.FORMAT, obj, unit, index))
+    return Record(source, traj, findings)
+
+
+def _decode_error(data: bytes, err: Exception) -> tuple[str, str]:
+    """(code, message) for bytes that failed to parse: encoding first, then JSON syntax."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as u:
+        line = data.count(b"\n", 0, u.start) + 1
+        col = u.start - (data.rfind(b"\n", 0, u.start) + 1) + 1
+        return "encoding", f"invalid UTF-8 byte 0x{data[u.start]:02x} at line {line} column {col}"
+    if not text.strip():
+        return "empty_input", "empty text where a JSON value was expected"
+    import json  # the standard library gives precise positions for syntax errors
+
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as j:
+        return "json_syntax", f"{j.msg} at line {j.lineno} column {j.colno}"
+    return "json_syntax", str(err)
+
+
+def _read_bytes(unit: Unit) -> bytes:
+    if unit.member is None:
+        with open(unit.path, "rb") as f:
+            return f.read()
+    with zipfile.ZipFile(unit.path) as zf:
+        return zf.read(unit.member)
+
+
+def read_unit(unit: Unit, fmt: str | None = None) -> Iterator[Record]:
+    """All records of one unit, in order."""
+    base = Source(fmt or "unknown", unit.path, member=unit.member)
+    try:
+        data = _read_bytes(unit)
+    except (OSError, KeyError, zipfile.BadZipFile) as e:
+        yield Record(base, None, [Finding("io_error", f"cannot read: {e}", base)])
+        return
+    name = unit.member or unit.path
+    if name.endswith(".parquet"):
+        yield from _read_parquet(unit, data, fmt)
+        return
+    if name.endswith(".jsonl"):
+        yield from _read_jsonl(unit, data, fmt)
+        return
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        code, msg = _decode_error(data, e)
+        yield Record(base, None, [Finding(code, msg, base)])
+        return
+    if isinstance(obj, list):
+        if not obj:
+            yield Record(base, None, [Finding("empty_input", "the JSON list holds no record", base)])
+        for i, item in enumerate(obj):
+            src = Source(base.format, unit.path, index=i, member=unit.member)
+            yield _one(item, src, unit, i, fmt)
+    else:
+        yield _one(obj, base, unit, None, fmt)
+
+
+def _read_jsonl(unit: Unit, data: bytes, fmt: str | None) -> Iterator[Record]:
+    seen = False
+    for lineno, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        seen = True
+        src = Source(fmt or "unknown", unit.path, line=lineno, member=unit.member)
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            code, msg = _decode_error(line, e)
+            yield Record(src, None, [Finding(code, msg.replace("at line 1 column", "at column"), src)])
+            continue
+        yield _one(obj, src, unit, lineno, fmt)
+    if not seen:
+        src = Source(fmt or "unknown", unit.path, member=unit.member)
+        yield Record(src, None, [Finding("empty_input", "the file holds no line", src)])
+
+
+def _read_parquet(unit: Unit, data: bytes, fmt: str | None) -> Iterator[Record]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = Source(fmt or "unknown", unit.path, member=unit.member)
+    try:
+        table = pq.read_table(pa.BufferReader(data), columns=["trajectory"])
+    except (pa.ArrowException, OSError, KeyError) as e:
+        yield Record(base, None, [Finding("io_error", f"not a umi trajectory Parquet file: {e}", base)])
+        return
+    for i, text in enumerate(table.column("trajectory").to_pylist()):
+        src = Source(base.format, unit.path, index=i, member=unit.member)
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError as e:
+            yield Record(src, None, [Finding("json_syntax", str(e), src)])
+            continue
+        yield _one(obj, src, unit, i, fmt)
+
+
+def read_inputs(paths: Iterable[str | os.PathLike[str]], fmt: str | None = None) -> Iterator[Record]:
+    """Every record of every input, in a stable order."""
+    for unit in expand(paths):
+        yield from read_unit(unit, fmt)
