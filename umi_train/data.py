@@ -1,0 +1,202 @@
+"""Role datasets: load `umidata split` shards, tokenize, build label masks, audit them.
+
+The model input is exactly ``prompt + completion + EOS``. Prompt and completion are tokenized
+separately and their ids concatenated, so the label boundary is exact (no offset mapping guesswork);
+only the completion tokens and EOS carry labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from umi_train import ROLES, UserError
+
+IGNORE_INDEX = -100
+REQUIRED_COLUMNS = ("id", "prompt", "completion")
+OVERLONG_POLICIES = ("drop", "trim-prompt")
+SPLITS = ("train", "dev")
+
+
+def role_shards(data_dir: Path, role: str, split: str) -> list[Path]:
+    """Shard files ``<data_dir>/<role>/<split>-*.parquet`` in order; [] when the split is absent."""
+    if role not in ROLES:
+        raise UserError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+    if not data_dir.is_dir():
+        raise UserError(f"data directory not found: {data_dir}")
+    return sorted((data_dir / role).glob(f"{split}-*.parquet"))
+
+
+def load_role(data_dir: Path, role: str, split: str = "train"):
+    """Load one role/split as a ``datasets.Dataset`` (only the columns we use), or None if empty."""
+    import datasets
+    import pyarrow.parquet as pq
+
+    shards = role_shards(data_dir, role, split)
+    if not shards:
+        if split == "train":
+            raise UserError(f"no train shards for role {role!r} under {data_dir / role} (expected train-*.parquet)")
+        return None
+    tables = []
+    for shard in shards:
+        names = pq.read_schema(shard).names
+        missing = [c for c in REQUIRED_COLUMNS if c not in names]
+        if missing:
+            raise UserError(f"{shard}: missing column(s) {', '.join(missing)}")
+        tables.append(pq.read_table(shard, columns=list(REQUIRED_COLUMNS)))
+    import pyarrow as pa
+
+    table = pa.concat_tables(tables)
+    if table.num_rows == 0:
+        if split == "train":
+            raise UserError(f"role {role!r} has an empty train split under {data_dir / role}")
+        return None
+    return datasets.Dataset(table)
+
+
+@dataclass
+class TokenStats:
+    """What happened to one role/split during tokenization; saved in RUNDIR and printed."""
+
+    role: str
+    split: str
+    examples: int = 0
+    used: int = 0
+    trimmed: int = 0
+    dropped_overlong: int = 0
+    dropped_completion_too_long: int = 0
+    tokens: int = 0
+    loss_tokens: int = 0
+    max_length: int = 0
+    overlong_policy: str = "drop"
+    dropped_ids: list[str] = field(default_factory=list)
+
+    @property
+    def loss_share(self) -> float:
+        return self.loss_tokens / self.tokens if self.tokens else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["dropped_ids"] = d["dropped_ids"][:50]
+        d["loss_share"] = round(self.loss_share, 6)
+        return d
+
+
+def _encode(batch: dict[str, list], tokenizer, max_length: int, overlong: str) -> dict[str, list]:
+    """Batched map: prompt ids (+BOS if the tokenizer adds one) + completion ids + EOS; policy for overlong."""
+    prompts = tokenizer(batch["prompt"], add_special_tokens=True)["input_ids"]
+    completions = tokenizer(batch["completion"], add_special_tokens=False)["input_ids"]
+    eos, bos = tokenizer.eos_token_id, tokenizer.bos_token_id
+    out: dict[str, list] = {"input_ids": [], "labels": [], "length": [], "n_completion": [], "status": []}
+    for p, c in zip(prompts, completions, strict=True):
+        n_completion = len(c)
+        target = [*c, eos]
+        status = "ok"
+        if len(p) + len(target) > max_length:
+            head = p[:1] if (bos is not None and p[:1] == [bos]) else []
+            room = max_length - len(target) - len(head)
+            if overlong == "drop":
+                status = "dropped_overlong"
+            elif room < 0:
+                status = "dropped_completion_too_long"
+            else:
+                p = head + (p[len(p) - room :] if room > 0 else [])
+                status = "trimmed"
+        if status.startswith("dropped"):
+            ids, labels = [], []
+        else:
+            ids = p + target
+            labels = [IGNORE_INDEX] * len(p) + target
+        out["input_ids"].append(ids)
+        out["labels"].append(labels)
+        out["length"].append(len(ids))
+        out["n_completion"].append(n_completion)
+        out["status"].append(status)
+    return out
+
+
+def tokenizer_key(tokenizer) -> str:
+    """Stable hash of a fast tokenizer's full definition (vocab, merges, normalisers, specials)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    text += json.dumps([tokenizer.bos_token_id, tokenizer.eos_token_id])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _data_key(data_dir: Path, role: str, split: str) -> str:
+    h = hashlib.sha256()
+    for shard in role_shards(data_dir, role, split):
+        st = shard.stat()
+        h.update(f"{shard.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def tokenize_role(
+    data_dir: Path, role: str, split: str, tokenizer, *, max_length: int, overlong: str = "drop",
+    cache_dir: Path | None = None, num_proc: int | None = None, quiet: bool = False,
+):
+    """Tokenize one role/split, audit the masks and apply the overlong policy.
+
+    Returns ``(dataset, TokenStats)``; ``dataset`` is None when the split is absent. The tokenized
+    table is cached under ``cache_dir`` keyed on the shard files, the tokenizer, max length and
+    policy, so a resumed run or a re-run skips this step.
+    """
+    import datasets
+
+    if overlong not in OVERLONG_POLICIES:
+        raise UserError(f"unknown overlong policy {overlong!r}: expected one of {', '.join(OVERLONG_POLICIES)}")
+    ds = load_role(data_dir, role, split)
+    stats = TokenStats(role=role, split=split, max_length=max_length, overlong_policy=overlong)
+    if ds is None:
+        return None, stats
+    if quiet:
+        datasets.disable_progress_bars()
+    kwargs: dict[str, Any] = {}
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        key = hashlib.sha256(
+            f"{_data_key(data_dir, role, split)}|{tokenizer_key(tokenizer)}|{max_length}|{overlong}".encode()
+        ).hexdigest()[:20]
+        kwargs["cache_file_name"] = str(cache_dir / f"tokenized-{role}-{split}-{key}.arrow")
+    if num_proc is None:
+        num_proc = min(4, os.cpu_count() or 1) if len(ds) >= 5000 else None
+    tokenized = ds.map(
+        _encode, batched=True, batch_size=256, remove_columns=["prompt", "completion"],
+        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "overlong": overlong},
+        num_proc=num_proc, desc=f"tokenize {role}/{split}", load_from_cache_file=True, **kwargs,
+    )
+    audit_masks(tokenized, role)
+    status = tokenized["status"]
+    stats.examples = len(tokenized)
+    stats.trimmed = status.count("trimmed")
+    stats.dropped_overlong = status.count("dropped_overlong")
+    stats.dropped_completion_too_long = status.count("dropped_completion_too_long")
+    ids = tokenized["id"]
+    stats.dropped_ids = [i for i, s in zip(ids, status, strict=True) if s.startswith("dropped")][:50]
+    kept = tokenized.filter(lambda s: not s.startswith("dropped"), input_columns=["status"],
+                            desc=f"overlong policy {role}/{split}")
+    stats.used = len(kept)
+    lengths = kept["length"]
+    stats.tokens = sum(lengths)
+    stats.loss_tokens = sum(n + 1 for n in kept["n_completion"])  # completion tokens + EOS
+    if stats.used == 0:
+        raise UserError(
+            f"role {role!r} ({split}): every example is longer than --max-length {max_length} "
+            f"under --overlong {overlong}; nothing left to train on"
+        )
+    return kept.remove_columns(["n_completion", "status"]), stats
+
+
+def audit_masks(tokenized, role: str) -> None:
+    """Refuse examples whose completion tokenizes to nothing: they would train only on EOS, silently."""
+    empty = tokenized.filter(lambda n: n == 0, input_columns=["n_completion"], desc=f"mask audit {role}")
+    if len(empty):
+        ids = empty["id"]
+        shown = ", ".join(ids[:5]) + (f" (+{len(ids) - 5} more)" if len(ids) > 5 else "")
+        raise UserError(
+            f"mask audit: {len(ids)} {role} example(s) have no loss-bearing completion token: {shown}"
+        )

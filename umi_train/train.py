@@ -1,0 +1,379 @@
+"""Fine-tune one model on one role dataset with transformers' Trainer (accelerate underneath).
+
+Works unchanged under ``accelerate launch`` (DDP / FSDP / DeepSpeed): the Trainer picks the
+distributed setup up from the environment; only rank 0 writes the run summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from umi_train import ROLES, UserError
+from umi_train.data import OVERLONG_POLICIES, TokenStats, role_shards, tokenize_role
+
+log = logging.getLogger("umi_train")
+
+SUMMARY = "summary.json"
+MODEL_DIR = "model"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class TrainConfig:
+    """One role's run. Field names are also the YAML keys of a pipeline stage."""
+
+    data: Path
+    role: str
+    output_dir: Path
+    model: str = "tiny"
+    epochs: float = 2.0
+    lr: float = 5e-5
+    warmup_ratio: float = 0.4
+    scheduler: str = "cosine"
+    weight_decay: float = 0.0
+    max_length: int = 4096
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_steps: int = -1
+    bf16: bool = True
+    gradient_checkpointing: bool = True
+    packing: bool = True
+    overlong: str = "drop"
+    resume: str = "auto"
+    save_steps: int = 500
+    save_total_limit: int = 2
+    logging_steps: int = 10
+    seed: int = 42
+    lora: dict[str, Any] | None = None
+    trust_remote_code: bool = False
+    attn_implementation: str | None = None
+    num_proc: int | None = None
+    tiny_vocab: int = 2000
+    quiet: bool = False
+    callbacks: list[Any] = field(default_factory=list)  # library use only (tests, notebooks)
+
+    def __post_init__(self) -> None:
+        self.data, self.output_dir = Path(self.data), Path(self.output_dir)
+        if self.role not in ROLES:
+            raise UserError(f"unknown role {self.role!r}: expected one of {', '.join(ROLES)}")
+        if self.overlong not in OVERLONG_POLICIES:
+            raise UserError(f"unknown --overlong {self.overlong!r}: expected one of {', '.join(OVERLONG_POLICIES)}")
+        if not (self.resume in ("auto", "never") or Path(self.resume).is_dir()):
+            raise UserError(f"--resume must be auto, never or a checkpoint directory, got {self.resume!r}")
+        if self.max_length < 8:
+            raise UserError(f"--max-length {self.max_length} is too small")
+
+
+CONFIG_KEYS = frozenset(f.name for f in fields(TrainConfig)) - {"callbacks"}
+
+
+def parse_lora(spec: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    """``"r=16,alpha=32,dropout=0.05,target=q_proj+v_proj"`` (or a YAML mapping) -> LoRA options."""
+    if spec is None or spec == "" or spec is False:
+        return None
+    if isinstance(spec, dict):
+        items = dict(spec)
+    else:
+        items = {}
+        for part in str(spec).split(","):
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise UserError(f"--lora: expected key=value, got {part!r}")
+            items[key.strip()] = value.strip()
+    known = {"r", "alpha", "dropout", "target"}
+    unknown = set(items) - known
+    if unknown:
+        raise UserError(f"lora: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    target = items.get("target", "all-linear")
+    if isinstance(target, str) and target != "all-linear":
+        target = [t for t in target.replace("+", " ").split() if t]
+    try:
+        return {"r": int(items.get("r", 16)), "alpha": int(items.get("alpha", 32)),
+                "dropout": float(items.get("dropout", 0.05)), "target": target}
+    except ValueError as exc:
+        raise UserError(f"lora: {exc}") from None
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / SUMMARY
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _progress_wanted(quiet: bool) -> bool:
+    return not quiet and os.environ.get("CI", "").lower() != "true" and sys.stderr.isatty()
+
+
+def _load_model_and_tokenizer(cfg: TrainConfig, model_path: str, bf16: bool):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, use_fast=True, **kwargs)
+        mkw: dict[str, Any] = {"dtype": torch.float32, **kwargs}
+        if cfg.attn_implementation:
+            mkw["attn_implementation"] = cfg.attn_implementation
+        model = AutoModelForCausalLM.from_pretrained(model_path, **mkw)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot load model {model_path!r}: {first}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise UserError(f"{model_path}: a fast tokenizer is required (tokenizer.json)")
+    if tokenizer.eos_token_id is None:
+        raise UserError(f"{model_path}: the tokenizer has no EOS token")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # only used for padding; labels are padded with -100
+    return model, tokenizer
+
+
+def _set_library_progress(on: bool) -> None:
+    """transformers/datasets draw their own bars (weight loading, shard writing): follow our setting."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    if on:
+        hf_logging.enable_progress_bar()
+        datasets.enable_progress_bars()
+    else:
+        hf_logging.disable_progress_bar()
+        datasets.disable_progress_bars()
+
+
+class _RunClock:
+    """Trainer callback: where the session started (resume step) and how many real tokens it saw."""
+
+    def __init__(self) -> None:
+        self.start_step = 0
+        self.start_tokens = 0
+        self.t0 = 0.0
+        self.seconds = 0.0
+        self.tokens = 0
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.start_step, self.start_tokens, self.t0 = state.global_step, state.num_input_tokens_seen, time.time()
+
+    def on_train_end(self, args, state, control, **kw):
+        self.seconds = time.time() - self.t0
+        self.tokens = state.num_input_tokens_seen - self.start_tokens
+
+
+def _as_callback(clock: _RunClock):
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        on_train_begin = clock.on_train_begin
+        on_train_end = clock.on_train_end
+
+    return Clock()
+
+
+def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]:
+    """Train ``cfg.role`` from ``cfg.model`` (or resume), save the model, return the run summary."""
+    import torch
+    from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = cfg.output_dir
+    role_shards(cfg.data, cfg.role, "train")  # validates data dir and role early
+    previous = read_summary(out)
+    if cfg.resume == "auto" and previous and previous.get("status") == "done":
+        log.info("%s: already finished (%s); skipping. Use --resume never to train again.", out, SUMMARY)
+        return {**previous, "skipped": True}
+    ckpt_root = out / CHECKPOINTS
+    if cfg.resume == "never" and out.exists():
+        for stale in (ckpt_root, out / MODEL_DIR, out / SUMMARY):
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            elif stale.exists():
+                stale.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    last_ckpt: str | None = None
+    if cfg.resume == "auto" and ckpt_root.is_dir():
+        last_ckpt = get_last_checkpoint(str(ckpt_root))
+    elif cfg.resume not in ("auto", "never"):
+        last_ckpt = cfg.resume
+
+    cuda = torch.cuda.is_available()
+    bf16 = cfg.bf16 and cuda and torch.cuda.is_bf16_supported()
+    notes: list[str] = []
+    if cfg.bf16 and not bf16:
+        notes.append("bf16 switched off: no CUDA device with bf16 support (training in fp32)")
+    progress = _progress_wanted(cfg.quiet)
+    _set_library_progress(progress)
+    set_seed(cfg.seed)
+    args = TrainingArguments(
+        output_dir=str(ckpt_root), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio, lr_scheduler_type=cfg.scheduler,
+        weight_decay=cfg.weight_decay, per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        bf16=bf16, gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps, logging_first_step=True, report_to="none", seed=cfg.seed,
+        disable_tqdm=not progress, include_num_input_tokens_seen="non_padding", dataloader_num_workers=0,
+        dataloader_pin_memory=cuda,
+    )
+
+    # 1. Model + tokenizer (the offline tiny model is built once per run dir, then reloaded on resume).
+    model_path = cfg.model
+    with args.main_process_first(desc="prepare model"):
+        if cfg.model == "tiny":
+            from umi_train.tiny import make_tiny
+
+            init_dir = out / "init"
+            if not (init_dir / "config.json").is_file():
+                log.info("building the offline tiny model + tokenizer from %s/%s", cfg.data, cfg.role)
+                make_tiny(role_shards(cfg.data, cfg.role, "train"), init_dir, seed=cfg.seed,
+                          vocab_size=cfg.tiny_vocab)
+            model_path = str(init_dir)
+    model, tokenizer = _load_model_and_tokenizer(cfg, model_path, bf16)
+    init_digest = weights_digest(model)
+
+    # 2. Data: tokenize (cached), mask audit, overlong policy.
+    stats: dict[str, TokenStats] = {}
+    with args.main_process_first(desc="tokenize"):
+        train_ds, stats["train"] = tokenize_role(
+            cfg.data, cfg.role, "train", tokenizer, max_length=cfg.max_length, overlong=cfg.overlong,
+            cache_dir=out / "cache", num_proc=cfg.num_proc, quiet=not progress)
+        dev_ds, stats["dev"] = tokenize_role(
+            cfg.data, cfg.role, "dev", tokenizer, max_length=cfg.max_length, overlong=cfg.overlong,
+            cache_dir=out / "cache", num_proc=cfg.num_proc, quiet=not progress)
+
+    # 3. Batching: packing if the model provably keeps packed examples apart, else padding.
+    from umi_train.collate import disable_cache, make_collator, packing_supported
+
+    disable_cache(model)  # packed batches are only isolated without a KV cache; training never needs one
+    packing, packing_reason = False, "packing disabled (--no-packing)"
+    if cfg.packing:
+        packing, packing_reason = packing_supported(model)
+        if not packing:
+            log.warning("packing refused, falling back to dynamic padding + length-grouped batches: %s",
+                        packing_reason)
+    args.train_sampling_strategy = "random" if packing else "group_by_length"
+    if cfg.lora:
+        model = _wrap_lora(model, cfg.lora)
+
+    manifest_src = cfg.data / "manifest.json"
+    if args.process_index == 0:
+        if manifest_src.is_file():
+            shutil.copyfile(manifest_src, out / "data-manifest.json")
+        else:
+            notes.append(f"no manifest.json in {cfg.data}; the run records no data manifest")
+        report = {"role": cfg.role, "train": stats["train"].to_dict(), "dev": stats["dev"].to_dict()}
+        (out / "data-report.json").write_text(json.dumps(report, indent=2))
+    for note in notes:
+        log.warning(note)
+
+    clock = _RunClock()
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
+        data_collator=make_collator(tokenizer, packing, pad_to_multiple_of=8 if cuda else None),
+        processing_class=tokenizer, callbacks=[_as_callback(clock), *cfg.callbacks],
+    )
+    if not progress:
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+    if last_ckpt:
+        log.info("resuming from %s", last_ckpt)
+    result = trainer.train(resume_from_checkpoint=last_ckpt)
+    dev_loss = trainer.evaluate()["eval_loss"] if dev_ds is not None else None
+
+    # 4. Save: safetensors weights + tokenizer + the data manifest, in one loadable directory.
+    model_dir = out / MODEL_DIR
+    final = trainer.model
+    if cfg.lora and trainer.is_world_process_zero():
+        final.save_pretrained(out / "adapter")
+        final = final.merge_and_unload()
+    if cfg.lora:
+        final.save_pretrained(model_dir, is_main_process=trainer.is_world_process_zero())
+    else:
+        trainer.save_model(str(model_dir))
+    if not trainer.is_world_process_zero():
+        return {}
+    tokenizer.save_pretrained(model_dir)
+    if (out / "data-manifest.json").is_file():
+        shutil.copyfile(out / "data-manifest.json", model_dir / "data-manifest.json")
+
+    losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    summary: dict[str, Any] = {
+        "status": "done", "role": cfg.role, "model": cfg.model, "init_from": init_from or cfg.model,
+        "init_digest": init_digest,
+        "data": str(cfg.data), "output_dir": str(out), "model_dir": str(model_dir),
+        "examples": {k: v.to_dict() for k, v in stats.items()},
+        "packing": packing, "packing_reason": packing_reason, "bf16": bf16, "notes": notes,
+        "lora": cfg.lora, "resumed_from": last_ckpt, "resumed_from_step": clock.start_step,
+        "steps": trainer.state.global_step, "epochs": cfg.epochs, "lr": cfg.lr,
+        "warmup_ratio": cfg.warmup_ratio, "weight_decay": cfg.weight_decay, "max_length": cfg.max_length,
+        "final_loss": losses[-1][1] if losses else None, "train_loss": result.training_loss,
+        "dev_loss": dev_loss, "loss_history": losses,
+        "tokens_seen": clock.tokens, "seconds": round(clock.seconds, 3),
+        "tokens_per_second": round(clock.tokens / clock.seconds, 1) if clock.seconds else None,
+    }
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def weights_digest(model) -> str:
+    """SHA-256 over the named parameters: proves which weights a run started from (GLPFT stage 2)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().to("cpu").contiguous().view(-1).view(dtype=_u8()).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _u8():
+    import torch
+
+    return torch.uint8
+
+
+def _wrap_lora(model, lora: dict[str, Any]):
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise UserError("LoRA needs peft: pip install 'umi[lora]'") from None
+    conf = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                      target_modules=lora["target"], task_type="CAUSAL_LM")
+    return get_peft_model(model, conf)
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The one-screen end-of-run report."""
+    if s.get("skipped"):
+        return f"{s['role']}: already finished in {s['output_dir']} (skipped; --resume never to retrain)"
+    tr = s["examples"]["train"]
+    dev = s["examples"]["dev"]
+    dropped = tr["dropped_overlong"] + tr["dropped_completion_too_long"]
+    fl = s["final_loss"]
+    lines = [
+        f"role {s['role']}  ({s['model']} -> {s['model_dir']})",
+        f"  init from        {s['init_from']}",
+        f"  examples         train {tr['used']}/{tr['examples']} used, {dropped} dropped "
+        f"(overlong {tr['dropped_overlong']}, completion too long {tr['dropped_completion_too_long']}), "
+        f"{tr['trimmed']} prompt-trimmed [--overlong {tr['overlong_policy']}, max {tr['max_length']}]"
+        + (f"; dev {dev['used']}" if dev["examples"] else "; no dev split"),
+        f"  loss tokens      {tr['loss_share']:.1%} of {tr['tokens']:,} train tokens carry labels",
+        f"  batching         {'packed (padding-free)' if s['packing'] else 'dynamic padding'}: "
+        f"{s['packing_reason']}",
+        f"  steps            {s['steps']}" + (f" (resumed from step {s['resumed_from_step']})"
+                                                if s["resumed_from"] else ""),
+        f"  loss             final {fl:.4f}" if fl is not None else "  loss             n/a",
+    ]
+    if s.get("dev_loss") is not None:
+        lines[-1] += f", dev {s['dev_loss']:.4f}"
+    lines.append(f"  throughput       {s['tokens_per_second'] or 0:,.0f} tokens/s ({s['tokens_seen']:,} tokens)")
+    lines += [f"  note             {n}" for n in s["notes"]]
+    lines.append(f"  saved            {s['model_dir']} (safetensors + tokenizer + data-manifest.json), "
+                 f"summary.json, data-report.json")
+    return "\n".join(lines)
