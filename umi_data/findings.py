@@ -6,6 +6,7 @@ Severity ``error`` means the record cannot be used and is rejected; ``warning`` 
 kept but deserves a look (``--strict`` turns warnings into errors).
 """
 
+# ruff: noqa: E501  (the code table reads best one code per line)
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ _CODES = [
     Code("unknown_format", "error", "No reader recognises the input; pass --format."),
     Code("schema", "error", "The record does not have the shape its format requires (missing key, wrong type)."),
     Code("no_trajectory", "error", "A ToolBench answer file without `train_messages`: it carries no trajectory."),
-    Code("duplicate_id", "error", "Another record already produced this trajectory id."),
+    Code("duplicate_id", "error", "Another record already produced this trajectory id; the later one is rejected."),
     # Semantics: the record parses; these describe what it says.
     Code("unknown_tool", "warning", "A call names a tool that is not in the tool list (a hallucinated name)."),
     Code("arguments_not_json", "warning", "A call's arguments are not a JSON object."),
@@ -45,7 +46,8 @@ _CODES = [
     Code("no_terminal_turn", "error", "The trajectory neither concludes nor gives up: it ends mid-way."),
     Code("empty_final_answer", "warning", "The conclusion is empty or the placeholder `none`."),
     Code("duplicate_tool", "warning", "Two tools share a name; the α-UMi prompt cannot tell them apart."),
-    Code("duplicate_trajectory", "warning", "The same trajectory content appears more than once (train/dev leakage)."),
+    Code("duplicate_trajectory", "error", "The same trajectory content (instruction, tools, turns) already appeared in an "
+         "earlier record; the later one is rejected (it would leak between train and dev)."),
     Code("no_tools", "warning", "The trajectory offers no tool at all."),
     Code("plain_assistant", "warning", "An assistant turn carries no decision (no `Next: …`); it only enters histories."),
     Code("turns_after_conclusion", "warning", "Turns follow a conclusion."),
@@ -53,6 +55,8 @@ _CODES = [
     Code("parallel_calls", "warning", "One caller turn holds several calls; α-UMi checkpoints were trained on one call per turn."),
     Code("observation_recovered", "warning", "A tool response was not valid JSON; its text was recovered after `\"response\":`."),
     Code("finish_recovered", "warning", "A Finish call's arguments were not valid JSON; the answer was recovered from the text."),
+    Code("tool_schema_invalid", "warning", "A tool's `parameters` is not a usable JSON Schema; calls to it are checked "
+         "only for being a JSON object."),
 ]
 CODES: dict[str, Code] = {c.code: c for c in _CODES}
 
