@@ -134,6 +134,13 @@ def _load_model_and_tokenizer(cfg: TrainConfig, model_path: str, bf16: bool):
     return model, tokenizer
 
 
+def _checkpointing_args(args_cls, on: bool) -> dict[str, Any]:
+    """Activation checkpointing under whichever name this transformers version uses (renamed in 5.x)."""
+    prefix = "activation" if "activation_checkpointing" in args_cls.__dataclass_fields__ else "gradient"
+    return {f"{prefix}_checkpointing": on,
+            f"{prefix}_checkpointing_kwargs": {"use_reentrant": False} if on else None}
+
+
 def _set_library_progress(on: bool) -> None:
     """transformers/datasets draw their own bars (weight loading, shard writing): follow our setting."""
     import datasets
@@ -214,8 +221,7 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio, lr_scheduler_type=cfg.scheduler,
         weight_decay=cfg.weight_decay, per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-        bf16=bf16, gradient_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        bf16=bf16, **_checkpointing_args(TrainingArguments, cfg.gradient_checkpointing),
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
         logging_steps=cfg.logging_steps, logging_first_step=True, report_to="none", seed=cfg.seed,
         disable_tqdm=not progress, include_num_input_tokens_seen="non_padding", dataloader_num_workers=0,

@@ -1,0 +1,163 @@
+"""`umitrain`: thin click wrappers; the work lives in train.py / glpft.py / tiny.py."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from umi_train import ROLES, UserError, __version__
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(format="umitrain: %(message)s", level=logging.WARNING if quiet else logging.INFO,
+                        stream=sys.stderr, force=True)
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")
+
+
+def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A mistake the user can fix prints one line and exits 2; no traceback."""
+
+    @wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            click.echo(f"umitrain: error: {exc}", err=True)
+            sys.exit(2)
+
+    return run
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="umitrain")
+def main() -> None:
+    """Train α-UMi planner / caller / summarizer models with GLPFT."""
+
+
+_OVERRIDES = [
+    click.option("--epochs", type=float, help="Training epochs [recipe: global 2, planner/caller 1, summarizer 2]."),
+    click.option("--lr", type=float, help="Peak learning rate [recipe: global 5e-5, stage 2 1e-5]."),
+    click.option("--warmup-ratio", type=float, help="Warmup share of steps [recipe: 0.4 / 0.2, summarizer 0.4]."),
+    click.option("--weight-decay", type=float, help="[recipe: global 0, stage 2 0.01]."),
+    click.option("--scheduler", help="LR schedule [cosine]."),
+    click.option("--max-length", type=int, help="Max tokens per example [4096]."),
+    click.option("--batch-size", type=int, help="Examples per device per step [4]."),
+    click.option("--grad-accum", type=int, help="Gradient accumulation steps [1]."),
+    click.option("--max-steps", type=int, help="Stop after this many optimizer steps (overrides epochs)."),
+    click.option("--bf16/--no-bf16", default=None, help="bf16 mixed precision [on; switched off on CPU]."),
+    click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None, help="[on]."),
+    click.option("--packing/--no-packing", default=None,
+                 help="Padding-free packing [on; falls back to padding if the model can't keep examples apart]."),
+    click.option("--overlong", type=click.Choice(["drop", "trim-prompt"]),
+                 help="Examples longer than --max-length: drop them [drop] or left-trim the prompt."),
+    click.option("--save-steps", type=int, help="Checkpoint every N steps [500]."),
+    click.option("--logging-steps", type=int, help="Log loss every N steps [10]."),
+    click.option("--seed", type=int, help="Random seed [42]."),
+    click.option("--lora", help="LoRA, e.g. r=16,alpha=32,dropout=0.05,target=q_proj+v_proj (needs peft)."),
+    click.option("--attn-implementation", help="e.g. sdpa, eager, flash_attention_2 [model default]."),
+    click.option("--num-proc", type=int, help="Tokenization processes [auto]."),
+]
+
+
+def _override_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed(_OVERRIDES):
+        fn = opt(fn)
+    return fn
+
+
+def _collect(kwargs: dict[str, Any]) -> dict[str, Any]:
+    names = ("epochs", "lr", "warmup_ratio", "weight_decay", "scheduler", "max_length", "batch_size",
+             "grad_accum", "max_steps", "bf16", "gradient_checkpointing", "packing", "overlong", "save_steps",
+             "logging_steps", "seed", "lora", "attn_implementation", "num_proc")
+    out = {n: kwargs.pop(n) for n in names}
+    if out["lora"] is not None:
+        from umi_train.train import parse_lora
+
+        out["lora"] = parse_lora(out["lora"])
+    return {k: v for k, v in out.items() if v is not None}
+
+
+@main.command()
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="An `umidata split` output dir.")
+@click.option("--role", required=True, help=f"One of: {', '.join(ROLES)}.")
+@click.option("--model", default="tiny", show_default=True,
+              help="Local model dir or hub name, or `tiny` (offline random tiny LLaMA + BPE tokenizer).")
+@click.option("-o", "--output-dir", required=True, type=click.Path(path_type=Path), help="Run directory.")
+@click.option("--resume", default="auto", show_default=True,
+              help="auto: continue from RUNDIR's last checkpoint; never: start over; or a checkpoint dir.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow the model repo's own Python code (off).")
+@click.option("--quiet", is_flag=True, help="No progress bars or per-step logs; summary only.")
+@_override_options
+@_user_errors
+def train(data: Path, role: str, model: str, output_dir: Path, resume: str, trust_remote_code: bool,
+          quiet: bool, **kwargs: Any) -> None:
+    """Fine-tune MODEL on one role of a split (loss on completion + EOS only)."""
+    _setup_logging(quiet)
+    from umi_train.glpft import recipe_defaults
+    from umi_train.train import TrainConfig, format_summary, train_role
+
+    if role not in ROLES:
+        raise UserError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+    opts = {**recipe_defaults(role), **_collect(kwargs)}
+    cfg = TrainConfig(data=data, role=role, output_dir=output_dir, model=model, resume=resume,
+                      trust_remote_code=trust_remote_code, quiet=quiet, **opts)
+    summary = train_role(cfg)
+    if summary:
+        click.echo(format_summary(summary))
+
+
+@main.command()
+@click.argument("pipeline", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), help="Override the pipeline's data dir.")
+@click.option("--model", help="Override the pipeline's stage-1 model.")
+@click.option("-o", "--output-dir", type=click.Path(path_type=Path), help="Override the pipeline's output dir.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override any pipeline key, e.g. --set stage2.caller.lr=2e-5 (repeatable).")
+@click.option("--resume", type=click.Choice(["auto", "never"]), default="auto", show_default=True,
+              help="auto: skip finished stages, resume interrupted ones; never: retrain everything.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow the model repo's own Python code (off).")
+@click.option("--quiet", is_flag=True, help="No progress bars or per-step logs; summaries only.")
+@_override_options
+@_user_errors
+def glpft(pipeline: Path, data: Path | None, model: str | None, output_dir: Path | None, sets: tuple[str, ...],
+          resume: str, trust_remote_code: bool, quiet: bool, **kwargs: Any) -> None:
+    """Run GLPFT from a PIPELINE yaml: stage 1 on `global`, then the three roles from its result.
+
+    Flags like --lr or --max-steps apply to every stage; use --set for one stage.
+    """
+    _setup_logging(quiet)
+    from umi_train.glpft import format_glpft, run_glpft
+
+    stage_overrides = {**_collect(kwargs), "resume": resume, "quiet": quiet,
+                       "trust_remote_code": trust_remote_code or None}
+    result = run_glpft(pipeline, {"data": data and str(data), "model": model,
+                                  "output_dir": output_dir and str(output_dir)},
+                       sets, stage_overrides, echo=click.echo)
+    click.echo(format_glpft(result))
+
+
+@main.command()
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="An `umidata split` output dir.")
+@click.option("--role", default="global", show_default=True, help="Role whose train text trains the tokenizer.")
+@click.option("-o", "--output-dir", required=True, type=click.Path(path_type=Path))
+@click.option("--vocab-size", default=2000, show_default=True)
+@click.option("--seed", default=42, show_default=True)
+@_user_errors
+def tiny(data: Path, role: str, output_dir: Path, vocab_size: int, seed: int) -> None:
+    """Build the offline tiny model + tokenizer (what `--model tiny` uses) into a directory."""
+    from umi_train.data import role_shards
+    from umi_train.tiny import make_tiny
+
+    shards = role_shards(data, role, "train")
+    if not shards:
+        raise UserError(f"no train shards for role {role!r} under {data}")
+    make_tiny(shards, output_dir, seed=seed, vocab_size=vocab_size)
+    click.echo(f"tiny model + tokenizer saved to {output_dir} (use it with --model {output_dir})")
