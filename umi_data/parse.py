@@ -184,7 +184,7 @@ def _thought(span: str) -> str | None:
 def _call_split(text: str) -> tuple[int, list[Call]] | None:
     """The earliest line-start ``Action: `` from which the rest is exactly call text."""
     for m in _ACTION_RE.finditer(text):
-        calls = alpha_umi.parse_calls(text[m.start():])
+        calls = alpha_umi.parse_calls(text[m.start() :])
         if calls is not None:
             return m.start(), calls
     return None
@@ -206,13 +206,15 @@ def parse_global(text: str) -> GlobalOutput:
     split = _call_split(body)
     conc = _CONCLUSION_RE.search(body)
     if conc is not None and (split is None or conc.start() < split[0]):
-        return GlobalOutput(_thought(body[: conc.start()]), "conclude", answer=body[conc.end():], clean=clean)
+        return GlobalOutput(
+            _thought(body[: conc.start()]), "conclude", answer=body[conc.end() :], clean=clean
+        )
     if split is not None:
         return GlobalOutput(_thought(body[: split[0]]), "call", calls=_parsed(split[1]), clean=clean)
     first = _ACTION_RE.search(body)
     if first is not None:
         try:
-            calls = parse_caller(body[first.start():])
+            calls = parse_caller(body[first.start() :])
         except ParseError:
             pass
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -99,8 +100,16 @@ def test_round_trip_shared_samples(path: Path) -> None:
 
 # --- hypothesis: generated thoughts, calls and answers ----------------------------------------
 
-FORBIDDEN = ("Next: caller.", "Next: conclusion.", "Next: give up.", "Action: ", "Action Input: ",
-             "conclusion: ", "</s>", "invalid_hallucination_function_name")
+FORBIDDEN = (
+    "Next: caller.",
+    "Next: conclusion.",
+    "Next: give up.",
+    "Action: ",
+    "Action Input: ",
+    "conclusion: ",
+    "</s>",
+    "invalid_hallucination_function_name",
+)
 
 
 def _free(text: str) -> bool:
@@ -108,10 +117,12 @@ def _free(text: str) -> bool:
 
 
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40).filter(_free)
-names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=20).filter(_free)
-json_args = st.dictionaries(st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=10)), max_size=3).map(
-    lambda d: __import__("json").dumps(d)
+names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=20).filter(
+    _free
 )
+json_args = st.dictionaries(
+    st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=10)), max_size=3
+).map(json.dumps)
 calls = st.lists(st.builds(Call, names, st.one_of(texts, json_args)), min_size=1, max_size=3)
 thoughts = st.one_of(st.none(), texts)
 
@@ -129,7 +140,10 @@ def trajectories(draw) -> Trajectory:
         turns += [Turn("planner", thought=draw(thoughts), decision="give_up")]
     else:
         answer = draw(texts.filter(lambda a: a != "give up."))
-        turns += [Turn("planner", thought=draw(thoughts), decision="conclude"), Turn("conclusion", content=answer)]
+        turns += [
+            Turn("planner", thought=draw(thoughts), decision="conclude"),
+            Turn("conclusion", content=answer),
+        ]
     tools = [Tool("get_x", "Get x.")]
     return Trajectory("h/0", Source("canonical", "hyp.json"), turns[0].content or "", tools, turns)
 
@@ -218,16 +232,26 @@ def test_summarizer() -> None:
 def test_global_shapes() -> None:
     out = parse_global('I call a.\nAction: a\nAction Input: {"x": 1}')
     assert (out.thought, out.decision, _pairs(out.calls), out.answer, out.clean) == (
-        "I call a.", "call", [("a", '{"x": 1}')], None, True)
+        "I call a.",
+        "call",
+        [("a", '{"x": 1}')],
+        None,
+        True,
+    )
     out = parse_global("\nAction: a\nAction Input: {}")
     assert (out.thought, out.decision) == (None, "call")
-    assert parse_global("Done.\nconclusion: It is 4.") == GlobalOutput("Done.", "conclude", None, "It is 4.", True)
+    assert parse_global("Done.\nconclusion: It is 4.") == GlobalOutput(
+        "Done.", "conclude", None, "It is 4.", True
+    )
     assert parse_global("Stuck.\nconclusion: give up.") == GlobalOutput("Stuck.", "give_up", None, None, True)
     assert parse_global("Stuck.\nconclusion: give up.</s>") == GlobalOutput("Stuck.", "give_up", clean=False)
     # a thought that mentions an action in prose, then the real call (seen in ToolBench data)
     out = parse_global("Plan.\n\nAction: Call the 'a' function.\nAction: a\nAction Input: {}")
-    assert (out.thought, out.decision, _pairs(out.calls)) == ("Plan.\n\nAction: Call the 'a' function.", "call",
-                                                              [("a", "{}")])
+    assert (out.thought, out.decision, _pairs(out.calls)) == (
+        "Plan.\n\nAction: Call the 'a' function.",
+        "call",
+        [("a", "{}")],
+    )
     # a planner-style output from the global model: decision known, call missing
     out = parse_global("I call a.\n Next: caller.")
     assert (out.thought, out.decision, out.calls, out.clean) == ("I call a.", "call", None, False)
