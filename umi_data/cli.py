@@ -1,0 +1,203 @@
+"""``umidata``: the command line. Commands only parse arguments and call one library function.
+
+Exit codes: 0 ok; 1 findings (validate: an error, or a warning under --strict) or rejects
+(convert: any record rejected); 2 usage or I/O error (missing input, unwritable output).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+import orjson
+
+from umi_data import __version__
+from umi_data.findings import CODES
+from umi_data.readers import FORMATS, Unit, expand
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+PROGRESS_MIN_BYTES = 20_000_000  # show a progress bar only for inputs at least this large
+
+_inputs = click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
+_format = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default=None,
+    help="Read every record with this reader instead of detecting the format per record.",
+)  # fmt: skip
+_strict = click.option("--strict", is_flag=True, help="Treat warnings as errors (reject those records).")
+_quiet = click.option(
+    "--quiet", "-q", is_flag=True, help="Print nothing but fatal errors; use the exit code."
+)
+
+
+def _interactive() -> bool:
+    return sys.stderr.isatty() and os.environ.get("CI", "").lower() not in ("true", "1")
+
+
+def _check_inputs(inputs: tuple[str, ...]) -> None:
+    missing = [p for p in inputs if not os.path.lexists(p)]
+    if missing:
+        click.echo(f"error: no such input: {', '.join(missing)}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+@contextmanager
+def _progress(inputs: tuple[str, ...], quiet: bool) -> Iterator[Callable[[Unit], None] | None]:
+    """A rich progress bar over input bytes, on a terminal, for large inputs only."""
+    units = expand(inputs) if not quiet and _interactive() else []
+    total = sum(u.size() for u in units)
+    if total < PROGRESS_MIN_BYTES:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("reading"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeRemainingColumn(), transient=True) as bar:  # fmt: skip
+        task = bar.add_task("read", total=total)
+        yield lambda unit: bar.advance(task, unit.size())
+
+
+def _summary(summary, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+    if quiet:
+        return
+    line = (f"records read: {summary.records} = accepted {summary.accepted} + rejected {summary.rejected} "
+            f"({summary.errors} errors, {summary.warnings} warnings)")  # fmt: skip
+    if not _interactive():
+        click.echo(line, err=True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="umidata", show_edge=False)
+    for col in ("records", "accepted", "rejected", "errors", "warnings"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        *(str(getattr(summary, c)) for c in ("records", "accepted", "rejected", "errors", "warnings"))
+    )
+    console = Console(stderr=True)
+    console.print(table)
+    if summary.counts_by_code:
+        console.print("  ".join(f"{c}={n}" for c, n in sorted(summary.counts_by_code.items())))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="umidata")
+def main() -> None:
+    """umi data tools: ToolBench / α-UMi / OpenAI-style agent trajectories → canonical,
+    JSON-Schema-validated trajectories → α-UMi datasets.
+
+    Exit codes: 0 ok, 1 findings or rejects, 2 usage or I/O error."""
+
+
+@main.command()
+@_inputs
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=str),
+              help="Output file: canonical JSONL, Parquet when it ends in .parquet, or α-UMi JSON with "
+                   "--to alpha-umi. Rejects go to <stem>.rejects.jsonl beside it.")  # fmt: skip
+@_format
+@click.option("--to", "to", type=click.Choice(["umi", "alpha-umi"]), default="umi", show_default=True,
+              help="umi: canonical trajectories; alpha-umi: α-UMi stage-2 conversations.")  # fmt: skip
+@_strict
+@_quiet
+def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict: bool, quiet: bool) -> None:
+    """Convert INPUT files, directories or zips to canonical trajectories (or α-UMi).
+
+    Records with an error finding (or a warning under --strict) and duplicates (same id or same
+    content as an earlier record) are rejected into <stem>.rejects.jsonl, one JSON line each:
+    {source, reason, message, pointer, findings}. Both files are written atomically. Exits 1
+    when any record was rejected."""
+    from umi_data.convert import convert as run
+
+    _check_inputs(inputs)
+    if os.path.isdir(out):
+        click.echo(f"error: output {out} is a directory", err=True)
+        sys.exit(EXIT_USAGE)
+    try:
+        with _progress(inputs, quiet) as on_unit:
+            summary = run(inputs, out, fmt=fmt, to=to, strict=strict, on_unit=on_unit)  # type: ignore[arg-type]
+    except OSError as e:
+        click.echo(f"error: cannot write {out}: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    _summary(summary, quiet)
+    if not quiet:
+        click.echo(f"wrote {summary.accepted} trajectories to {out}, {summary.rejected} rejects to "
+                   f"{Path(out).with_name(Path(out).stem + '.rejects.jsonl')}", err=True)  # fmt: skip
+    sys.exit(EXIT_FINDINGS if summary.rejected else EXIT_OK)
+
+
+@main.command()
+@_inputs
+@_format
+@_strict
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON report (schemas/findings-report.schema.json), not lines.")  # fmt: skip
+@_quiet
+def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bool, quiet: bool) -> None:
+    """Check INPUT files, directories or zips and report findings; write nothing.
+
+    One line per finding (file:line#/pointer: severity [code] message), then a summary. Exits 1
+    when there is an error (or a warning under --strict), or a duplicate."""
+    from umi_data.convert import report
+    from umi_data.convert import validate as run
+
+    _check_inputs(inputs)
+    on_checked = None
+    if not quiet and not as_json:
+
+        def on_checked(c):  # type: ignore[no-untyped-def]
+            for f in c.findings:
+                click.echo(f.line())
+
+    with _progress(inputs, quiet) as on_unit:
+        summary, findings = run(inputs, fmt=fmt, strict=strict, on_unit=on_unit, on_checked=on_checked)
+    if as_json:
+        sys.stdout.buffer.write(
+            orjson.dumps(report(summary, findings, strict), option=orjson.OPT_INDENT_2) + b"\n"
+        )
+        sys.stdout.flush()
+    else:
+        _summary(summary, quiet)
+    sys.exit(EXIT_FINDINGS if summary.rejected else EXIT_OK)
+
+
+@main.command()
+@click.option("--markdown", is_flag=True, help="Print docs/findings.md (the generated reference page).")
+def codes(markdown: bool) -> None:
+    """List every finding code with its default severity and meaning."""
+    if markdown:
+        click.echo(findings_markdown(), nl=False)
+        return
+    width = max(map(len, CODES))
+    for c in CODES.values():
+        click.echo(f"{c.code:<{width}}  {c.severity:<7}  {c.description}")
+
+
+def findings_markdown() -> str:
+    """The text of ``docs/findings.md``, generated from ``findings.CODES``."""
+    lines = [
+        "# Finding codes",
+        "",
+        "<!-- Generated from umi_data/findings.py by `umidata codes --markdown > docs/findings.md`;"
+        " do not edit. -->",
+        "",
+        "`umidata validate` and `umidata convert` report problems as findings: a stable code, a",
+        "severity, the record's location (`file:line` or `file[index]`, `zip!member`) and a JSON",
+        "pointer. Reading and schema findings point into the *input* record; semantic findings",
+        "point into the *canonical* trajectory (`/turns/4/calls/0/arguments`). A record with an",
+        "`error` is rejected (`--strict`: a warning too); a later duplicate of an accepted record",
+        "is rejected. Rejects are listed in `<output stem>.rejects.jsonl`.",
+        "",
+        "| code | severity | meaning |",
+        "| --- | --- | --- |",
+    ]
+    for c in CODES.values():
+        desc = c.description.replace("|", "\\|")
+        lines.append(f"| `{c.code}` | {c.severity} | {desc} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
