@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import pstats
+import re
 import resource
 import statistics
 import subprocess
@@ -73,7 +74,7 @@ def has_split(exe: str) -> bool:
         r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return False
-    return r.returncode == 0 and "split" in r.stdout
+    return r.returncode == 0 and re.search(r"^\s+split(\s|$)", r.stdout, re.MULTILINE) is not None
 
 
 def machine() -> dict:
@@ -118,6 +119,16 @@ def parse_floor(files: list[Path]) -> float:
         with open(p, "rb") as f:
             loads(f.read())
     return time.perf_counter() - t0
+
+
+def wait_idle(max_s: float, below: float = 0.5) -> None:
+    """Wait up to ``max_s`` seconds for the 1-minute load average to drop under ``below``."""
+    t0 = time.monotonic()
+    while os.getloadavg()[0] >= below and time.monotonic() - t0 < max_s:
+        time.sleep(2)
+    load = os.getloadavg()[0]
+    if load >= below:
+        log(f"warning: load average {load:.2f}: other work on the machine will inflate the wall times")
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -166,6 +177,9 @@ def run_measured(cmd: list[str], poll_s: float = POLL_S, **popen_kw) -> dict:
         "wall_s": wall,
         "peak_rss_tree_mb": peak / MB,
         "peak_rss_max_process_mb": ru.ru_maxrss * KIB / MB,
+        # CPU seconds (user + sys) of the process and its reaped descendants: less sensitive than
+        # wall time to other load on the machine.
+        "cpu_s": ru.ru_utime + ru.ru_stime,
         # Same figure, cumulative over every child this process has reaped so far (cross-check).
         "rusage_children_maxrss_mb": children * KIB / MB,
         "stdout": stdout,
@@ -225,6 +239,7 @@ def bench_corpus(n: int, args, exe: str) -> dict:
     log(f"[{n}] corpus {cdir} ({info['input_bytes'] / MB:.0f} MB, ready in {build_s:.1f} s)")
 
     input_bytes = read_all(files)  # warm-up: page cache warm for the floor and the split alike
+    wait_idle(args.wait_idle)
     floors = [parse_floor(files) for _ in range(args.repeat)]
     log(f"[{n}] parse floor: best {min(floors):.3f} s of {', '.join(f'{x:.3f}' for x in floors)}")
 
@@ -234,13 +249,15 @@ def bench_corpus(n: int, args, exe: str) -> dict:
     runs = []
     for i in range(args.repeat):
         read_all(files)  # keep the cache warm between runs (outputs of the last run may evict it)
+        load_before = round(os.getloadavg()[0], 2)
         r = run_measured(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if r["rc"] != 0:
             sys.stderr.write(r["stderr"].decode(errors="replace")[-4000:])
             raise SystemExit(f"[{n}] {' '.join(cmd)} failed with exit status {r['rc']}")
-        runs.append({k: round(r[k], 3) for k in ("wall_s", "peak_rss_tree_mb", "peak_rss_max_process_mb",
-                                                  "rusage_children_maxrss_mb")})
-        log(f"[{n}] split run {i + 1}/{args.repeat}: {r['wall_s']:.2f} s, tree peak "
+        runs.append({k: round(r[k], 3) for k in ("wall_s", "cpu_s", "peak_rss_tree_mb",
+                                                  "peak_rss_max_process_mb", "rusage_children_maxrss_mb")})
+        runs[-1]["loadavg_1min_before"] = load_before
+        log(f"[{n}] split run {i + 1}/{args.repeat}: {r['wall_s']:.2f} s ({r['cpu_s']:.2f} s CPU), tree peak "
             f"{r['peak_rss_tree_mb']:.0f} MB, largest process {r['peak_rss_max_process_mb']:.0f} MB")
 
     output_bytes = dir_bytes(out)
@@ -257,6 +274,7 @@ def bench_corpus(n: int, args, exe: str) -> dict:
         "parse_floor_s": round(floor, 3),
         "parse_floor_runs_s": [round(x, 3) for x in floors],
         "split_wall_s": round(wall, 3),
+        "split_cpu_s": round(min(r["cpu_s"] for r in runs), 3),
         "split_wall_median_s": round(statistics.median(r["wall_s"] for r in runs), 3),
         "ratio_to_floor": round(wall / floor, 2),
         "peak_rss_tree_mb": round(max(r["peak_rss_tree_mb"] for r in runs), 1),
@@ -288,7 +306,7 @@ def fmt(x, spec: str, unit: str = "") -> str:
 
 
 def table(results: list[dict]) -> str:
-    head = ["corpus", "input", "parse floor", "split wall", "× floor", "ref. wall", "peak RSS (tree)",
+    head = ["corpus", "input", "parse floor", "split wall", "split CPU", "× floor", "ref. wall", "peak RSS (tree)",
             "peak RSS (largest process)", "ref. peak", "output", "ref. output", "output / ref.",
             "trajectories", "examples"]
     rows = []
@@ -296,7 +314,8 @@ def table(results: list[dict]) -> str:
         ref = r["reference"] or {}
         rows.append([
             f"{r['files']:,} files", fmt_bytes(r["input_bytes"]), fmt(r["parse_floor_s"], ".2f", " s"),
-            fmt(r["split_wall_s"], ".2f", " s"), fmt(r["ratio_to_floor"], ".1f", "×"),
+            fmt(r["split_wall_s"], ".2f", " s"), fmt(r.get("split_cpu_s"), ".2f", " s"),
+            fmt(r["ratio_to_floor"], ".1f", "×"),
             fmt(ref.get("wall_s"), ".1f", " s"), fmt(r["peak_rss_tree_mb"], ".0f", " MB"),
             fmt(r["peak_rss_max_process_mb"], ".0f", " MB"), fmt(ref.get("peak_mb"), ".0f", " MB"),
             fmt_bytes(r["output_bytes"]), fmt_bytes(ref.get("output_bytes")),
@@ -319,7 +338,8 @@ def markdown(report: dict) -> str:
         f"{m['python']}, {m['platform']} (commit {m['git_commit']}); workers: {workers}. "
         f"Wall time is the best of {report['repeat']} runs, peaks the largest; the parse floor is "
         "read + `orjson.loads` of every input file on one core (best of the same number of runs), "
-        "page cache warm for both. Reference: the original α-UMi preprocessing "
+        f"page cache warm for both; split CPU is user + sys of the split and its workers. 1-minute load "
+        f"average at start: {report['loadavg_at_start'][0]}. Reference: the original α-UMi preprocessing "
         "(`../shared/docs/reference-figures.md`, 2 cores, 24 GiB; JSON output, Parquet here).",
         "",
         table(report["results"]),
@@ -374,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also profile one single-worker split of the smallest corpus (cProfile)")
     ap.add_argument("--profile-only", action="store_true", help="only the profile, no timed runs")
     ap.add_argument("--seed", type=int, default=0, help="corpus seed")
+    ap.add_argument("--wait-idle", type=float, default=0, metavar="S",
+                    help="wait up to S seconds for the 1-min load average to drop under 0.5 before each corpus")
     ap.add_argument("--umidata", default=None, help="umidata executable (default: next to this python)")
     ap.add_argument("--corpus-dir", default=str(HERE / "corpus"))
     ap.add_argument("--out-dir", default=str(HERE / "out"))
@@ -393,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         "argv": " ".join(sys.argv[1:] if argv is None else argv),
         "repeat": args.repeat,
         "poll_interval_s": POLL_S,
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "machine": machine(),
         "results": [],
     }
