@@ -15,8 +15,12 @@ from umi_train import ROLES, UserError, __version__
 
 
 def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(format="umitrain: %(message)s", level=logging.WARNING if quiet else logging.INFO,
-                        stream=sys.stderr, force=True)
+    logging.basicConfig(
+        format="umitrain: %(message)s",
+        level=logging.WARNING if quiet else logging.INFO,
+        stream=sys.stderr,
+        force=True,
+    )
     import warnings
 
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
@@ -43,9 +47,13 @@ def main() -> None:
 
 
 _OVERRIDES = [
-    click.option("--epochs", type=float, help="Training epochs [recipe: global 2, planner/caller 1, summarizer 2]."),
+    click.option(
+        "--epochs", type=float, help="Training epochs [recipe: global 2, planner/caller 1, summarizer 2]."
+    ),
     click.option("--lr", type=float, help="Peak learning rate [recipe: global 5e-5, stage 2 1e-5]."),
-    click.option("--warmup-ratio", type=float, help="Warmup share of steps [recipe: 0.4 / 0.2, summarizer 0.4]."),
+    click.option(
+        "--warmup-ratio", type=float, help="Warmup share of steps [recipe: 0.4 / 0.2, summarizer 0.4]."
+    ),
     click.option("--weight-decay", type=float, help="[recipe: global 0, stage 2 0.01]."),
     click.option("--scheduler", help="LR schedule [cosine]."),
     click.option("--max-length", type=int, help="Max tokens per example [4096]."),
@@ -54,10 +62,16 @@ _OVERRIDES = [
     click.option("--max-steps", type=int, help="Stop after this many optimizer steps (overrides epochs)."),
     click.option("--bf16/--no-bf16", default=None, help="bf16 mixed precision [on; switched off on CPU]."),
     click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None, help="[on]."),
-    click.option("--packing/--no-packing", default=None,
-                 help="Padding-free packing [on; falls back to padding if the model can't keep examples apart]."),
-    click.option("--overlong", type=click.Choice(["drop", "trim-prompt"]),
-                 help="Examples longer than --max-length: drop them [drop] or left-trim the prompt."),
+    click.option(
+        "--packing/--no-packing",
+        default=None,
+        help="Padding-free packing [on; falls back to padding if the model can't keep examples apart].",
+    ),
+    click.option(
+        "--overlong",
+        type=click.Choice(["drop", "trim-prompt"]),
+        help="Examples longer than --max-length: drop them [drop] or left-trim the prompt.",
+    ),
     click.option("--save-steps", type=int, help="Checkpoint every N steps [500]."),
     click.option("--logging-steps", type=int, help="Log loss every N steps [10]."),
     click.option("--seed", type=int, help="Random seed [42]."),
@@ -74,9 +88,27 @@ def _override_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _collect(kwargs: dict[str, Any]) -> dict[str, Any]:
-    names = ("epochs", "lr", "warmup_ratio", "weight_decay", "scheduler", "max_length", "batch_size",
-             "grad_accum", "max_steps", "bf16", "gradient_checkpointing", "packing", "overlong", "save_steps",
-             "logging_steps", "seed", "lora", "attn_implementation", "num_proc")
+    names = (
+        "epochs",
+        "lr",
+        "warmup_ratio",
+        "weight_decay",
+        "scheduler",
+        "max_length",
+        "batch_size",
+        "grad_accum",
+        "max_steps",
+        "bf16",
+        "gradient_checkpointing",
+        "packing",
+        "overlong",
+        "save_steps",
+        "logging_steps",
+        "seed",
+        "lora",
+        "attn_implementation",
+        "num_proc",
+    )
     out = {n: kwargs.pop(n) for n in names}
     if out["lora"] is not None:
         from umi_train.train import parse_lora
@@ -88,17 +120,33 @@ def _collect(kwargs: dict[str, Any]) -> dict[str, Any]:
 @main.command()
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="An `umidata split` output dir.")
 @click.option("--role", required=True, help=f"One of: {', '.join(ROLES)}.")
-@click.option("--model", default="tiny", show_default=True,
-              help="Local model dir or hub name, or `tiny` (offline random tiny LLaMA + BPE tokenizer).")
+@click.option(
+    "--model",
+    default="tiny",
+    show_default=True,
+    help="Local model dir or hub name, or `tiny` (offline random tiny LLaMA + BPE tokenizer).",
+)
 @click.option("-o", "--output-dir", required=True, type=click.Path(path_type=Path), help="Run directory.")
-@click.option("--resume", default="auto", show_default=True,
-              help="auto: continue from RUNDIR's last checkpoint; never: start over; or a checkpoint dir.")
+@click.option(
+    "--resume",
+    default="auto",
+    show_default=True,
+    help="auto: continue from RUNDIR's last checkpoint; never: start over; or a checkpoint dir.",
+)
 @click.option("--trust-remote-code", is_flag=True, help="Allow the model repo's own Python code (off).")
 @click.option("--quiet", is_flag=True, help="No progress bars or per-step logs; summary only.")
 @_override_options
 @_user_errors
-def train(data: Path, role: str, model: str, output_dir: Path, resume: str, trust_remote_code: bool,
-          quiet: bool, **kwargs: Any) -> None:
+def train(
+    data: Path,
+    role: str,
+    model: str,
+    output_dir: Path,
+    resume: str,
+    trust_remote_code: bool,
+    quiet: bool,
+    **kwargs: Any,
+) -> None:
     """Fine-tune MODEL on one role of a split (loss on completion + EOS only)."""
     _setup_logging(quiet)
     from umi_train.glpft import recipe_defaults
@@ -107,8 +155,16 @@ def train(data: Path, role: str, model: str, output_dir: Path, resume: str, trus
     if role not in ROLES:
         raise UserError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
     opts = {**recipe_defaults(role), **_collect(kwargs)}
-    cfg = TrainConfig(data=data, role=role, output_dir=output_dir, model=model, resume=resume,
-                      trust_remote_code=trust_remote_code, quiet=quiet, **opts)
+    cfg = TrainConfig(
+        data=data,
+        role=role,
+        output_dir=output_dir,
+        model=model,
+        resume=resume,
+        trust_remote_code=trust_remote_code,
+        quiet=quiet,
+        **opts,
+    )
     summary = train_role(cfg)
     if summary:
         click.echo(format_summary(summary))
@@ -118,17 +174,38 @@ def train(data: Path, role: str, model: str, output_dir: Path, resume: str, trus
 @click.argument("pipeline", type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), help="Override the pipeline's data dir.")
 @click.option("--model", help="Override the pipeline's stage-1 model.")
-@click.option("-o", "--output-dir", type=click.Path(path_type=Path), help="Override the pipeline's output dir.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override any pipeline key, e.g. --set stage2.caller.lr=2e-5 (repeatable).")
-@click.option("--resume", type=click.Choice(["auto", "never"]), default="auto", show_default=True,
-              help="auto: skip finished stages, resume interrupted ones; never: retrain everything.")
+@click.option(
+    "-o", "--output-dir", type=click.Path(path_type=Path), help="Override the pipeline's output dir."
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override any pipeline key, e.g. --set stage2.caller.lr=2e-5 (repeatable).",
+)
+@click.option(
+    "--resume",
+    type=click.Choice(["auto", "never"]),
+    default="auto",
+    show_default=True,
+    help="auto: skip finished stages, resume interrupted ones; never: retrain everything.",
+)
 @click.option("--trust-remote-code", is_flag=True, help="Allow the model repo's own Python code (off).")
 @click.option("--quiet", is_flag=True, help="No progress bars or per-step logs; summaries only.")
 @_override_options
 @_user_errors
-def glpft(pipeline: Path, data: Path | None, model: str | None, output_dir: Path | None, sets: tuple[str, ...],
-          resume: str, trust_remote_code: bool, quiet: bool, **kwargs: Any) -> None:
+def glpft(
+    pipeline: Path,
+    data: Path | None,
+    model: str | None,
+    output_dir: Path | None,
+    sets: tuple[str, ...],
+    resume: str,
+    trust_remote_code: bool,
+    quiet: bool,
+    **kwargs: Any,
+) -> None:
     """Run GLPFT from a PIPELINE yaml: stage 1 on `global`, then the three roles from its result.
 
     Flags like --lr or --max-steps apply to every stage; use --set for one stage.
@@ -136,17 +213,27 @@ def glpft(pipeline: Path, data: Path | None, model: str | None, output_dir: Path
     _setup_logging(quiet)
     from umi_train.glpft import format_glpft, run_glpft
 
-    stage_overrides = {**_collect(kwargs), "resume": resume, "quiet": quiet,
-                       "trust_remote_code": trust_remote_code or None}
-    result = run_glpft(pipeline, {"data": data and str(data), "model": model,
-                                  "output_dir": output_dir and str(output_dir)},
-                       sets, stage_overrides, echo=click.echo)
+    stage_overrides = {
+        **_collect(kwargs),
+        "resume": resume,
+        "quiet": quiet,
+        "trust_remote_code": trust_remote_code or None,
+    }
+    result = run_glpft(
+        pipeline,
+        {"data": data and str(data), "model": model, "output_dir": output_dir and str(output_dir)},
+        sets,
+        stage_overrides,
+        echo=click.echo,
+    )
     click.echo(format_glpft(result))
 
 
 @main.command()
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="An `umidata split` output dir.")
-@click.option("--role", default="global", show_default=True, help="Role whose train text trains the tokenizer.")
+@click.option(
+    "--role", default="global", show_default=True, help="Role whose train text trains the tokenizer."
+)
 @click.option("-o", "--output-dir", required=True, type=click.Path(path_type=Path))
 @click.option("--vocab-size", default=2000, show_default=True)
 @click.option("--seed", default=42, show_default=True)

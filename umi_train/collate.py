@@ -21,7 +21,9 @@ log = logging.getLogger("umi_train")
 
 def disable_cache(model) -> None:
     """Packed batches need ``use_cache=False`` on every forward; the Trainer passes no flag, so set config."""
-    for cfg in {id(c): c for c in (getattr(model, "config", None), _base_config(model)) if c is not None}.values():
+    for cfg in {
+        id(c): c for c in (getattr(model, "config", None), _base_config(model)) if c is not None
+    }.values():
         cfg.use_cache = False
 
 
@@ -57,8 +59,14 @@ def packing_supported(model, atol: float | None = None) -> tuple[bool, str]:
         model.eval()
         try:
             with torch.no_grad():
-                out = model(input_ids=packed["input_ids"].to(device),
-                            position_ids=packed["position_ids"].to(device)).logits[0].float()
+                out = (
+                    model(
+                        input_ids=packed["input_ids"].to(device),
+                        position_ids=packed["position_ids"].to(device),
+                    )
+                    .logits[0]
+                    .float()
+                )
                 alone = [model(input_ids=torch.tensor([s], device=device)).logits[0].float() for s in seqs]
         finally:
             model.train(was_training)
@@ -85,6 +93,9 @@ def make_collator(tokenizer, packing: bool, pad_to_multiple_of: int | None = Non
     from transformers import DataCollatorForSeq2Seq
 
     return DataCollatorForSeq2Seq(
-        tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX, pad_to_multiple_of=pad_to_multiple_of,
+        tokenizer,
+        padding=True,
+        label_pad_token_id=IGNORE_INDEX,
+        pad_to_multiple_of=pad_to_multiple_of,
         return_tensors="pt",
     )

@@ -39,7 +39,9 @@ def load_role(data_dir: Path, role: str, split: str = "train"):
     shards = role_shards(data_dir, role, split)
     if not shards:
         if split == "train":
-            raise UserError(f"no train shards for role {role!r} under {data_dir / role} (expected train-*.parquet)")
+            raise UserError(
+                f"no train shards for role {role!r} under {data_dir / role} (expected train-*.parquet)"
+            )
         return None
     tables = []
     for shard in shards:
@@ -87,7 +89,7 @@ class TokenStats:
 
 
 def _encode(batch: dict[str, list], tokenizer, max_length: int, overlong: str) -> dict[str, list]:
-    """Batched map: prompt ids (+BOS if the tokenizer adds one) + completion ids + EOS; policy for overlong."""
+    """Batched map: prompt ids (+BOS if the tokenizer adds one) + completion ids + EOS; overlong policy."""
     prompts = tokenizer(batch["prompt"], add_special_tokens=True)["input_ids"]
     completions = tokenizer(batch["completion"], add_special_tokens=False)["input_ids"]
     eos, bos = tokenizer.eos_token_id, tokenizer.bos_token_id
@@ -136,8 +138,16 @@ def _data_key(data_dir: Path, role: str, split: str) -> str:
 
 
 def tokenize_role(
-    data_dir: Path, role: str, split: str, tokenizer, *, max_length: int, overlong: str = "drop",
-    cache_dir: Path | None = None, num_proc: int | None = None, quiet: bool = False,
+    data_dir: Path,
+    role: str,
+    split: str,
+    tokenizer,
+    *,
+    max_length: int,
+    overlong: str = "drop",
+    cache_dir: Path | None = None,
+    num_proc: int | None = None,
+    quiet: bool = False,
 ):
     """Tokenize one role/split, audit the masks and apply the overlong policy.
 
@@ -148,7 +158,9 @@ def tokenize_role(
     import datasets
 
     if overlong not in OVERLONG_POLICIES:
-        raise UserError(f"unknown overlong policy {overlong!r}: expected one of {', '.join(OVERLONG_POLICIES)}")
+        raise UserError(
+            f"unknown overlong policy {overlong!r}: expected one of {', '.join(OVERLONG_POLICIES)}"
+        )
     ds = load_role(data_dir, role, split)
     stats = TokenStats(role=role, split=split, max_length=max_length, overlong_policy=overlong)
     if ds is None:
@@ -165,9 +177,15 @@ def tokenize_role(
     if num_proc is None:
         num_proc = min(4, os.cpu_count() or 1) if len(ds) >= 5000 else None
     tokenized = ds.map(
-        _encode, batched=True, batch_size=256, remove_columns=["prompt", "completion"],
+        _encode,
+        batched=True,
+        batch_size=256,
+        remove_columns=["prompt", "completion"],
         fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "overlong": overlong},
-        num_proc=num_proc, desc=f"tokenize {role}/{split}", load_from_cache_file=True, **kwargs,
+        num_proc=num_proc,
+        desc=f"tokenize {role}/{split}",
+        load_from_cache_file=True,
+        **kwargs,
     )
     audit_masks(tokenized, role)
     status = tokenized["status"]
@@ -177,8 +195,11 @@ def tokenize_role(
     stats.dropped_completion_too_long = status.count("dropped_completion_too_long")
     ids = tokenized["id"]
     stats.dropped_ids = [i for i, s in zip(ids, status, strict=True) if s.startswith("dropped")][:50]
-    kept = tokenized.filter(lambda s: not s.startswith("dropped"), input_columns=["status"],
-                            desc=f"overlong policy {role}/{split}")
+    kept = tokenized.filter(
+        lambda s: not s.startswith("dropped"),
+        input_columns=["status"],
+        desc=f"overlong policy {role}/{split}",
+    )
     stats.used = len(kept)
     lengths = kept["length"]
     stats.tokens = sum(lengths)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,27 @@ def _check_block(block: Any, where: str) -> dict[str, Any]:
     unknown = sorted(set(block) - STAGE_KEYS)
     if unknown:
         raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(STAGE_KEYS))})")
-    out = dict(block)
+    out = {k: _coerce(k, v, where) for k, v in block.items()}
     if "lora" in out:
         out["lora"] = parse_lora(out["lora"])
     return out
+
+
+_NUMERIC = {f.name: type(f.default) for f in fields(TrainConfig) if type(f.default) in (int, float)}
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    """YAML reads ``1e-5`` (no dot) as a string; accept it for numeric keys, refuse other junk clearly."""
+    kind = _NUMERIC.get(key)
+    if kind is None or value is None or isinstance(value, bool):
+        return value
+    try:
+        number = float(value)
+        return (
+            int(number) if kind is int and number.is_integer() else (number if kind is float else int(value))
+        )
+    except (TypeError, ValueError):
+        raise UserError(f"{where}.{key}: expected a number, got {value!r}") from None
 
 
 def _set(doc: dict[str, Any], assignment: str) -> None:
@@ -90,7 +108,9 @@ def load_pipeline(path: Path, overrides: dict[str, Any] | None = None, sets: tup
         raise UserError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(TOP_KEYS))})")
     for required in ("model", "data", "output_dir"):
         if not doc.get(required):
-            raise UserError(f"{path}: missing {required!r} (set it in the file or with --{required.replace('_', '-')})")
+            raise UserError(
+                f"{path}: missing {required!r} (set it in the file or with --{required.replace('_', '-')})"
+            )
     common = _check_block(doc.get("common"), "common")
     if doc.get("lora") is not None:
         common["lora"] = parse_lora(doc["lora"])
@@ -107,13 +127,23 @@ def load_pipeline(path: Path, overrides: dict[str, Any] | None = None, sets: tup
     s2_common = _check_block(stage2.get("common"), "stage2.common")
     listed = [r for r in STAGE2_ROLES if r in stage2] or list(STAGE2_ROLES)
     for role in listed:
-        opts = {**recipe_defaults(role), **common, **s2_common, **_check_block(stage2.get(role), f"stage2.{role}")}
+        opts = {
+            **recipe_defaults(role),
+            **common,
+            **s2_common,
+            **_check_block(stage2.get(role), f"stage2.{role}"),
+        }
         stages.append((role, opts))
     return str(doc["model"]), Path(doc["data"]), Path(doc["output_dir"]), stages
 
 
-def run_glpft(path: Path, overrides: dict[str, Any] | None = None, sets: tuple[str, ...] = (),
-              stage_overrides: dict[str, Any] | None = None, echo=print) -> dict[str, Any]:
+def run_glpft(
+    path: Path,
+    overrides: dict[str, Any] | None = None,
+    sets: tuple[str, ...] = (),
+    stage_overrides: dict[str, Any] | None = None,
+    echo=print,
+) -> dict[str, Any]:
     """Run both GLPFT stages; returns ``{"stages": [summary, ...], "output_dir": ...}``."""
     model, data, out, stages = load_pipeline(path, overrides, sets)
     extra = {k: v for k, v in (stage_overrides or {}).items() if v is not None}
@@ -136,13 +166,17 @@ def run_glpft(path: Path, overrides: dict[str, Any] | None = None, sets: tuple[s
 
 
 def format_glpft(result: dict[str, Any]) -> str:
-    rows = ["GLPFT done: " + result["output_dir"],
-            f"  {'role':<11}{'steps':>6}{'final loss':>12}{'loss tok':>10}  model"]
+    rows = [
+        "GLPFT done: " + result["output_dir"],
+        f"  {'role':<11}{'steps':>6}{'final loss':>12}{'loss tok':>10}  model",
+    ]
     for s in result["stages"]:
         if not s:
             continue
         fl = s.get("final_loss")
-        rows.append(f"  {s['role']:<11}{s['steps']:>6}{(f'{fl:.4f}' if fl is not None else 'n/a'):>12}"
-                    f"{s['examples']['train']['loss_share']:>10.1%}  {s['model_dir']}"
-                    + ("  (skipped: done)" if s.get("skipped") else ""))
+        rows.append(
+            f"  {s['role']:<11}{s['steps']:>6}{(f'{fl:.4f}' if fl is not None else 'n/a'):>12}"
+            f"{s['examples']['train']['loss_share']:>10.1%}  {s['model_dir']}"
+            + ("  (skipped: done)" if s.get("skipped") else "")
+        )
     return "\n".join(rows)

@@ -34,23 +34,36 @@ def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int = 2000):
     )
     tok.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
-        model_max_length=4096, padding_side="right",
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        model_max_length=4096,
+        padding_side="right",
     )
 
 
-def build_tiny_model(tokenizer, seed: int = 0, hidden: int = 64, layers: int = 2, heads: int = 4,
-                     max_positions: int = 4096):
+def build_tiny_model(
+    tokenizer, seed: int = 0, hidden: int = 64, layers: int = 2, heads: int = 4, max_positions: int = 4096
+):
     """A seeded, randomly initialised LLaMA-shaped causal LM sized to ``tokenizer``."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 4,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-        max_position_embeddings=max_positions, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True, use_cache=False,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 4,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        use_cache=False,
     )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)

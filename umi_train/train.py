@@ -65,7 +65,9 @@ class TrainConfig:
         if self.role not in ROLES:
             raise UserError(f"unknown role {self.role!r}: expected one of {', '.join(ROLES)}")
         if self.overlong not in OVERLONG_POLICIES:
-            raise UserError(f"unknown --overlong {self.overlong!r}: expected one of {', '.join(OVERLONG_POLICIES)}")
+            raise UserError(
+                f"unknown --overlong {self.overlong!r}: expected one of {', '.join(OVERLONG_POLICIES)}"
+            )
         if not (self.resume in ("auto", "never") or Path(self.resume).is_dir()):
             raise UserError(f"--resume must be auto, never or a checkpoint directory, got {self.resume!r}")
         if self.max_length < 8:
@@ -91,13 +93,19 @@ def parse_lora(spec: str | dict[str, Any] | None) -> dict[str, Any] | None:
     known = {"r", "alpha", "dropout", "target"}
     unknown = set(items) - known
     if unknown:
-        raise UserError(f"lora: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        raise UserError(
+            f"lora: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+        )
     target = items.get("target", "all-linear")
     if isinstance(target, str) and target != "all-linear":
         target = [t for t in target.replace("+", " ").split() if t]
     try:
-        return {"r": int(items.get("r", 16)), "alpha": int(items.get("alpha", 32)),
-                "dropout": float(items.get("dropout", 0.05)), "target": target}
+        return {
+            "r": int(items.get("r", 16)),
+            "alpha": int(items.get("alpha", 32)),
+            "dropout": float(items.get("dropout", 0.05)),
+            "target": target,
+        }
     except ValueError as exc:
         raise UserError(f"lora: {exc}") from None
 
@@ -137,8 +145,10 @@ def _load_model_and_tokenizer(cfg: TrainConfig, model_path: str, bf16: bool):
 def _checkpointing_args(args_cls, on: bool) -> dict[str, Any]:
     """Activation checkpointing under whichever name this transformers version uses (renamed in 5.x)."""
     prefix = "activation" if "activation_checkpointing" in args_cls.__dataclass_fields__ else "gradient"
-    return {f"{prefix}_checkpointing": on,
-            f"{prefix}_checkpointing_kwargs": {"use_reentrant": False} if on else None}
+    return {
+        f"{prefix}_checkpointing": on,
+        f"{prefix}_checkpointing_kwargs": {"use_reentrant": False} if on else None,
+    }
 
 
 def _set_library_progress(on: bool) -> None:
@@ -165,7 +175,11 @@ class _RunClock:
         self.tokens = 0
 
     def on_train_begin(self, args, state, control, **kw):
-        self.start_step, self.start_tokens, self.t0 = state.global_step, state.num_input_tokens_seen, time.time()
+        self.start_step, self.start_tokens, self.t0 = (
+            state.global_step,
+            state.num_input_tokens_seen,
+            time.time(),
+        )
 
     def on_train_end(self, args, state, control, **kw):
         self.seconds = time.time() - self.t0
@@ -217,14 +231,28 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
     _set_library_progress(progress)
     set_seed(cfg.seed)
     args = TrainingArguments(
-        output_dir=str(ckpt_root), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio, lr_scheduler_type=cfg.scheduler,
-        weight_decay=cfg.weight_decay, per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-        bf16=bf16, **_checkpointing_args(TrainingArguments, cfg.gradient_checkpointing),
-        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
-        logging_steps=cfg.logging_steps, logging_first_step=True, report_to="none", seed=cfg.seed,
-        disable_tqdm=not progress, include_num_input_tokens_seen="non_padding", dataloader_num_workers=0,
+        output_dir=str(ckpt_root),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.lr,
+        warmup_steps=cfg.warmup_ratio,
+        lr_scheduler_type=cfg.scheduler,
+        weight_decay=cfg.weight_decay,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        bf16=bf16,
+        **_checkpointing_args(TrainingArguments, cfg.gradient_checkpointing),
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        report_to="none",
+        seed=cfg.seed,
+        disable_tqdm=not progress,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
         dataloader_pin_memory=cuda,
     )
 
@@ -237,8 +265,12 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
             init_dir = out / "init"
             if not (init_dir / "config.json").is_file():
                 log.info("building the offline tiny model + tokenizer from %s/%s", cfg.data, cfg.role)
-                make_tiny(role_shards(cfg.data, cfg.role, "train"), init_dir, seed=cfg.seed,
-                          vocab_size=cfg.tiny_vocab)
+                make_tiny(
+                    role_shards(cfg.data, cfg.role, "train"),
+                    init_dir,
+                    seed=cfg.seed,
+                    vocab_size=cfg.tiny_vocab,
+                )
             model_path = str(init_dir)
     model, tokenizer = _load_model_and_tokenizer(cfg, model_path, bf16)
     init_digest = weights_digest(model)
@@ -247,11 +279,27 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
     stats: dict[str, TokenStats] = {}
     with args.main_process_first(desc="tokenize"):
         train_ds, stats["train"] = tokenize_role(
-            cfg.data, cfg.role, "train", tokenizer, max_length=cfg.max_length, overlong=cfg.overlong,
-            cache_dir=out / "cache", num_proc=cfg.num_proc, quiet=not progress)
+            cfg.data,
+            cfg.role,
+            "train",
+            tokenizer,
+            max_length=cfg.max_length,
+            overlong=cfg.overlong,
+            cache_dir=out / "cache",
+            num_proc=cfg.num_proc,
+            quiet=not progress,
+        )
         dev_ds, stats["dev"] = tokenize_role(
-            cfg.data, cfg.role, "dev", tokenizer, max_length=cfg.max_length, overlong=cfg.overlong,
-            cache_dir=out / "cache", num_proc=cfg.num_proc, quiet=not progress)
+            cfg.data,
+            cfg.role,
+            "dev",
+            tokenizer,
+            max_length=cfg.max_length,
+            overlong=cfg.overlong,
+            cache_dir=out / "cache",
+            num_proc=cfg.num_proc,
+            quiet=not progress,
+        )
 
     # 3. Batching: packing if the model provably keeps packed examples apart, else padding.
     from umi_train.collate import disable_cache, make_collator, packing_supported
@@ -261,8 +309,10 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
     if cfg.packing:
         packing, packing_reason = packing_supported(model)
         if not packing:
-            log.warning("packing refused, falling back to dynamic padding + length-grouped batches: %s",
-                        packing_reason)
+            log.warning(
+                "packing refused, falling back to dynamic padding + length-grouped batches: %s",
+                packing_reason,
+            )
     args.train_sampling_strategy = "random" if packing else "group_by_length"
     if cfg.lora:
         model = _wrap_lora(model, cfg.lora)
@@ -280,9 +330,13 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
 
     clock = _RunClock()
     trainer = Trainer(
-        model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=dev_ds,
         data_collator=make_collator(tokenizer, packing, pad_to_multiple_of=8 if cuda else None),
-        processing_class=tokenizer, callbacks=[_as_callback(clock), *cfg.callbacks],
+        processing_class=tokenizer,
+        callbacks=[_as_callback(clock), *cfg.callbacks],
     )
     if not progress:
         trainer.remove_callback(PrinterCallback)
@@ -310,17 +364,34 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
 
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
     summary: dict[str, Any] = {
-        "status": "done", "role": cfg.role, "model": cfg.model, "init_from": init_from or cfg.model,
+        "status": "done",
+        "role": cfg.role,
+        "model": cfg.model,
+        "init_from": init_from or cfg.model,
         "init_digest": init_digest,
-        "data": str(cfg.data), "output_dir": str(out), "model_dir": str(model_dir),
+        "data": str(cfg.data),
+        "output_dir": str(out),
+        "model_dir": str(model_dir),
         "examples": {k: v.to_dict() for k, v in stats.items()},
-        "packing": packing, "packing_reason": packing_reason, "bf16": bf16, "notes": notes,
-        "lora": cfg.lora, "resumed_from": last_ckpt, "resumed_from_step": clock.start_step,
-        "steps": trainer.state.global_step, "epochs": cfg.epochs, "lr": cfg.lr,
-        "warmup_ratio": cfg.warmup_ratio, "weight_decay": cfg.weight_decay, "max_length": cfg.max_length,
-        "final_loss": losses[-1][1] if losses else None, "train_loss": result.training_loss,
-        "dev_loss": dev_loss, "loss_history": losses,
-        "tokens_seen": clock.tokens, "seconds": round(clock.seconds, 3),
+        "packing": packing,
+        "packing_reason": packing_reason,
+        "bf16": bf16,
+        "notes": notes,
+        "lora": cfg.lora,
+        "resumed_from": last_ckpt,
+        "resumed_from_step": clock.start_step,
+        "steps": trainer.state.global_step,
+        "epochs": cfg.epochs,
+        "lr": cfg.lr,
+        "warmup_ratio": cfg.warmup_ratio,
+        "weight_decay": cfg.weight_decay,
+        "max_length": cfg.max_length,
+        "final_loss": losses[-1][1] if losses else None,
+        "train_loss": result.training_loss,
+        "dev_loss": dev_loss,
+        "loss_history": losses,
+        "tokens_seen": clock.tokens,
+        "seconds": round(clock.seconds, 3),
         "tokens_per_second": round(clock.tokens / clock.seconds, 1) if clock.seconds else None,
     }
     (out / SUMMARY).write_text(json.dumps(summary, indent=2))
@@ -349,8 +420,13 @@ def _wrap_lora(model, lora: dict[str, Any]):
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise UserError("LoRA needs peft: pip install 'umi[lora]'") from None
-    conf = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                      target_modules=lora["target"], task_type="CAUSAL_LM")
+    conf = LoraConfig(
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=lora["target"],
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, conf)
 
 
@@ -372,14 +448,18 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  loss tokens      {tr['loss_share']:.1%} of {tr['tokens']:,} train tokens carry labels",
         f"  batching         {'packed (padding-free)' if s['packing'] else 'dynamic padding'}: "
         f"{s['packing_reason']}",
-        f"  steps            {s['steps']}" + (f" (resumed from step {s['resumed_from_step']})"
-                                                if s["resumed_from"] else ""),
+        f"  steps            {s['steps']}"
+        + (f" (resumed from step {s['resumed_from_step']})" if s["resumed_from"] else ""),
         f"  loss             final {fl:.4f}" if fl is not None else "  loss             n/a",
     ]
     if s.get("dev_loss") is not None:
         lines[-1] += f", dev {s['dev_loss']:.4f}"
-    lines.append(f"  throughput       {s['tokens_per_second'] or 0:,.0f} tokens/s ({s['tokens_seen']:,} tokens)")
+    lines.append(
+        f"  throughput       {s['tokens_per_second'] or 0:,.0f} tokens/s ({s['tokens_seen']:,} tokens)"
+    )
     lines += [f"  note             {n}" for n in s["notes"]]
-    lines.append(f"  saved            {s['model_dir']} (safetensors + tokenizer + data-manifest.json), "
-                 f"summary.json, data-report.json")
+    lines.append(
+        f"  saved            {s['model_dir']} (safetensors + tokenizer + data-manifest.json), "
+        f"summary.json, data-report.json"
+    )
     return "\n".join(lines)

@@ -22,11 +22,16 @@ TOOLS = [
 
 def _docs(rng: random.Random) -> str:
     tools = rng.sample(TOOLS, 2)
-    return json.dumps([
-        {"name": n, "description": d, "parameters": {"type": "object", "properties": {a: {"type": "string"}},
-                                                      "required": [a]}}
-        for n, d, a in tools
-    ]), tools
+    return json.dumps(
+        [
+            {
+                "name": n,
+                "description": d,
+                "parameters": {"type": "object", "properties": {a: {"type": "string"}}, "required": [a]},
+            }
+            for n, d, a in tools
+        ]
+    ), tools
 
 
 def _trajectory(rng: random.Random, tid: str) -> list[dict]:
@@ -46,21 +51,42 @@ def _trajectory(rng: random.Random, tid: str) -> list[dict]:
         ("planner", history, plan1),
         ("caller", history + f"assistant: {plan1}</s>", call),
         ("planner", history + f"assistant: {plan1}</s>caller: {call}</s>" + obs, plan2),
-        ("summarizer", history + f"assistant: {plan1}</s>caller: {call}</s>" + obs + f"assistant: {plan2}</s>",
-         answer),
+        (
+            "summarizer",
+            history + f"assistant: {plan1}</s>caller: {call}</s>" + obs + f"assistant: {plan2}</s>",
+            answer,
+        ),
     ]
     for step, (role, hist, completion) in enumerate(steps):
-        rows.append({"id": f"{tid}-{step}", "trajectory_id": tid, "step": step, "role": role,
-                     "prompt": head + hist + " assistant: ", "completion": completion, "source": "fixture"})
+        rows.append(
+            {
+                "id": f"{tid}-{step}",
+                "trajectory_id": tid,
+                "step": step,
+                "role": role,
+                "prompt": head + hist + " assistant: ",
+                "completion": completion,
+                "source": "fixture",
+            }
+        )
     return rows
 
 
-def write_split(out: Path, n_traj: int = 24, n_dev: int = 3, seed: int = 0,
-                extra: dict[str, list[dict]] | None = None, shards: int = 2) -> Path:
+def write_split(
+    out: Path,
+    n_traj: int = 24,
+    n_dev: int = 3,
+    seed: int = 0,
+    extra: dict[str, list[dict]] | None = None,
+    shards: int = 2,
+) -> Path:
     """Write OUT/<role>/{train,dev}-0000i-of-0000N.parquet + OUT/manifest.json."""
     rng = random.Random(seed)
     trajs = [_trajectory(rng, f"t{i:04d}") for i in range(n_traj + n_dev)]
-    split_rows = {"train": [r for t in trajs[:n_traj] for r in t], "dev": [r for t in trajs[n_traj:] for r in t]}
+    split_rows = {
+        "train": [r for t in trajs[:n_traj] for r in t],
+        "dev": [r for t in trajs[n_traj:] for r in t],
+    }
     for role in ROLES:
         for split, rows in split_rows.items():
             chosen = [r for r in rows if role == "global" or r["role"] == role]
@@ -70,10 +96,20 @@ def write_split(out: Path, n_traj: int = 24, n_dev: int = 3, seed: int = 0,
             (out / role).mkdir(parents=True, exist_ok=True)
             for i in range(k):
                 part = chosen[i::k]
-                table = pa.Table.from_pylist(part, schema=pa.schema([
-                    ("id", pa.string()), ("trajectory_id", pa.string()), ("step", pa.int64()),
-                    ("role", pa.string()), ("prompt", pa.string()), ("completion", pa.string()),
-                    ("source", pa.string())]))
+                table = pa.Table.from_pylist(
+                    part,
+                    schema=pa.schema(
+                        [
+                            ("id", pa.string()),
+                            ("trajectory_id", pa.string()),
+                            ("step", pa.int64()),
+                            ("role", pa.string()),
+                            ("prompt", pa.string()),
+                            ("completion", pa.string()),
+                            ("source", pa.string()),
+                        ]
+                    ),
+                )
                 pq.write_table(table, out / role / f"{split}-{i:05d}-of-{k:05d}.parquet")
     (out / "manifest.json").write_text(json.dumps({"kind": "umidata-split", "seed": seed, "fixture": True}))
     return out
@@ -97,5 +133,8 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory, split_dir: Path) -> Path:
     """The offline tiny model + tokenizer, built once from the fixture's global data."""
     from umi_train.tiny import make_tiny
 
-    return make_tiny(sorted((split_dir / "global").glob("train-*.parquet")),
-                     tmp_path_factory.mktemp("tiny"), vocab_size=600)
+    return make_tiny(
+        sorted((split_dir / "global").glob("train-*.parquet")),
+        tmp_path_factory.mktemp("tiny"),
+        vocab_size=600,
+    )
