@@ -11,6 +11,14 @@ with ``seed``; it keeps its source's group (``G1_answer`` …) and is named
 block of 15 consecutive files therefore holds each source exactly once, so a corpus of a multiple
 of 15 files has exactly the reference's mix.
 
+By default every copy is made *distinct*: the one change is that the task's query (the
+trajectory's instruction) gets the suffix `` #<k>`` wherever its JSON-encoded text occurs in the
+file (``answer_generation.query``, the user message of every chain, the search tree; 1–6 places).
+``umidata split`` drops trajectories that repeat the instruction, tools and turns of an earlier one,
+so byte-identical copies would leave 13 trajectories out of any corpus size, while the reference
+kept 2,600 of 3,000 files (it does not deduplicate). Every other byte is the source's, so sizes,
+text and structure are the real ones. ``identical=True`` (``--identical``) writes exact copies.
+
 Files are plain byte copies, not hard links: each copy is its own inode with its own pages in the
 page cache, so reading the corpus costs what reading that many distinct real files costs (a
 hard-linked corpus would be 15 files' worth of cached pages and flatter every I/O figure).
@@ -57,6 +65,25 @@ def source_files(source: Path | None = None) -> list[tuple[str, Path]]:
     return files
 
 
+def tag(k: int) -> bytes:
+    """What copy ``k`` appends to its query: ASCII, nothing to escape in JSON."""
+    return f" #{k}".encode()
+
+
+def query_bytes(data: bytes) -> bytes | None:
+    """The query of an answer file as it is encoded in the file's own bytes (``None`` if absent)."""
+    try:
+        q = json.loads(data).get("answer_generation", {}).get("query")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(q, str) or not q:
+        return None
+    for enc in (json.dumps(q)[1:-1].encode(), json.dumps(q, ensure_ascii=False)[1:-1].encode()):
+        if enc in data:
+            return enc
+    return None
+
+
 def _digest(sources: list[tuple[str, bytes]]) -> str:
     h = hashlib.sha256()
     for name, data in sources:
@@ -74,7 +101,7 @@ def plan(n_files: int, seed: int, n_sources: int) -> list[int]:
 
 
 def build_corpus(n_files: int, out_dir: str | os.PathLike, seed: int = 0,
-                 source: str | os.PathLike | None = None) -> dict:
+                 source: str | os.PathLike | None = None, identical: bool = False) -> dict:
     """Write ``n_files`` copies of the example answers under ``out_dir``; return the marker dict.
 
     Reuses an existing corpus when its marker matches (file count, seed, sources); otherwise the
@@ -85,7 +112,9 @@ def build_corpus(n_files: int, out_dir: str | os.PathLike, seed: int = 0,
     out = Path(out_dir)
     srcs = source_files(Path(source) if source is not None else None)
     blobs = [(f"{g}/{p.name}", p.read_bytes()) for g, p in srcs]
-    want = {"n_files": n_files, "seed": seed, "sources": len(srcs), "sources_digest": _digest(blobs)}
+    want = {"n_files": n_files, "seed": seed, "identical": identical, "sources": len(srcs),
+            "sources_digest": _digest(blobs)}
+    queries = [None if identical else query_bytes(data) for _, data in blobs]
 
     marker = out / MARKER
     if marker.is_file():
@@ -109,10 +138,13 @@ def build_corpus(n_files: int, out_dir: str | os.PathLike, seed: int = 0,
     for i, s in enumerate(plan(n_files, seed, len(srcs))):
         group = srcs[s][0]
         data = blobs[s][1]
+        if queries[s] is not None:
+            data = data.replace(queries[s], queries[s] + tag(i + 1))
         with open(out / group / NAME.format(k=i + 1), "wb") as f:
             f.write(data)
         total += len(data)
-    info = dict(want, input_bytes=total, groups=groups, copies="plain byte copies",
+    copies = "plain byte copies" + ("" if identical else ", query suffixed ' #<k>'")
+    info = dict(want, input_bytes=total, groups=groups, copies=copies,
                 build_s=round(time.perf_counter() - t0, 3))
     marker.write_text(json.dumps(info, indent=2) + "\n")
     return info
@@ -128,10 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--files", type=int, required=True, help="number of answer files to write")
     ap.add_argument("-o", "--out", required=True, help="output folder (e.g. benchmarks/corpus/3000)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--identical", action="store_true",
+                    help="exact byte copies (default: each copy's query suffixed ' #<k>', so none is a duplicate)")
     ap.add_argument("--source", default=None,
                     help="example answer folder (default: ../shared/data/toolbench-example/answer)")
     args = ap.parse_args(argv)
-    info = build_corpus(args.files, args.out, seed=args.seed, source=args.source)
+    info = build_corpus(args.files, args.out, seed=args.seed, source=args.source, identical=args.identical)
     print(f"{args.out}: {info['n_files']} files, {info['input_bytes'] / 1e6:.1f} MB "
           f"(seed {info['seed']}, {info['sources']} sources)", file=sys.stderr)
     return 0

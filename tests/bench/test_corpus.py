@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
+
+import pytest
 
 NAME = re.compile(r"^(\d+)_ChatGPT_DFS_woFilter_w2\.json$")
 
@@ -12,21 +15,27 @@ def _tree(root):
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.glob("G*_answer/*.json"))}
 
 
-def test_n_files_unique_ids_real_content(corpus_mod, tmp_path):
+@pytest.mark.parametrize("identical", [True, False])
+def test_n_files_unique_ids_real_content(corpus_mod, tmp_path, identical):
     sources = {g: {} for g, _ in corpus_mod.source_files()}
     for g, p in corpus_mod.source_files():
         sources[g][p.read_bytes()] = p.name
     n = 47  # not a multiple of the 15 sources
-    info = corpus_mod.build_corpus(n, tmp_path / "c")
+    info = corpus_mod.build_corpus(n, tmp_path / "c", identical=identical)
     tree = _tree(tmp_path / "c")
     assert len(tree) == n == info["n_files"]
     ids = []
     used = Counter()
+    queries = Counter()
     for rel, data in tree.items():
         group, name = rel.split("/")
         m = NAME.match(name)
         assert m, name
-        ids.append(int(m.group(1)))
+        k = int(m.group(1))
+        ids.append(k)
+        if not identical:  # the query suffix is the one change: removing it gives the source back
+            queries[json.loads(data)["answer_generation"].get("query")] += 1
+            data = data.replace(corpus_mod.tag(k), b"")
         # byte-for-byte one of the real examples of the same group
         assert data in sources[group], f"{rel} is not a copy of a {group} example"
         used[(group, sources[group][data])] += 1
@@ -36,7 +45,19 @@ def test_n_files_unique_ids_real_content(corpus_mod, tmp_path):
     k = len(corpus_mod.source_files())
     assert len(used) == k
     assert set(used.values()) <= {n // k, n // k + 1}
+    if not identical:  # every copy's instruction is its own
+        assert max(queries.values()) == 1 and len(queries) == n
 
+
+def test_distinct_copies_survive_dedup(corpus_mod, tmp_path):
+    """The project's content fingerprint tells the copies apart (identical copies collide)."""
+    readers = pytest.importorskip("umi_data.readers")
+    checks = pytest.importorskip("umi_data.checks")
+    for identical, want in ((False, 26), (True, 13)):  # 13 of every 15 files carry one
+        out = tmp_path / str(identical)
+        corpus_mod.build_corpus(30, out, identical=identical)
+        prints = {checks.fingerprint(r.trajectory) for r in readers.read_inputs([out]) if r.trajectory}
+        assert len(prints) == want
 
 def test_deterministic_and_seeded(corpus_mod, tmp_path):
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
@@ -45,7 +66,8 @@ def test_deterministic_and_seeded(corpus_mod, tmp_path):
     assert len(a) == 30
     assert a == b
     assert a != c
-    assert Counter(a.values()) == Counter(c.values())  # same mix, other order
+    # same mix of sources, other order
+    assert Counter(corpus_mod.plan(30, 3, 15)) == Counter(corpus_mod.plan(30, 4, 15))
 
 
 def test_reuse_and_rebuild(corpus_mod, tmp_path):
