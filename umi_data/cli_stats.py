@@ -69,7 +69,9 @@ def render(stats: list[SplitStats], outdir: str, tokenizer: str | None) -> None:
                 lengths.add_row(s.role, s.split, f"{kind} {unit}", *(_num(dist.get(k)) for k in _DIST_KEYS))
     console.print(lengths)
 
-    with_tools = [s for s in stats if s.tools is not None]
+    # The global role calls the same tools as the caller: list it only when there is no caller.
+    tool_role = "caller" if any(s.role == "caller" for s in stats) else "global"
+    with_tools = [s for s in stats if s.tools is not None and s.role == tool_role]
     if with_tools:
         tools = Table(title="most-used tools", title_justify="left")
         for name, justify in (
@@ -107,7 +109,7 @@ def render(stats: list[SplitStats], outdir: str, tokenizer: str | None) -> None:
 @click.option(
     "--top",
     type=click.IntRange(min=1),
-    default=10,
+    default=5,
     show_default=True,
     help="How many tools to list per role and split.",
 )

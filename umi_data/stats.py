@@ -339,12 +339,14 @@ def plot(stats: list[SplitStats], path: str | Path, unit: str = "chars") -> None
     for row, role in enumerate(roles):
         for col, kind in enumerate(("prompt", "completion")):
             ax = axes[row][col]
-            for s in stats:
-                if s.role != role:
-                    continue
-                values = s.lengths.get(f"{kind}_{unit}", [])
-                if values:
-                    ax.hist(values, bins=40, alpha=0.6, label=f"{s.split} ({len(values)})")
+            series = [(s.split, s.lengths.get(f"{kind}_{unit}", [])) for s in stats if s.role == role]
+            everything = [v for _, values in series for v in values]
+            if everything:  # one set of bins for train and dev, so the bars line up
+                lo, hi = min(everything), max(everything)
+                bins = [lo + (hi - lo + 1) * i / 40 for i in range(41)]
+                for split, values in series:
+                    if values:
+                        ax.hist(values, bins=bins, alpha=0.6, label=f"{split} ({len(values)})")
             ax.set_title(f"{role}: {kind} length")
             ax.set_xlabel(unit)
             ax.set_ylabel("examples")
