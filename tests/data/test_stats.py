@@ -266,3 +266,20 @@ def test_stage2_sample(tmp_path: Path) -> None:
     caller = data["roles"]["caller"]["train"]
     assert caller["unparsed"] == 0 and caller["calls"] >= caller["tools"][0]["calls"] > 0
     assert sum(planner["train"]["decisions"].values()) == planner["train"]["examples"]
+
+
+def test_empty_shard_and_old_columns(tmp_path: Path) -> None:
+    """A dev shard with no rows, and shards without the optional decision/turn columns."""
+    out = write_split(tmp_path / "out", TRAIN, DEV)
+    pq.write_table(SCHEMA.empty_table(), out / "planner" / "dev-00000-of-00001.parquet")
+    minimal = pa.schema([(c, pa.string()) for c in ("id", "trajectory_id", "role", "prompt", "completion")])
+    rows = [{"id": "a", "trajectory_id": "t", "role": "summarizer", "prompt": "p", "completion": "Answer."}]
+    pq.write_table(pa.Table.from_pylist(rows, schema=minimal), out / "summarizer" / "dev-00000-of-00001.parquet")
+    by = {(s.role, s.split): s for s in collect(out)}
+    empty = by["planner", "dev"]
+    assert (empty.examples, empty.trajectories, empty.prompt_chars["p50"]) == (0, 0, None)
+    assert empty.decisions == {"call": 0, "conclude": 0, "give_up": 0}
+    old = by["summarizer", "dev"]
+    assert old.examples == 1 and old.decisions is None and old.completion_chars["max"] == 7
+    result = CliRunner().invoke(stats_command, [str(out)])
+    assert result.exit_code == 0, result.output
