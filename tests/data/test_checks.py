@@ -60,7 +60,8 @@ def test_tool_codes() -> None:
     assert found(traj(*call(), *END, tools=[])) == [("no_tools", "/tools"), ("unknown_tool", "/turns/2/calls/0/name")]
     assert ("duplicate_tool", "/tools/1") in found(traj(*call(), *END, tools=[LOOKUP, LOOKUP]))
     broken = Tool("lookup", "", {"properties": ["q"], "required": "q"})
-    assert found(traj(*call('{"anything": 1}'), *END, tools=[broken])) == [("tool_schema_invalid", "/tools/0/parameters")]
+    got = found(traj(*call('{"anything": 1}'), *END, tools=[broken]))
+    assert got == [("tool_schema_invalid", "/tools/0/parameters")]
     assert argument_schema("nope") is None and argument_schema({"required": [1]}) is None
     finish_only = [Tool("Finish", "", {"type": "object"})]
     assert ("no_tools", "/tools") in found(traj(*END, tools=finish_only))

@@ -82,9 +82,9 @@ def test_openai_rules() -> None:
     assert traj.instruction == "find x" and traj.outcome == "answered"
     assert traj.turns[3].name == "lookup" and traj.turns[3].call_id == "c1"
     # Finish convention, broken arguments recovered like ToolBench
+    broken = '{"return_type": "give_answer", "final_answer": "42"'
     rec = chat({"role": "user", "content": "q"},
-               {"role": "assistant", "content": "done", "tool_calls": [tcall("f", "Finish", '{"return_type": "give_answer", '
-                                                                       '"final_answer": "42"')]})  # fmt: skip
+               {"role": "assistant", "content": "done", "tool_calls": [tcall("f", "Finish", broken)]})  # fmt: skip
     traj, findings = openai_reader.read(rec, src, "t")
     assert traj.turns[-1].content == "42" and [f.code for f in findings] == ["finish_recovered"]
     # tool message without id answers the oldest pending call
@@ -102,8 +102,8 @@ def test_openai_schema_errors() -> None:
         "/messages/0/role": chat({"role": "robot", "content": "x"}),
         "/messages/1/tool_calls/0/function/arguments": chat(
             {"role": "user", "content": "q"},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "a", "type": "function",
-                                                                   "function": {"name": "lookup", "arguments": {"q": 1}}}]}),
+            {"role": "assistant", "content": None,
+             "tool_calls": [{"id": "a", "type": "function", "function": {"name": "lookup", "arguments": {"q": 1}}}]}),
         "/tools/0": chat({"role": "user", "content": "q"}, tools=[{"type": "function"}]),
         "/messages/0/content": chat({"role": "user", "content": 5}),
         "/messages/1": chat({"role": "user", "content": "q"}, {"role": "tool", "content": "r"}),
@@ -140,7 +140,8 @@ def test_bad_inputs(tmp_path: Path) -> None:
     (tmp_path / "empty_list.json").write_text("[]")
     (tmp_path / "scalar.json").write_text("[1]")
     (tmp_path / "unknown.json").write_text('{"hello": 1}')
-    lines = write_jsonl(tmp_path / "lines.jsonl", [good, good.replace("find x", "find y"), "{oops", good.replace("x", "z")])
+    rows = [good, good.replace("find x", "find y"), "{oops", good.replace("x", "z")]
+    lines = write_jsonl(tmp_path / "lines.jsonl", rows)
     results = {p.name: list(read_inputs([p])) for p in sorted(tmp_path.iterdir())}
     assert _codes(results["trunc.json"]) == [["json_syntax"]]
     assert _codes(results["latin1.json"]) == [["encoding"]]
