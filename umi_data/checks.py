@@ -362,37 +362,33 @@ def fingerprint(traj: Trajectory) -> str:
 
 
 class Deduper:
-    """Remembers accepted trajectories; ``check`` says whether a new one repeats an id or the
-    content of an earlier one (the earlier stays, the later is rejected), ``add`` records it."""
+    """Remembers accepted trajectories by id and content fingerprint; ``check`` says whether a
+    new one repeats an earlier one (the earlier stays, the later is rejected), ``add`` records
+    it. The ``*_key`` forms take (id, fingerprint, source) so a pipeline can dedupe in its main
+    process while the trajectories themselves stay in the workers. Memory: two small entries
+    per accepted trajectory."""
 
     def __init__(self) -> None:
         self._ids: dict[str, Source] = {}
         self._content: dict[str, tuple[str, Source]] = {}
 
     def check(self, traj: Trajectory) -> list[Finding]:
-        out = []
-        first = self._ids.get(traj.id)
-        if first is not None:
-            out.append(
-                Finding(
-                    "duplicate_id",
-                    f"id {traj.id!r} was already produced by {first.where()}",
-                    traj.source,
-                    "/id",
-                )
-            )
-        earlier = self._content.get(fingerprint(traj))
-        if earlier is not None:
-            out.append(
-                Finding(
-                    "duplicate_trajectory",
-                    f"same instruction, tools and turns as {earlier[0]!r} ({earlier[1].where()})",
-                    traj.source,
-                    "",
-                )
-            )
-        return out
+        return self.check_key(traj.id, fingerprint(traj), traj.source)
 
     def add(self, traj: Trajectory) -> None:
-        self._ids.setdefault(traj.id, traj.source)
-        self._content.setdefault(fingerprint(traj), (traj.id, traj.source))
+        self.add_key(traj.id, fingerprint(traj), traj.source)
+
+    def check_key(self, traj_id: str, content: str, source: Source) -> list[Finding]:
+        out = []
+        first = self._ids.get(traj_id)
+        if first is not None:
+            out.append(Finding("duplicate_id", f"id {traj_id!r} was already produced by {first.where()}", source, "/id"))
+        earlier = self._content.get(content)
+        if earlier is not None:
+            out.append(Finding("duplicate_trajectory",
+                               f"same instruction, tools and turns as {earlier[0]!r} ({earlier[1].where()})", source))
+        return out
+
+    def add_key(self, traj_id: str, content: str, source: Source) -> None:
+        self._ids.setdefault(traj_id, source)
+        self._content.setdefault(content, (traj_id, source))

@@ -199,5 +199,16 @@ def findings_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _register() -> None:
+    """Commands that live in their own modules (one module per command family)."""
+    from umi_data.cli_split import split_command
+    from umi_data.cli_stats import stats
+
+    main.add_command(split_command)
+    main.add_command(stats)
+
+
+_register()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -94,25 +94,33 @@ def records(
             on_unit(unit)
 
 
+def judge(rec: Record, strict: bool = False) -> Checked:
+    """Check one record on its own (reader findings + semantic checks) and decide whether it
+    is rejected; cross-record duplicates are :func:`evaluate`'s (or the split pipeline's) job."""
+    findings = list(rec.findings)
+    traj = rec.trajectory
+    if traj is not None:
+        findings.extend(check(traj))
+    blocking = [f for f in findings if f.severity == "error" or strict]
+    if traj is None and not blocking:  # a reader must explain a rejection; never drop silently
+        findings.append(Finding("schema", "the reader produced no trajectory", rec.source))
+        blocking = findings[-1:]
+    return Checked(rec, findings, blocking[0] if blocking else None)
+
+
 def evaluate(recs: Iterable[Record], strict: bool = False) -> Iterator[Checked]:
     """Check every record and decide accept / reject (see the module docstring)."""
     dedupe = Deduper()
     for rec in recs:
-        findings = list(rec.findings)
-        traj = rec.trajectory
-        if traj is not None:
-            findings.extend(check(traj))
-        blocking = [f for f in findings if f.severity == "error" or strict]
-        if traj is None and not blocking:  # a reader must explain a rejection; never drop silently
-            findings.append(Finding("schema", "the reader produced no trajectory", rec.source))
-            blocking = findings[-1:]
-        if not blocking and traj is not None:
-            dups = dedupe.check(traj)
-            findings.extend(dups)
-            blocking = dups
-            if not dups:
-                dedupe.add(traj)
-        yield Checked(rec, findings, blocking[0] if blocking else None)
+        c = judge(rec, strict)
+        if not c.rejected and rec.trajectory is not None:
+            dups = dedupe.check(rec.trajectory)
+            c.findings.extend(dups)
+            if dups:
+                c.reason = dups[0]
+            else:
+                dedupe.add(rec.trajectory)
+        yield c
 
 
 def reject_row(c: Checked) -> dict[str, Any]:

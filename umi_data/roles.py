@@ -161,22 +161,40 @@ RULES: dict[str, RoleRule] = {
 }
 
 
-def examples(traj: Trajectory, role: str, template: Template = ALPHA_UMI) -> Iterator[Example]:
-    """All examples of one role for one trajectory, in turn order."""
-    rule = RULES[role]
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What every role of one trajectory shares: its α-UMi conversation and tool slots."""
+
+    conv: Conv
+    docs: list[dict]
+    slots: dict[str, str]
+
+
+def prepare(traj: Trajectory) -> Prepared:
     conv = conversation(traj.turns)
     docs = tool_docs(traj.tools)
-    base = {
+    slots = {
         # Python json.dumps defaults (", "/": " separators, ASCII escapes), as the original.
         "doc": "".join(json.dumps(d) + "\n" for d in docs),
         "tool_names": ", ".join(d["Name"] for d in docs),
     }
+    return Prepared(conv, docs, slots)
+
+
+def examples(
+    traj: Trajectory, role: str, template: Template = ALPHA_UMI, prepared: Prepared | None = None
+) -> Iterator[Example]:
+    """All examples of one role for one trajectory, in turn order (pass ``prepared`` to share
+    the conversation and tool docs between roles)."""
+    rule = RULES[role]
+    p = prepared or prepare(traj)
+    conv = p.conv
     history: list[str] = []
     for i in range(len(conv)):
         if rule.emits(conv, i):
-            slots = {**base, "history": "".join(history), **rule.slots(conv, i)}
-            step = i + rule.step_offset if i + rule.step_offset >= 0 and conv[i + rule.step_offset]["from"] == "assistant" else i
-            owner = conv[step]["from"] == "assistant"
+            slots = {**p.slots, "history": "".join(history), **rule.slots(conv, i)}
+            owner = i + rule.step_offset
+            step = owner if owner >= 0 and conv[owner]["from"] == "assistant" else i
             yield Example(
                 id=f"{traj.id}/{role}/{i}",
                 trajectory_id=traj.id,
@@ -185,7 +203,7 @@ def examples(traj: Trajectory, role: str, template: Template = ALPHA_UMI) -> Ite
                 role=role,
                 prompt=template.render(role, slots),
                 completion=rule.target(conv, i),
-                decision=_decision(conv, step) if owner else None,
+                decision=_decision(conv, step) if conv[step]["from"] == "assistant" else None,
             )
         entry = rule.entry(conv, i)
         if entry is not None:

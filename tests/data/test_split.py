@@ -14,14 +14,23 @@ import pytest
 from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
-from tests.conftest import ALPHA_UMI, ROOT, STAGE2, TOOLBENCH_ANSWERS, need_shared
 from umi_data import pipeline
 from umi_data.cli import main
 from umi_data.parse import parse_caller
 from umi_data.readers import read_inputs
 from umi_data.schema import validator
 
+from .conftest import REPO as ROOT
+from .conftest import SHARED, STAGE2, need
+from .conftest import TOOLBENCH as TOOLBENCH_ANSWERS
+
+ALPHA_UMI = SHARED / "alpha-umi-example"
 REFERENCE = {"global": "backbone", "planner": "planner", "caller": "caller", "summarizer": "summarizer"}
+
+
+def need_shared() -> None:
+    need(STAGE2)
+    need(TOOLBENCH_ANSWERS)
 
 
 def run_split(*args: str) -> tuple[int, str]:
@@ -78,7 +87,7 @@ def test_matches_original_pair_by_pair(stage2_out: Path, role: str) -> None:
             assert len(fixed) > len(stale)  # the fixed prompt holds the turns the stale one missed
         return
     if missing or extra:
-        (mi, mt), = list(missing.items())[:1] or [(("", ""), 0)]
+        mi = next(iter(missing), ("", ""))
         ei = next(iter(extra), ("", ""))
         pytest.fail(f"{role}: {sum(missing.values())} missing, {sum(extra.values())} extra\n"
                     + _readable(mi[0] + "\n=> " + mi[1], ei[0] + "\n=> " + ei[1])[:4000])
@@ -182,8 +191,8 @@ def test_deterministic_and_order_independent(tmp_path: Path) -> None:
     # Input order changes row order, never the train/dev assignment.
     run_split(str(STAGE2), str(TOOLBENCH_ANSWERS), "-o", str(tmp_path / "d"), "--workers", "1", *args)
     for role in REFERENCE:
-        dev = lambda d: sorted(r["id"] for r in rows(tmp_path / d, role, "dev"))  # noqa: E731
-        assert dev("a") == dev("d")
+        assert sorted(r["id"] for r in rows(tmp_path / "a", role, "dev")) == sorted(
+            r["id"] for r in rows(tmp_path / "d", role, "dev"))
 
 
 def test_interrupted_run_leaves_no_outdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -142,14 +142,27 @@ def _read_bytes(unit: Unit) -> bytes:
         return zf.read(unit.member)
 
 
+def read_bytes(unit: Unit) -> bytes | Record:
+    """The unit's bytes, or the ``io_error`` record that says why they cannot be read."""
+    try:
+        return _read_bytes(unit)
+    except (OSError, KeyError, zipfile.BadZipFile) as e:
+        base = Source("unknown", unit.path, member=unit.member)
+        return Record(base, None, [Finding("io_error", f"cannot read: {e}", base)])
+
+
 def read_unit(unit: Unit, fmt: str | None = None) -> Iterator[Record]:
     """All records of one unit, in order."""
-    base = Source(fmt or "unknown", unit.path, member=unit.member)
-    try:
-        data = _read_bytes(unit)
-    except (OSError, KeyError, zipfile.BadZipFile) as e:
-        yield Record(base, None, [Finding("io_error", f"cannot read: {e}", base)])
+    data = read_bytes(unit)
+    if isinstance(data, Record):
+        yield data
         return
+    yield from parse_unit(unit, data, fmt)
+
+
+def parse_unit(unit: Unit, data: bytes, fmt: str | None = None) -> Iterator[Record]:
+    """All records in the bytes of one unit (already read, e.g. to hash them too)."""
+    base = Source(fmt or "unknown", unit.path, member=unit.member)
     name = unit.member or unit.path
     if name.endswith(".parquet"):
         yield from _read_parquet(unit, data, fmt)

@@ -1,0 +1,107 @@
+"""``umidata split``: the command users come for (thin: options → ``pipeline.split``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from umi_data.pipeline import SplitError, SplitOptions, SplitSummary, split
+from umi_data.readers import FORMATS
+from umi_data.roles import ROLE_NAMES
+
+
+def _roles(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+    roles = tuple(r.strip() for r in value.split(",") if r.strip())
+    bad = [r for r in roles if r not in ROLE_NAMES]
+    if bad or not roles:
+        raise click.BadParameter(f"choose from {', '.join(ROLE_NAMES)} (comma-separated), got {value!r}")
+    return roles
+
+
+def show_progress(quiet: bool) -> bool:
+    """A progress bar only on a terminal, never under --quiet or in CI."""
+    return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def summary_table(s: SplitSummary) -> Table:
+    t = Table(title=f"umidata split → {s.outdir}", title_justify="left")
+    for col in ("role", "train ex.", "dev ex.", "train traj.", "dev traj."):
+        t.add_column(col, justify="left" if col == "role" else "right")
+    for role, sd in s.roles.items():
+        t.add_row(role, str(sd["train"]["examples"]), str(sd["dev"]["examples"]),
+                  str(sd["train"]["trajectories"]), str(sd["dev"]["trajectories"]))
+    return t
+
+
+@click.command("split")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", "outdir", required=True, type=click.Path(), help="Output directory (OUTDIR).")
+@click.option("--roles", default=",".join(ROLE_NAMES), show_default=True, callback=_roles,
+              help="Role datasets to write, comma-separated.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Force a reader instead of detecting it.")
+@click.option("--template", default="alpha-umi", show_default=True,
+              help="Built-in template name or a JSON template file.")
+@click.option("--dev-ratio", default=0.02, show_default=True, type=float,
+              help="Share of trajectories (not steps) in the dev split.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the train/dev assignment.")
+@click.option("--shard-size", type=click.IntRange(min=1),
+              help="Input files/records per shard [default: ~1/16 of the corpus, 500–5000].")
+@click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
+              help="Worker processes; the output is byte-identical whatever the count.")
+@click.option("--export", "export", type=click.Choice(["glpft-json"]), multiple=True,
+              help="Also write the original α-UMi trainer's train_<role>.json files under glpft-json/.")
+@click.option("--strict", is_flag=True, help="Reject records with warnings too.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty OUTDIR.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], fmt: str | None, template: str,
+                  dev_ratio: float, seed: int, shard_size: int | None, workers: int, export: tuple[str, ...],
+                  strict: bool, overwrite: bool, quiet: bool) -> None:
+    """Split trajectories into the GLPFT role datasets: global, planner, caller, summarizer.
+
+    INPUTS are ToolBench answer trees, files or data.zip, α-UMi stage-2 JSON, OpenAI-style chats
+    (JSON/JSONL) or umi trajectories (JSONL/Parquet). Writes OUTDIR/<role>/{train,dev}-*.parquet,
+    manifest.json, README.md and rejects.jsonl. Exit 0: all records used; 1: some rejected;
+    2: usage or I/O error.
+    """
+    opts = SplitOptions(roles=roles, dev_ratio=dev_ratio, seed=seed, shard_size=shard_size, template=template,
+                        format=fmt, strict=strict, export_glpft_json="glpft-json" in export, workers=workers)
+    err = Console(stderr=True)
+    try:
+        if show_progress(quiet):
+            with Progress(TextColumn("[bold]split"), BarColumn(), TextColumn("{task.fields[rate]}"),
+                          TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                          console=err, transient=True) as bar:
+                task = bar.add_task("split", total=None, rate="")
+                t0 = time.perf_counter()
+
+                def progress(done: int, total: int, records: int) -> None:
+                    dt = max(time.perf_counter() - t0, 1e-9)
+                    bar.update(task, completed=done, total=total,
+                               rate=f"{records} traj · {records / dt:,.0f} traj/s · {done / dt / 1e6:,.1f} MB/s")
+
+                summary = split(list(inputs), outdir, opts, overwrite=overwrite, progress=progress)
+        else:
+            summary = split(list(inputs), outdir, opts, overwrite=overwrite)
+    except SplitError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        sys.exit(2)
+    except OSError as e:
+        err.print(f"[red]I/O error:[/red] {e}", highlight=False)
+        sys.exit(2)
+    if not quiet:
+        out = Console()
+        out.print(summary_table(summary))
+        reasons = ", ".join(f"{k} {v}" for k, v in summary.rejected_by_reason.items()) or "none"
+        warns = ", ".join(f"{k} {v}" for k, v in summary.warnings_by_code.items()) or "none"
+        out.print(f"records {summary.records} = accepted {summary.accepted} + rejected {summary.rejected}"
+                  f" ({reasons}); rejects in {summary.outdir}/rejects.jsonl", highlight=False)
+        out.print(f"warnings kept: {warns}", highlight=False)
+        out.print(f"{summary.input_bytes / 1e6:,.1f} MB in → {summary.output_bytes / 1e6:,.1f} MB out in "
+                  f"{summary.seconds:.1f} s; see {summary.outdir}/README.md", highlight=False)
+    sys.exit(1 if summary.rejected else 0)

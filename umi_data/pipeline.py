@@ -1,0 +1,517 @@
+"""``umidata split``: inputs → canonical trajectories → role examples → Parquet shards.
+
+Flow (each step a plain function, so it can run in a worker process)::
+
+    expand(inputs) ──► units ──► [worker] read + hash ─► check ─► render roles ──► UnitResult
+                                                                                     │ (in unit order)
+    [main] dedupe (ids, content) ─► train/dev by trajectory hash ─► ShardWriter per role/split
+           ─► rejects.jsonl, manifest.json, README.md ─► staging dir renamed onto OUTDIR
+
+Streaming: at most ``workers * 4`` chunks of units are in flight and shards are written row
+group by row group, so memory is bounded by those, not by the corpus. Determinism: units are
+sorted, results are consumed in unit order whatever the worker count, and the train/dev
+assignment is a hash of (seed, trajectory id), so it is also independent of input order.
+Atomicity: everything is written into a sibling staging directory that replaces OUTDIR only
+once complete; an interrupted run leaves no OUTDIR behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from umi_data import __version__
+from umi_data.checks import Deduper, fingerprint
+from umi_data.convert import Checked, judge, reject_row
+from umi_data.findings import Finding
+from umi_data.readers import Record, Unit, expand, parse_unit, read_bytes
+from umi_data.roles import ROLE_NAMES, examples, prepare
+from umi_data.shards import ShardWriter, drop_rows
+from umi_data.templates import load_template
+from umi_data.trajectory import Source
+
+SPLIT_FORMAT = "umi.split/v1"
+SPLITS = ("train", "dev")
+# What each role dataset is for (README card and `umidata stats`).
+ROLE_PURPOSE = {
+    "global": "GLPFT stage 1: one model plays every role (the original calls it backbone).",
+    "planner": "Stage 2: writes the rationale and decides the next move (Next: caller / conclusion / give up).",
+    "caller": "Stage 2: turns the planner's rationale into one exact API call (Action / Action Input).",
+    "summarizer": "Stage 2: writes the final answer from the whole trajectory.",
+}
+EXPORT_NAMES = {"global": "backbone", "planner": "planner", "caller": "caller", "summarizer": "summarizer"}
+
+
+class SplitError(Exception):
+    """A usage or I/O problem (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    roles: tuple[str, ...] = ROLE_NAMES
+    dev_ratio: float = 0.02
+    seed: int = 0
+    shard_size: int | None = None  # input units per shard; None: chosen from the corpus size
+    template: str = "alpha-umi"
+    format: str | None = None
+    strict: bool = False
+    export_glpft_json: bool = False
+    workers: int = 1
+
+    def manifest_view(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("workers")  # never changes the output
+        d["roles"] = list(self.roles)
+        return d
+
+
+@dataclass
+class RecordResult:
+    """What a worker reports about one input record (small: rows go straight to disk)."""
+
+    where: str
+    source: Source
+    trajectory_id: str | None = None
+    fingerprint: str | None = None
+    split: str = "train"
+    warnings: list[str] = field(default_factory=list)
+    reject: dict[str, Any] | None = None
+    examples: dict[str, int] = field(default_factory=dict)  # role -> examples written
+
+
+@dataclass
+class ShardResult:
+    index: int
+    units: list[tuple[Unit, int, str]]  # (unit, bytes, sha256)
+    records: list[RecordResult]
+    files: dict[tuple[str, str], int]  # (role, split) -> rows in this shard's file
+    exports: dict[tuple[str, str], list[tuple[str, str]]]  # keys of the lines of each fragment
+
+
+def is_dev(trajectory_id: str, seed: int, dev_ratio: float) -> bool:
+    """Train/dev by a hash of (seed, trajectory id): stable whatever the input order."""
+    h = hashlib.blake2b(f"{seed}\x00{trajectory_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2**64 < dev_ratio
+
+
+def _part(stage: Path, role: str, split_name: str, k: int) -> Path:
+    return stage / role / f".{split_name}-{k:05d}.part"
+
+
+def _fragment(stage: Path, role: str, split_name: str, k: int) -> Path:
+    return stage / "glpft-json" / f".{split_name}_{EXPORT_NAMES[role]}-{k:05d}.part"
+
+
+class _ShardJob:
+    """Renders and writes one shard: its units' records, every role, train and dev."""
+
+    def __init__(self, k: int, stage: Path, opts: SplitOptions) -> None:
+        self.k, self.stage, self.opts = k, stage, opts
+        self.template = load_template(opts.template)
+        self.writers: dict[tuple[str, str], ShardWriter] = {}
+        self.fragments: dict[tuple[str, str], Any] = {}
+        self.export_keys: dict[tuple[str, str], list[tuple[str, str]]] = {}
+
+    def _writer(self, role: str, split_name: str) -> ShardWriter:
+        w = self.writers.get((role, split_name))
+        if w is None:
+            w = self.writers[(role, split_name)] = ShardWriter(str(_part(self.stage, role, split_name, self.k)))
+        return w
+
+    def _export(self, role: str, split_name: str, key: tuple[str, str], blob: bytes) -> None:
+        f = self.fragments.get((role, split_name))
+        if f is None:
+            path = _fragment(self.stage, role, split_name, self.k)
+            f = self.fragments[(role, split_name)] = open(path, "wb")  # noqa: SIM115 - closed in finish()
+            self.export_keys[(role, split_name)] = []
+        f.write(blob + b"\n")
+        self.export_keys[(role, split_name)].append(key)
+
+    def record(self, rec: Record) -> RecordResult:
+        res = RecordResult(rec.source.where(), rec.source)
+        checked = judge(rec, self.opts.strict)
+        traj = checked.trajectory
+        if traj is None:
+            res.reject = reject_row(checked)
+            return res
+        res.trajectory_id = traj.id
+        res.fingerprint = fingerprint(traj)
+        res.warnings = [f.code for f in checked.findings]
+        res.split = "dev" if is_dev(traj.id, self.opts.seed, self.opts.dev_ratio) else "train"
+        prepared = prepare(traj)
+        key = (traj.id, res.where)
+        for role in self.opts.roles:
+            n = 0
+            for ex in examples(traj, role, self.template, prepared):
+                n += 1
+                self._writer(role, res.split).add({
+                    "id": ex.id, "trajectory_id": ex.trajectory_id, "step": ex.step, "turn": ex.turn,
+                    "role": ex.role, "prompt": ex.prompt, "completion": ex.completion,
+                    "decision": ex.decision, "source": res.where,
+                })
+                if self.opts.export_glpft_json:
+                    self._export(role, res.split, key, orjson.dumps({
+                        "tools": prepared.docs, "history": prepared.conv[: ex.turn],
+                        "input": ex.prompt, "target": ex.completion}))
+            res.examples[role] = n
+        return res
+
+    def finish(self) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], list[tuple[str, str]]]]:
+        for f in self.fragments.values():
+            f.close()
+        return {key: w.close() for key, w in self.writers.items()}, self.export_keys
+
+
+_PROGRESS: Any = None  # shared [bytes read, records read] counters, set in each worker
+
+
+def _init_worker(counter: Any) -> None:
+    global _PROGRESS
+    _PROGRESS = counter
+
+
+def process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) -> ShardResult:
+    """Worker entry point: read, hash, check, render and write one shard."""
+    job = _ShardJob(k, Path(stage), opts)
+    seen_units: list[tuple[Unit, int, str]] = []
+    records: list[RecordResult] = []
+    for unit in units:
+        data = read_bytes(unit)
+        if isinstance(data, Record):
+            seen_units.append((unit, 0, ""))
+            records.append(job.record(data))
+            continue
+        seen_units.append((unit, len(data), hashlib.sha256(data).hexdigest()))
+        before = len(records)
+        records.extend(job.record(r) for r in parse_unit(unit, data, opts.format))
+        if _PROGRESS is not None:
+            with _PROGRESS.get_lock() if hasattr(_PROGRESS, "get_lock") else nullcontext():
+                _PROGRESS[0] += len(data)
+                _PROGRESS[1] += len(records) - before
+    files, exports = job.finish()
+    return ShardResult(k, seen_units, records, files, exports)
+
+
+def shard_units(n_units: int, shard_size: int | None) -> int:
+    """Input units per shard: ``shard_size`` if given, else a function of the corpus size only
+    (never of the worker count, so output bytes never depend on it): ~16 shards, 500–5,000
+    units each."""
+    if shard_size:
+        return shard_size
+    return max(500, min(5_000, -(-n_units // 16)))
+
+
+def _ordered_shards(
+    units: list[Unit], per_shard: int, stage: Path, opts: SplitOptions, tick: Callable[[int, int], None] | None
+) -> Iterator[ShardResult]:
+    """Shard results in shard order; at most ``2 * workers`` shards in flight."""
+    groups = [units[i : i + per_shard] for i in range(0, len(units), per_shard)]
+    if opts.workers <= 1 or len(groups) <= 1:
+        counter = [0, 0]
+        _init_worker(counter)
+        try:
+            for k, g in enumerate(groups):
+                res = process_shard(k, g, str(stage), opts)
+                if tick:
+                    tick(counter[0], counter[1])
+                yield res
+        finally:
+            _init_worker(None)
+        return
+    counter = mp.get_context("fork").Array("q", 2)
+    with ProcessPoolExecutor(
+        max_workers=opts.workers, mp_context=mp.get_context("fork"), initializer=_init_worker, initargs=(counter,)
+    ) as pool:
+        pending: list[Future[ShardResult]] = []
+        next_k = 0
+
+        def submit() -> None:
+            nonlocal next_k
+            if next_k < len(groups):
+                pending.append(pool.submit(process_shard, next_k, groups[next_k], str(stage), opts))
+                next_k += 1
+
+        for _ in range(2 * opts.workers):
+            submit()
+        while pending:
+            head = pending[0]
+            while True:
+                try:
+                    res = head.result(timeout=0.2)
+                    break
+                except FutureTimeout:
+                    if tick:
+                        tick(counter[0], counter[1])
+            pending.pop(0)
+            submit()
+            if tick:
+                tick(counter[0], counter[1])
+            yield res
+
+
+@dataclass
+class SplitSummary:
+    outdir: str
+    records: int
+    accepted: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    warnings_by_code: dict[str, int]
+    roles: dict[str, dict[str, dict[str, int]]]
+    seconds: float
+    input_bytes: int
+    output_bytes: int
+
+
+def split(
+    inputs: list[str],
+    outdir: str,
+    opts: SplitOptions,
+    overwrite: bool = False,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> SplitSummary:
+    """Run the whole split; ``progress(done_bytes, total_bytes, records)`` is called as work
+    advances.
+    Raises :class:`SplitError` for usage and I/O problems."""
+    start = time.perf_counter()
+    unknown = sorted(set(opts.roles) - set(ROLE_NAMES))
+    if unknown:
+        raise SplitError(f"unknown role(s) {', '.join(unknown)}; choose from {', '.join(ROLE_NAMES)}")
+    if not 0.0 <= opts.dev_ratio < 1.0:
+        raise SplitError(f"--dev-ratio must be in [0, 1), got {opts.dev_ratio}")
+    try:
+        load_template(opts.template)
+    except (OSError, ValueError) as e:
+        raise SplitError(f"cannot load template {opts.template!r}: {e}") from e
+    missing = [p for p in inputs if not os.path.exists(p)]
+    if missing:
+        raise SplitError(f"input not found: {', '.join(missing)}")
+    out = Path(outdir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise SplitError(f"{outdir} exists and is not empty; pass --overwrite to replace it")
+    units_by_input = [(p, expand([p])) for p in inputs]
+    units = [u for _, us in units_by_input for u in us]
+    total = sum(u.size() for u in units)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = out.parent / f".{out.name}.partial-{os.getpid()}"
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+    except OSError as e:
+        raise SplitError(f"cannot create {outdir}: {e}") from e
+    try:
+        tick = (lambda done, n: progress(done, total, n)) if progress else None
+        summary = _write_split(units_by_input, units, total, stage, opts, tick)
+        _commit(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    summary.outdir = str(out)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _commit(stage: Path, out: Path) -> None:
+    """Replace ``out`` by the complete ``stage`` directory (rename is atomic on one filesystem)."""
+    if out.exists():
+        trash = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, trash)
+        os.replace(stage, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(stage, out)
+
+
+def _input_entry(path: str, units: list[tuple[Unit, int, str]]) -> dict[str, Any]:
+    h = hashlib.sha256()
+    for unit, _size, digest in units:
+        h.update(f"{unit.path}\x00{unit.member or ''}\x00{digest}\n".encode())
+    return {"path": path, "files": len(units), "bytes": sum(s for _, s, _ in units), "sha256": h.hexdigest()}
+
+
+def _write_split(
+    units_by_input: list[tuple[str, list[Unit]]],
+    units: list[Unit],
+    total: int,
+    stage: Path,
+    opts: SplitOptions,
+    tick: Callable[[int, int], None] | None,
+) -> SplitSummary:
+    for role in opts.roles:
+        (stage / role).mkdir()
+    if opts.export_glpft_json:
+        (stage / "glpft-json").mkdir()
+    dedupe = Deduper()
+    reasons: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
+    trajs: Counter[tuple[str, str]] = Counter()
+    examples_n: Counter[tuple[str, str]] = Counter()
+    records = accepted = 0
+    unit_info: dict[Unit, tuple[Unit, int, str]] = {}
+    shard_files: list[dict[tuple[str, str], int]] = []
+    shard_exports: list[dict[tuple[str, str], list[tuple[str, str]]]] = []
+    drop: dict[int, set[tuple[str, str]]] = {}
+    with open(stage / "rejects.jsonl", "wb") as rejects:
+        for sr in _ordered_shards(units, shard_units(len(units), opts.shard_size), stage, opts, tick):
+            unit_info.update({u[0]: u for u in sr.units})
+            shard_files.append(sr.files)
+            shard_exports.append(sr.exports)
+            for res in sr.records:
+                records += 1
+                if res.reject is None:
+                    tid, fp = res.trajectory_id or "", res.fingerprint or ""
+                    dups = dedupe.check_key(tid, fp, res.source)
+                    if dups:
+                        res.reject = reject_row(Checked(Record(res.source, None), dups, dups[0]))
+                        drop.setdefault(sr.index, set()).add((tid, res.where))
+                    else:
+                        dedupe.add_key(tid, fp, res.source)
+                if res.reject is not None:
+                    reasons[res.reject["reason"]] += 1
+                    rejects.write(orjson.dumps(res.reject) + b"\n")
+                    continue
+                accepted += 1
+                warnings.update(res.warnings)
+                for role, n in res.examples.items():
+                    if n:
+                        trajs[(role, res.split)] += 1
+                        examples_n[(role, res.split)] += n
+    roles = _name_shards(stage, opts, shard_files, shard_exports, drop)
+    for role, sd in roles.items():
+        for s, d in sd.items():
+            d["examples"], d["trajectories"] = examples_n[(role, s)], trajs[(role, s)]
+    summary = SplitSummary(
+        outdir="", records=records, accepted=accepted, rejected=records - accepted,
+        rejected_by_reason=dict(sorted(reasons.items())), warnings_by_code=dict(sorted(warnings.items())),
+        roles={r: {s: {k: v for k, v in d.items() if k != "files"} for s, d in sd.items()} for r, sd in roles.items()},
+        seconds=0.0, input_bytes=total, output_bytes=0,
+    )
+    manifest = {
+        "format": SPLIT_FORMAT,
+        "umi_version": __version__,
+        "template": opts.template,
+        "options": opts.manifest_view(),
+        "inputs": [_input_entry(p, [unit_info[u] for u in us]) for p, us in units_by_input],
+        "counts": {
+            "records": records, "accepted": accepted, "rejected": records - accepted,
+            "rejected_by_reason": summary.rejected_by_reason, "warnings_by_code": summary.warnings_by_code,
+        },
+        "roles": roles,
+        "rejects": "rejects.jsonl",
+        "schemas": {
+            "example": "https://umi.dev/schemas/role-example.schema.json",
+            "trajectory": "https://umi.dev/schemas/trajectory.schema.json",
+            "manifest": "https://umi.dev/schemas/manifest.schema.json",
+        },
+    }
+    (stage / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+    (stage / "README.md").write_text(dataset_card(manifest), encoding="utf-8")
+    summary.output_bytes = sum(p.stat().st_size for p in stage.rglob("*") if p.is_file())
+    return summary
+
+
+def _name_shards(
+    stage: Path,
+    opts: SplitOptions,
+    shard_files: list[dict[tuple[str, str], int]],
+    shard_exports: list[dict[tuple[str, str], list[tuple[str, str]]]],
+    drop: dict[int, set[tuple[str, str]]],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Drop late duplicates from their shards, give non-empty shards their final names and
+    join the glpft-json fragments; returns the per-role file lists."""
+    roles: dict[str, dict[str, dict[str, Any]]] = {}
+    for role in opts.roles:
+        for s in SPLITS:
+            parts = []
+            for k, files in enumerate(shard_files):
+                if not files.get((role, s)):
+                    continue
+                path = _part(stage, role, s, k)
+                if k in drop and drop_rows(str(path), drop[k]) == 0:
+                    continue
+                parts.append(path)
+            names = [f"{s}-{i:05d}-of-{len(parts):05d}.parquet" for i in range(len(parts))]
+            for path, name in zip(parts, names, strict=True):
+                os.replace(path, stage / role / name)
+            roles.setdefault(role, {})[s] = {"files": names}
+            if opts.export_glpft_json:
+                _join_export(stage, role, s, shard_exports, drop)
+    return roles
+
+
+def _join_export(
+    stage: Path, role: str, s: str,
+    shard_exports: list[dict[tuple[str, str], list[tuple[str, str]]]],
+    drop: dict[int, set[tuple[str, str]]],
+) -> None:
+    """One JSON list per role and split, in the original α-UMi trainer's shape."""
+    first = True
+    out_path = stage / "glpft-json" / f"{s}_{EXPORT_NAMES[role]}.json"
+    with open(out_path, "wb") as out:
+        out.write(b"[")
+        for k, exports in enumerate(shard_exports):
+            keys = exports.get((role, s))
+            if not keys:
+                continue
+            frag = _fragment(stage, role, s, k)
+            with open(frag, "rb") as f:
+                for key, line in zip(keys, f, strict=True):
+                    if key in drop.get(k, ()):
+                        continue
+                    out.write(b"\n" if first else b",\n")
+                    out.write(line.rstrip(b"\n"))
+                    first = False
+            frag.unlink()
+        out.write(b"\n]\n")
+
+
+def dataset_card(manifest: dict[str, Any]) -> str:
+    """The OUTDIR/README.md: what each role dataset is for, counts, template, how to load it."""
+    lines = [
+        "# α-UMi role datasets (umi)",
+        "",
+        f"Written by `umidata split` (umi {manifest['umi_version']}), template `{manifest['template']}`, "
+        f"dev ratio {manifest['options']['dev_ratio']} by trajectory (seed {manifest['options']['seed']}).",
+        "",
+        f"Records read: {manifest['counts']['records']} = {manifest['counts']['accepted']} accepted "
+        f"+ {manifest['counts']['rejected']} rejected (see `rejects.jsonl`).",
+        "",
+        "| role | purpose | train examples | dev examples | train trajectories | dev trajectories |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for role, sd in manifest["roles"].items():
+        lines.append(
+            f"| `{role}` | {ROLE_PURPOSE[role]} | {sd['train']['examples']} | {sd['dev']['examples']} "
+            f"| {sd['train']['trajectories']} | {sd['dev']['trajectories']} |"
+        )
+    lines += [
+        "",
+        "Each row: `id`, `trajectory_id`, `step` (the planner turn it belongs to), `turn`, `role`, "
+        "`prompt` (the model input, role cue included), `completion` (the target; append EOS when "
+        "training), `decision` (call / conclude / give_up), `source` (input file and record).",
+        "",
+        "Load a role with 🤗 datasets (`dev` files become the `validation` split):",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        'planner = load_dataset("parquet", data_dir="OUTDIR/planner")',
+        "```",
+        "",
+        "or train it with `umitrain train --data OUTDIR --role planner --model PATH -o RUN`.",
+        "Schemas: `schemas/role-example.schema.json`, `schemas/manifest.schema.json` in the umi repository.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""Writers for ``umidata split``: Parquet shards per role and split, streamed row group by row
+group so memory stays bounded by the row-group size, not by the corpus.
+
+Each worker writes whole shards (a shard is a fixed group of input units), so compression runs
+in parallel and the bytes of a shard do not depend on the worker count. The pipeline renames
+them ``<split>-NNNNN-of-MMMMM.parquet`` once the count is known, which is what
+``datasets.load_dataset("parquet", data_dir=...)`` expects (``dev`` maps to its validation
+split), all inside a staging directory that replaces OUTDIR at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+EXAMPLE_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("trajectory_id", pa.string(), nullable=False),
+        pa.field("step", pa.int32(), nullable=False),
+        pa.field("turn", pa.int32(), nullable=False),
+        pa.field("role", pa.string(), nullable=False),
+        pa.field("prompt", pa.string(), nullable=False),
+        pa.field("completion", pa.string(), nullable=False),
+        pa.field("decision", pa.string(), nullable=True),
+        pa.field("source", pa.string(), nullable=False),
+    ],
+    metadata={"umi.schema": "role-example/v1"},
+)
+COLUMNS = tuple(EXAMPLE_SCHEMA.names)
+# Long, repetitive prompts (every example repeats tool docs and history): zstd over large pages
+# is what makes the output a fraction of the original JSON.
+_WRITE_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": ["role", "decision"],
+    "data_page_size": 4 << 20,
+    "write_statistics": ["step", "turn"],
+}
+
+
+class ShardWriter:
+    """Rows of one (role, split, shard) → one Parquet file, written row group by row group.
+
+    A row group is flushed every ``row_group_bytes`` of text, so memory stays bounded whatever
+    the shard size; nothing is created until the first row arrives."""
+
+    def __init__(self, path: str, row_group_bytes: int = 16 << 20) -> None:
+        self.path = path
+        self.row_group_bytes = row_group_bytes
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._buffer: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+        self._bytes = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        for c in COLUMNS:
+            self._buffer[c].append(row[c])
+        self.rows += 1
+        self._bytes += len(row["prompt"]) + len(row["completion"])
+        if self._bytes >= self.row_group_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer["id"]:
+            return
+        if self._writer is None:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self._writer = pq.ParquetWriter(self.path, EXAMPLE_SCHEMA, **_WRITE_OPTIONS)
+        table = pa.Table.from_pydict(self._buffer, schema=EXAMPLE_SCHEMA)
+        self._writer.write_table(table, row_group_size=len(self._buffer["id"]))
+        self._buffer = {c: [] for c in COLUMNS}
+        self._bytes = 0
+
+    def close(self) -> int:
+        """Flush and close; returns the number of rows written (0: no file was created)."""
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        return self.rows
+
+
+def drop_rows(path: str, keys: set[tuple[str, str]]) -> int:
+    """Rewrite a shard without the rows whose ``(trajectory_id, source)`` is in ``keys`` (used
+    for the rare duplicate found after its shard was written); returns the rows left."""
+    table = pq.read_table(path, schema=EXAMPLE_SCHEMA)
+    ids = table.column("trajectory_id").to_pylist()
+    sources = table.column("source").to_pylist()
+    keep = pa.array([(i, s) not in keys for i, s in zip(ids, sources, strict=True)])
+    table = table.filter(keep)
+    os.remove(path)
+    if table.num_rows:
+        with pq.ParquetWriter(path, EXAMPLE_SCHEMA, **_WRITE_OPTIONS) as w:
+            for batch in table.to_batches(max_chunksize=2_000):
+                w.write_table(pa.Table.from_batches([batch], schema=EXAMPLE_SCHEMA))
+    return table.num_rows
