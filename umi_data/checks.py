@@ -382,7 +382,8 @@ class Deduper:
         out = []
         first = self._ids.get(traj_id)
         if first is not None:
-            out.append(Finding("duplicate_id", f"id {traj_id!r} was already produced by {first.where()}", source, "/id"))
+            msg = f"id {traj_id!r} was already produced by {first.where()}"
+            out.append(Finding("duplicate_id", msg, source, "/id"))
         earlier = self._content.get(content)
         if earlier is not None:
             out.append(Finding("duplicate_trajectory",

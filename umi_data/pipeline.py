@@ -36,7 +36,6 @@ import orjson
 from umi_data import __version__
 from umi_data.checks import Deduper, fingerprint
 from umi_data.convert import Checked, judge, reject_row
-from umi_data.findings import Finding
 from umi_data.readers import Record, Unit, expand, parse_unit, read_bytes
 from umi_data.roles import ROLE_NAMES, examples, prepare
 from umi_data.shards import ShardWriter, drop_rows

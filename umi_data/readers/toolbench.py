@@ -138,7 +138,8 @@ def read(obj: Any, source: Source, traj_id: str) -> tuple[Trajectory | None, lis
         problems.append(("/answer_generation/function", "`function` must be a list of function specs"))
     chain = messages[-1] if isinstance(messages, list) else None
     if not isinstance(chain, list) or not all(isinstance(m, dict) for m in chain):
-        problems.append((f"/answer_generation/train_messages/{len(messages) - 1}", "the last chain must be a list of messages"))
+        ptr = f"/answer_generation/train_messages/{len(messages) - 1}"
+        problems.append((ptr, "the last chain must be a list of messages"))
     if problems:
         return None, [Finding("schema", msg, source, ptr) for ptr, msg in problems]
     tools = []
