@@ -145,7 +145,8 @@ def test_bad_inputs(tmp_path: Path) -> None:
     results = {p.name: list(read_inputs([p])) for p in sorted(tmp_path.iterdir())}
     assert _codes(results["trunc.json"]) == [["json_syntax"]]
     assert _codes(results["latin1.json"]) == [["encoding"]]
-    assert "line 1 column" in results["latin1.json"][0].findings[0].message
+    assert "byte 0xe9 (line 1, column 18)" in results["latin1.json"][0].findings[0].message
+    assert "(line 1, column" in results["trunc.json"][0].findings[0].message
     assert _codes(results["empty.json"]) == [["empty_input"]]
     assert _codes(results["empty_list.json"]) == [["empty_input"]]
     assert _codes(results["unknown.json"]) == [["unknown_format"]]
@@ -153,6 +154,7 @@ def test_bad_inputs(tmp_path: Path) -> None:
     recs = results[lines.name]
     assert [r.accepted for r in recs] == [True, True, False, True]
     assert recs[2].source.line == 3 and recs[2].findings[0].code == "json_syntax"
+    assert recs[2].findings[0].message.endswith("(column 2)")  # the line number is in the source
 
 
 def test_unreadable_members(tmp_path: Path) -> None:

@@ -115,14 +115,16 @@ def _one(obj: Any, source: Source, unit: Unit, index: int | None, fmt: str | Non
     return Record(source, traj, findings)
 
 
-def _decode_error(data: bytes, err: Exception) -> tuple[str, str]:
-    """(code, message) for bytes that failed to parse: encoding first, then JSON syntax."""
+def _decode_error(data: bytes, err: Exception, one_line: bool = False) -> tuple[str, str]:
+    """(code, message) for bytes that failed to parse: encoding first, then JSON syntax.
+    ``one_line``: the bytes are one JSONL line, whose number the source already gives."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as u:
         line = data.count(b"\n", 0, u.start) + 1
         col = u.start - (data.rfind(b"\n", 0, u.start) + 1) + 1
-        return "encoding", f"invalid UTF-8 byte 0x{data[u.start]:02x} at line {line} column {col}"
+        where = f"column {col}" if one_line else f"line {line}, column {col}"
+        return "encoding", f"invalid UTF-8 byte 0x{data[u.start]:02x} ({where})"
     if not text.strip():
         return "empty_input", "empty text where a JSON value was expected"
     import json  # the standard library gives precise positions for syntax errors
@@ -130,7 +132,8 @@ def _decode_error(data: bytes, err: Exception) -> tuple[str, str]:
     try:
         json.loads(text)
     except json.JSONDecodeError as j:
-        return "json_syntax", f"{j.msg} at line {j.lineno} column {j.colno}"
+        where = f"column {j.colno}" if one_line else f"line {j.lineno}, column {j.colno}"
+        return "json_syntax", f"{j.msg} ({where})"
     return "json_syntax", str(err)
 
 
@@ -196,8 +199,8 @@ def _read_jsonl(unit: Unit, data: bytes, fmt: str | None) -> Iterator[Record]:
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as e:
-            code, msg = _decode_error(line, e)
-            yield Record(src, None, [Finding(code, msg.replace("at line 1 column", "at column"), src)])
+            code, msg = _decode_error(line, e, one_line=True)
+            yield Record(src, None, [Finding(code, msg, src)])
             continue
         yield _one(obj, src, unit, lineno, fmt)
     if not seen:
