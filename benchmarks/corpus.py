@@ -23,8 +23,9 @@ Files are plain byte copies, not hard links: each copy is its own inode with its
 page cache, so reading the corpus costs what reading that many distinct real files costs (a
 hard-linked corpus would be 15 files' worth of cached pages and flatter every I/O figure).
 
-A finished corpus holds a marker ``.corpus.json`` (file count, seed, digest of the sources); a
-later call with the same arguments finds it and returns without rewriting anything. The sources
+A finished corpus holds a marker ``.corpus-marker`` (file count, seed, digest of the sources; JSON,
+but not named like an input, so ``umidata`` does not read it); a later call with the same arguments
+finds it and returns without rewriting anything. The sources
 are read from ``../shared`` at run time (or ``--source`` / ``$UMI_TOOLBENCH_EXAMPLE``), never
 copied into the repository.
 """
@@ -41,7 +42,7 @@ import sys
 import time
 from pathlib import Path
 
-MARKER = ".corpus.json"
+MARKER = ".corpus-marker"  # not an input suffix (.json/.jsonl/.zip/.parquet): umidata never reads it
 NAME = "{k}_ChatGPT_DFS_woFilter_w2.json"
 REPO = Path(__file__).resolve().parents[1]
 
