@@ -248,3 +248,7 @@ def tiny(data: Path, role: str, output_dir: Path, vocab_size: int, seed: int) ->
         raise UserError(f"no train shards for role {role!r} under {data}")
     make_tiny(shards, output_dir, seed=seed, vocab_size=vocab_size)
     click.echo(f"tiny model + tokenizer saved to {output_dir} (use it with --model {output_dir})")
+
+
+if __name__ == "__main__":
+    main()

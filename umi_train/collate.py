@@ -84,12 +84,26 @@ def packing_supported(model, atol: float | None = None) -> tuple[bool, str]:
     return True, f"packed == unpacked under attn_implementation={attn!r} (max logit diff {diff:.1e})"
 
 
-def make_collator(tokenizer, packing: bool, pad_to_multiple_of: int | None = None):
+def varlen_attention(model) -> bool:
+    """True for kernels that skip the masked blocks of a packed row (FlashAttention varlen).
+
+    sdpa / eager keep examples apart with a block-diagonal mask but still compute the whole packed
+    row, i.e. O((sum L)^2) instead of sum(L^2): correct, yet slower than padding on long rows.
+    """
+    attn = str(getattr(model.config, "_attn_implementation", "") or "")
+    return attn.startswith("flash_attention") or "flash" in attn
+
+
+def make_collator(
+    tokenizer, packing: bool, pad_to_multiple_of: int | None = None, flash_kwargs: bool = False
+):
     """Flattening collator for packing; otherwise dynamic right-padding with labels padded by -100."""
     if packing:
         from transformers import DataCollatorWithFlattening
 
-        return DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX)
+        return DataCollatorWithFlattening(
+            return_position_ids=True, separator_id=IGNORE_INDEX, return_flash_attn_kwargs=flash_kwargs
+        )
     from transformers import DataCollatorForSeq2Seq
 
     return DataCollatorForSeq2Seq(

@@ -313,6 +313,14 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
                 "packing refused, falling back to dynamic padding + length-grouped batches: %s",
                 packing_reason,
             )
+    from umi_train.collate import varlen_attention
+
+    varlen = packing and varlen_attention(model)
+    if packing and not varlen:
+        notes.append(
+            "packing under sdpa/eager masks but still computes each packed row in full (O((sum L)^2)); "
+            "on GPU use --attn-implementation flash_attention_2 for the padding-free speed-up"
+        )
     args.train_sampling_strategy = "random" if packing else "group_by_length"
     if cfg.lora:
         model = _wrap_lora(model, cfg.lora)
@@ -334,7 +342,9 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         args=args,
         train_dataset=train_ds,
         eval_dataset=dev_ds,
-        data_collator=make_collator(tokenizer, packing, pad_to_multiple_of=8 if cuda else None),
+        data_collator=make_collator(
+            tokenizer, packing, pad_to_multiple_of=8 if cuda else None, flash_kwargs=varlen
+        ),
         processing_class=tokenizer,
         callbacks=[_as_callback(clock), *cfg.callbacks],
     )
