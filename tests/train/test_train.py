@@ -81,7 +81,7 @@ KILLER = textwrap.dedent("""
             if state.global_step == 10:
                 os.kill(os.getpid(), signal.SIGKILL)  # a hard kill right after the checkpoint is on disk
 
-    train_role(TrainConfig(data=Path(sys.argv[1]), role="caller", output_dir=Path(sys.argv[2]), max_steps=30,
+    train_role(TrainConfig(data=Path(sys.argv[1]), role="caller", output_dir=Path(sys.argv[2]), max_steps=20,
                            lr=3e-3, warmup_ratio=0.1, save_steps=10, gradient_checkpointing=False,
                            quiet=True, tiny_vocab=600, logging_steps=1, callbacks=[Kill()]))
 """)
@@ -111,7 +111,7 @@ def test_killed_run_resumes_from_its_checkpoint(split_dir: Path, tmp_path: Path)
             "-o",
             str(out),
             "--max-steps",
-            "30",
+            "20",
             "--lr",
             "3e-3",
             "--warmup-ratio",
@@ -127,10 +127,10 @@ def test_killed_run_resumes_from_its_checkpoint(split_dir: Path, tmp_path: Path)
     assert result.exit_code == 0, result.output
     summary = read_summary(out)
     assert summary["resumed_from"].endswith("checkpoint-10") and summary["resumed_from_step"] == 10
-    assert summary["steps"] == 30
+    assert summary["steps"] == 20
     assert "resumed from step 10" in result.output and "loss tokens" in result.output
     steps = [s for s, _ in summary["loss_history"]]
-    assert steps[-1] == 30 and 10 in steps  # history before the kill is kept from the checkpoint
+    assert steps[-1] == 20 and 10 in steps  # history before the kill is kept from the checkpoint
 
 
 def test_lora_run_saves_merged_weights_and_adapter(split_dir: Path, tmp_path: Path) -> None:
