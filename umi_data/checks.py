@@ -25,6 +25,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -84,10 +85,21 @@ def argument_schema(parameters: Any) -> dict[str, Any] | None:
     return schema
 
 
+@lru_cache(maxsize=4096)
+def _validator(schema_json: bytes) -> Draft202012Validator:
+    """Validators are costly to build and ToolBench reuses the same tools across thousands of
+    trajectories: build each distinct schema once per process."""
+    return Draft202012Validator(orjson.loads(schema_json))
+
+
 @dataclass
 class _ToolIndex:
     names: set[str]
-    validators: dict[str, Draft202012Validator | None] = field(default_factory=dict)
+    schemas: dict[str, bytes | None] = field(default_factory=dict)  # normalised schema, as JSON
+
+    def validator(self, name: str) -> Draft202012Validator | None:
+        schema = self.schemas.get(name)
+        return _validator(schema) if schema is not None else None
 
 
 def _tool_index(traj: Trajectory, src: Source, out: list[Finding]) -> _ToolIndex:
@@ -120,7 +132,7 @@ def _tool_index(traj: Trajectory, src: Source, out: list[Finding]) -> _ToolIndex
                     f"/tools/{k}/parameters",
                 )
             )
-        index.validators[tool.name] = Draft202012Validator(schema) if schema is not None else None
+        index.schemas[tool.name] = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS) if schema is not None else None
     if not index.names - {FINISH}:
         out.append(Finding("no_tools", "the trajectory offers no tool (besides Finish)", src, "/tools"))
     return index
@@ -172,7 +184,7 @@ def _check_call(
             )
         )
         return
-    validator = index.validators.get(call.name) if known else None
+    validator = index.validator(call.name) if known else None
     if validator is None:
         return
     for err in sorted(validator.iter_errors(args), key=lambda e: (list(e.absolute_path), e.validator)):

@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from umi_data.stats import NotASplit, SplitStats, TokenizerError, collect, plot, to_json
+if TYPE_CHECKING:
+    from umi_data.stats import SplitStats
 
 _DIST_KEYS = ("min", "p50", "p90", "p99", "max", "mean")
 _DECISION_LABELS = (("call", "call"), ("conclude", "conclude"), ("give_up", "give up"), ("none", "none"))
@@ -116,6 +118,9 @@ def render(stats: list[SplitStats], outdir: str, tokenizer: str | None) -> None:
 def stats(outdir: Path, tokenizer: Path | None, plot_path: Path | None, as_json: bool, top: int) -> None:
     """Examples, trajectories, length distributions, decision mix and most-used tools of a
     `umidata split` OUTDIR, per role and split."""
+    # polars is imported here, not at start-up: every other umidata command stays quick to start.
+    from umi_data.stats import NotASplit, TokenizerError, collect, plot, to_json
+
     try:
         result = collect(outdir, tokenizer, top=top, keep_lengths=plot_path is not None)
     except (NotASplit, TokenizerError) as e:
