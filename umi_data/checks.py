@@ -63,18 +63,27 @@ def _norm_type(t: Any) -> str | list[str] | None:
     return None
 
 
+def _usable(parameters: Any) -> bool:
+    if not isinstance(parameters, dict):
+        return False
+    props = parameters.get("properties", {})
+    required = parameters.get("required", [])
+    return (
+        isinstance(props, dict)
+        and all(isinstance(v, dict) for v in props.values())
+        and isinstance(required, list)
+        and all(isinstance(r, str) for r in required)
+    )
+
+
 def argument_schema(parameters: Any) -> dict[str, Any] | None:
     """The normalised schema calls are validated against; ``None`` when ``parameters`` is not
     usable (not an object, ``properties`` not an object of objects, ``required`` not a list of
     strings)."""
-    if not isinstance(parameters, dict):
+    if not _usable(parameters):
         return None
     props = parameters.get("properties", {})
     required = parameters.get("required", [])
-    if not isinstance(props, dict) or not all(isinstance(v, dict) for v in props.values()):
-        return None
-    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
-        return None
     norm_props = {}
     for name, spec in props.items():
         t = _norm_type(spec.get("type"))
@@ -95,11 +104,15 @@ def _validator(schema_json: bytes) -> Draft202012Validator:
 @dataclass
 class _ToolIndex:
     names: set[str]
-    schemas: dict[str, bytes | None] = field(default_factory=dict)  # normalised schema, as JSON
+    parameters: dict[str, Any] = field(default_factory=dict)  # usable parameter schemas, by tool name
 
     def validator(self, name: str) -> Draft202012Validator | None:
-        schema = self.schemas.get(name)
-        return _validator(schema) if schema is not None else None
+        """Normalised lazily: most tools offered to a trajectory are never called."""
+        params = self.parameters.get(name)
+        if params is None:
+            return None
+        schema = argument_schema(params)
+        return _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)) if schema is not None else None
 
 
 def _tool_index(traj: Trajectory, src: Source, out: list[Finding]) -> _ToolIndex:
@@ -121,8 +134,9 @@ def _tool_index(traj: Trajectory, src: Source, out: list[Finding]) -> _ToolIndex
         index.names.add(tool.name)
         if tool.name == FINISH:
             continue
-        schema = argument_schema(tool.parameters)
-        if schema is None:
+        if _usable(tool.parameters):
+            index.parameters[tool.name] = tool.parameters
+        else:
             out.append(
                 Finding(
                     "tool_schema_invalid",
@@ -132,7 +146,6 @@ def _tool_index(traj: Trajectory, src: Source, out: list[Finding]) -> _ToolIndex
                     f"/tools/{k}/parameters",
                 )
             )
-        index.schemas[tool.name] = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS) if schema is not None else None
     if not index.names - {FINISH}:
         out.append(Finding("no_tools", "the trajectory offers no tool (besides Finish)", src, "/tools"))
     return index

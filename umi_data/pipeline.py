@@ -17,6 +17,7 @@ once complete; an interrupted run leaves no OUTDIR behind.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import multiprocessing as mp
 import os
@@ -184,6 +185,18 @@ def _init_worker(counter: Any) -> None:
 
 def process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) -> ShardResult:
     """Worker entry point: read, hash, check, render and write one shard."""
+    # The work allocates millions of short-lived, acyclic objects that reference counting
+    # frees; the cyclic collector's passes over them cost ~10 % and reclaim nothing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _process_shard(k, units, stage, opts)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) -> ShardResult:
     job = _ShardJob(k, Path(stage), opts)
     seen_units: list[tuple[Unit, int, str]] = []
     records: list[RecordResult] = []

@@ -29,6 +29,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from umi_data.findings import Finding
 from umi_data.trajectory import Call, Source, Tool, Trajectory, Turn, derive_outcome
 
@@ -44,7 +46,7 @@ def _finish(arguments: Any, content: str | None) -> tuple[str, str | None, bool]
     """``(decision, final_answer, recovered)`` of a ``Finish`` call, with the original
     scripts' recovery rules for arguments that are not valid JSON."""
     try:
-        args = arguments if isinstance(arguments, dict) else json.loads(arguments)
+        args = arguments if isinstance(arguments, dict) else _loads(arguments)
         if args["return_type"] == "give_up_and_restart":
             return "give_up", None, False
         return "conclude", args.get("final_answer", "none"), False
@@ -59,12 +61,21 @@ def _finish(arguments: Any, content: str | None) -> tuple[str, str | None, bool]
         return "conclude", content if content is not None else "none", True
 
 
+def _loads(text: str) -> Any:
+    """orjson for speed; the standard library for what orjson refuses but Python accepts (NaN,
+    integers over 64 bits), so decoding stays what the original scripts' ``json.loads`` did."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _observation(content: Any) -> tuple[str, str | None, bool]:
     """``(response, error, recovered)``: the ``response`` field of the JSON content, else the
     raw text after ``"response":``, else empty."""
     text = content if isinstance(content, str) else json.dumps(content)
     try:
-        obj = json.loads(text)
+        obj = _loads(text)
         response = obj["response"]
         error = obj.get("error")
         return (response if isinstance(response, str) else json.dumps(response)), error or None, False
