@@ -278,28 +278,21 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
     # 2. Data: tokenize (cached), mask audit, overlong policy.
     stats: dict[str, TokenStats] = {}
     with args.main_process_first(desc="tokenize"):
-        train_ds, stats["train"] = tokenize_role(
-            cfg.data,
-            cfg.role,
-            "train",
-            tokenizer,
-            max_length=cfg.max_length,
-            overlong=cfg.overlong,
-            cache_dir=out / "cache",
-            num_proc=cfg.num_proc,
-            quiet=not progress,
-        )
-        dev_ds, stats["dev"] = tokenize_role(
-            cfg.data,
-            cfg.role,
-            "dev",
-            tokenizer,
-            max_length=cfg.max_length,
-            overlong=cfg.overlong,
-            cache_dir=out / "cache",
-            num_proc=cfg.num_proc,
-            quiet=not progress,
-        )
+        tokenized = {
+            split: tokenize_role(
+                cfg.data,
+                cfg.role,
+                split,
+                tokenizer,
+                max_length=cfg.max_length,
+                overlong=cfg.overlong,
+                cache_dir=out / "cache",
+                num_proc=cfg.num_proc,
+                quiet=not progress,
+            )
+            for split in ("train", "dev")
+        }
+        (train_ds, stats["train"]), (dev_ds, stats["dev"]) = tokenized["train"], tokenized["dev"]
 
     # 3. Batching: packing if the model provably keeps packed examples apart, else padding.
     from umi_train.collate import disable_cache, make_collator, packing_supported

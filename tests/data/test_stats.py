@@ -13,24 +13,13 @@ from click.testing import CliRunner
 from umi_data.cli_stats import stats as stats_command
 from umi_data.readers import read_inputs
 from umi_data.roles import ROLE_NAMES, examples
+from umi_data.shards import EXAMPLE_SCHEMA
 from umi_data.stats import NotASplit, collect, find_shards, to_json
 from umi_data.trajectory import Call, Source, Tool, Trajectory, Turn
 
 STAGE2 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "alpha-umi-example" / "raw_data_stage_2.json"
 
-SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("trajectory_id", pa.string(), nullable=False),
-        pa.field("step", pa.int32(), nullable=False),
-        pa.field("turn", pa.int32(), nullable=False),
-        pa.field("role", pa.string(), nullable=False),
-        pa.field("prompt", pa.string(), nullable=False),
-        pa.field("completion", pa.string(), nullable=False),
-        pa.field("decision", pa.string(), nullable=True),
-        pa.field("source", pa.string(), nullable=False),
-    ]
-)
+SCHEMA = EXAMPLE_SCHEMA
 
 
 def write_split(out: Path, train: list[Trajectory], dev: list[Trajectory], train_shards: int = 2) -> Path:
