@@ -43,21 +43,21 @@ def load_role(data_dir: Path, role: str, split: str = "train"):
                 f"no train shards for role {role!r} under {data_dir / role} (expected train-*.parquet)"
             )
         return None
-    tables = []
     for shard in shards:
         names = pq.read_schema(shard).names
         missing = [c for c in REQUIRED_COLUMNS if c not in names]
         if missing:
             raise UserError(f"{shard}: missing column(s) {', '.join(missing)}")
-        tables.append(pq.read_table(shard, columns=list(REQUIRED_COLUMNS)))
-    import pyarrow as pa
-
-    table = pa.concat_tables(tables)
-    if table.num_rows == 0:
+    # Memory-mapped Arrow (datasets' cache), not an in-memory table: a ToolBench-sized role is
+    # gigabytes of prompt text.
+    ds = datasets.load_dataset(
+        "parquet", data_files=[str(s) for s in shards], split="train", columns=list(REQUIRED_COLUMNS)
+    )
+    if ds.num_rows == 0:
         if split == "train":
             raise UserError(f"role {role!r} has an empty train split under {data_dir / role}")
         return None
-    return datasets.Dataset(table)
+    return ds
 
 
 @dataclass
