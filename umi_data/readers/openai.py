@@ -31,7 +31,7 @@ Rules:
   call ids are kept). A call named ``Finish`` (ToolBench's convention) must be the message's
   only call: it becomes a planner turn deciding ``conclude`` (+ a conclusion turn with
   ``final_answer``) or ``give_up`` (``return_type == "give_up_and_restart"``), with the same
-  recovery rules for broken arguments as ToolBench (``toolbench._finish``).
+  recovery rules for broken arguments as ToolBench (``toolbench.finish_decision``).
 - ``assistant`` without ``tool_calls``: the *last* assistant message is the answer → a planner
   turn (``thought`` null, decision ``conclude``) + a conclusion turn (content); any earlier one
   is a plain planner turn (``thought`` = content, decision null).
@@ -52,7 +52,7 @@ from __future__ import annotations
 from typing import Any
 
 from umi_data.findings import Finding
-from umi_data.readers.toolbench import _finish
+from umi_data.readers.toolbench import finish_decision
 from umi_data.trajectory import Call, Source, Tool, Trajectory, Turn, derive_outcome
 
 FORMAT = "openai"
@@ -171,7 +171,7 @@ def _turns(messages: list[Any], source: Source, findings: list[Finding]) -> tupl
                     f"{where}/tool_calls/{finish[0]}", "a Finish call must be the only call of its message"
                 )
             if finish:
-                decision, answer, recovered = _finish(calls[0].arguments, content)
+                decision, answer, recovered = finish_decision(calls[0].arguments, content)
                 if recovered:
                     findings.append(
                         Finding(

@@ -42,7 +42,7 @@ def sniff(obj: Any) -> bool:
     return isinstance(obj, dict) and "answer_generation" in obj
 
 
-def _finish(arguments: Any, content: str | None) -> tuple[str, str | None, bool]:
+def finish_decision(arguments: Any, content: str | None) -> tuple[str, str | None, bool]:
     """``(decision, final_answer, recovered)`` of a ``Finish`` call, with the original
     scripts' recovery rules for arguments that are not valid JSON."""
     try:
@@ -106,7 +106,7 @@ def turns_from_chain(
                 continue
             name, arguments = fc.get("name"), fc.get("arguments", "")
             if name == "Finish":
-                decision, answer, recovered = _finish(arguments, content)
+                decision, answer, recovered = finish_decision(arguments, content)
                 if recovered:
                     findings.append(Finding("finish_recovered", "Finish arguments are not valid JSON; "
                                             "answer recovered from the text", source, where + "/function_call"))
