@@ -1,7 +1,8 @@
 """``umidata``: the command line. Commands only parse arguments and call one library function.
 
 Exit codes: 0 ok; 1 findings (validate: an error, or a warning under --strict) or rejects
-(convert: any record rejected); 2 usage or I/O error (missing input, unwritable output).
+(convert: any record rejected); 2 usage or I/O error (missing input, unwritable output); 130
+interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -83,7 +84,26 @@ def _summary(summary, quiet: bool) -> None:  # type: ignore[no-untyped-def]
         console.print("  ".join(f"{c}={n}" for c, n in sorted(summary.counts_by_code.items())))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+EXIT_INTERRUPTED = 130
+
+
+class _Group(click.Group):
+    """Ctrl-C exits 130 with one line (every command writes atomically, so nothing half-written
+    is left), instead of click's "Aborted!" with exit code 1, which means "findings" here."""
+
+    def main(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.pop("standalone_mode", None)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except (KeyboardInterrupt, click.exceptions.Abort):
+            click.echo("\ninterrupted: no partial output was left behind", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="umidata")
 def main() -> None:
     """umi data tools: ToolBench / α-UMi / OpenAI-style agent trajectories → canonical,
@@ -152,7 +172,8 @@ def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bo
                 click.echo(f.line())
 
     with _progress(inputs, quiet) as on_unit:
-        summary, findings = run(inputs, fmt=fmt, strict=strict, on_unit=on_unit, on_checked=on_checked)
+        summary, findings = run(inputs, fmt=fmt, strict=strict, on_unit=on_unit, on_checked=on_checked,
+                                keep_findings=as_json)
     if as_json:
         sys.stdout.buffer.write(
             orjson.dumps(report(summary, findings, strict), option=orjson.OPT_INDENT_2) + b"\n"

@@ -186,13 +186,17 @@ def validate(
     strict: bool = False,
     on_unit: Callable[[Unit], None] | None = None,
     on_checked: Callable[[Checked], None] | None = None,
+    keep_findings: bool = True,
 ) -> tuple[Summary, list[Finding]]:
-    """Check every record without writing anything: the summary and every finding."""
+    """Check every record without writing anything: the summary and every finding (only the
+    counts with ``keep_findings=False``, so memory stays flat when findings are streamed out
+    through ``on_checked``)."""
     summary = Summary()
     findings: list[Finding] = []
     for c in evaluate(records(paths, fmt, on_unit), strict):
         summary.add(c)
-        findings.extend(c.findings)
+        if keep_findings:
+            findings.extend(c.findings)
         if on_checked is not None:
             on_checked(c)
     return summary, findings

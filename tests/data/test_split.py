@@ -215,6 +215,18 @@ def test_interrupted_run_leaves_no_outdir(tmp_path: Path, monkeypatch: pytest.Mo
     assert list(tmp_path.iterdir()) == []  # no staging directory left either
 
 
+def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    need_shared()
+
+    def interrupted(*_a, **_kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "process_shard", interrupted)
+    code, output = run_split(str(STAGE2), "-o", str(tmp_path / "out"), "--workers", "1")
+    assert code == 130 and "interrupted" in output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_refuses_non_empty_outdir(tmp_path: Path) -> None:
     need_shared()
     out = tmp_path / "out"
