@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from umi_data.pipeline import SplitError, SplitOptions, SplitSummary, split
+from umi_data.pipeline import SplitError, SplitOptions, SplitSummary, read_id_list, split
 from umi_data.readers import FORMATS
 from umi_data.roles import ROLE_NAMES
 
@@ -56,12 +56,15 @@ def summary_table(s: SplitSummary) -> Table:
               help="Worker processes; the output is byte-identical whatever the count.")
 @click.option("--export", "export", type=click.Choice(["glpft-json"]), multiple=True,
               help="Also write the original α-UMi trainer's train_<role>.json files under glpft-json/.")
+@click.option("--exclude-ids", "exclude_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Reject trajectories whose id, or ToolBench query id, is listed in this file (JSON list, "
+                   "JSON object keys as in ToolBench's test_query_ids/*.json, or one id per line). Repeatable.")
 @click.option("--strict", is_flag=True, help="Reject records with warnings too.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty OUTDIR.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], fmt: str | None, template: str,
                   dev_ratio: float, seed: int, shard_size: int | None, workers: int, export: tuple[str, ...],
-                  strict: bool, overwrite: bool, quiet: bool) -> None:
+                  exclude_files: tuple[str, ...], strict: bool, overwrite: bool, quiet: bool) -> None:
     """Split trajectories into the GLPFT role datasets: global, planner, caller, summarizer.
 
     INPUTS are ToolBench answer trees, files or data.zip, α-UMi stage-2 JSON, OpenAI-style chats
@@ -69,10 +72,12 @@ def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], 
     manifest.json, README.md and rejects.jsonl. Exit 0: all records used; 1: some rejected;
     2: usage or I/O error.
     """
-    opts = SplitOptions(roles=roles, dev_ratio=dev_ratio, seed=seed, shard_size=shard_size, template=template,
-                        format=fmt, strict=strict, export_glpft_json="glpft-json" in export, workers=workers)
     err = Console(stderr=True)
     try:
+        exclude = frozenset().union(*(read_id_list(f) for f in exclude_files))
+        opts = SplitOptions(roles=roles, dev_ratio=dev_ratio, seed=seed, shard_size=shard_size, template=template,
+                            format=fmt, strict=strict, export_glpft_json="glpft-json" in export,
+                            exclude_ids=exclude, workers=workers)
         if show_progress(quiet):
             with Progress(TextColumn("[bold]split"), BarColumn(), TextColumn("{task.fields[rate]}"),
                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),

@@ -33,6 +33,7 @@ _CODES = [
     Code("unknown_format", "error", "No reader recognises the input; pass --format."),
     Code("schema", "error", "The record does not have the shape its format requires (missing key, wrong type)."),
     Code("no_trajectory", "error", "A ToolBench answer file without `train_messages`: it carries no trajectory."),
+    Code("excluded", "error", "`umidata split --exclude-ids`: the trajectory or ToolBench query id is listed (e.g. a test query)."),
     Code("duplicate_id", "error", "Another record already produced this trajectory id; the later one is rejected."),
     # Semantics: the record parses; these describe what it says.
     Code("unknown_tool", "warning", "A call names a tool that is not in the tool list (a hallucinated name)."),

@@ -37,6 +37,7 @@ import orjson
 from umi_data import __version__
 from umi_data.checks import Deduper, fingerprint
 from umi_data.convert import Checked, judge, reject_row
+from umi_data.findings import Finding
 from umi_data.readers import Record, Unit, expand, parse_unit, read_bytes
 from umi_data.roles import ROLE_NAMES, examples, prepare
 from umi_data.shards import ShardWriter, drop_rows
@@ -69,12 +70,15 @@ class SplitOptions:
     format: str | None = None
     strict: bool = False
     export_glpft_json: bool = False
+    exclude_ids: frozenset[str] = frozenset()
     workers: int = 1
 
     def manifest_view(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("workers")  # never changes the output
         d["roles"] = list(self.roles)
+        ids = sorted(self.exclude_ids)
+        d["exclude_ids"] = {"count": len(ids), "sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
         return d
 
 
@@ -99,6 +103,34 @@ class ShardResult:
     records: list[RecordResult]
     files: dict[tuple[str, str], int]  # (role, split) -> rows in this shard's file
     exports: dict[tuple[str, str], list[tuple[str, str]]]  # keys of the lines of each fragment
+
+
+def excluded_by(trajectory_id: str, source_format: str, exclude: frozenset[str]) -> str | None:
+    """The listed id that excludes a trajectory: its own id, or, for ToolBench trajectories
+    (``G1_answer/10_ChatGPT_DFS_woFilter_w2``), its query id ``10`` — ToolBench's
+    ``test_query_ids/*.json`` list query ids, and the original stage-1 script drops every answer
+    file whose name starts with one, in any group."""
+    if not exclude:
+        return None
+    if trajectory_id in exclude:
+        return trajectory_id
+    if source_format != "toolbench":
+        return None
+    query = trajectory_id.rsplit("/", 1)[-1].split("_", 1)[0]
+    return query if query != trajectory_id and query in exclude else None
+
+
+def read_id_list(path: str) -> set[str]:
+    """Ids from a JSON list, a JSON object's keys (ToolBench's ``test_query_ids/*.json``), or a
+    text file with one id per line."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {line.strip() for line in text.splitlines() if line.strip()}
+    if isinstance(data, dict | list):
+        return {str(x) for x in data}
+    raise SplitError(f"{path}: expected a JSON list or object of ids, or one id per line")
 
 
 def is_dev(trajectory_id: str, seed: int, dev_ratio: float) -> bool:
@@ -146,6 +178,11 @@ class _ShardJob:
         traj = checked.trajectory
         if traj is None:
             res.reject = reject_row(checked)
+            return res
+        excluded = excluded_by(traj.id, traj.source.format, self.opts.exclude_ids)
+        if excluded is not None:
+            finding = Finding("excluded", f"{excluded!r} is in the --exclude-ids list", rec.source)
+            res.reject = reject_row(Checked(rec, [*checked.findings, finding], finding))
             return res
         res.trajectory_id = traj.id
         res.fingerprint = fingerprint(traj)

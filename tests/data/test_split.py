@@ -227,6 +227,35 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest
     assert list(tmp_path.iterdir()) == []
 
 
+def test_exclude_ids(tmp_path: Path) -> None:
+    """ToolBench query ids (test_query_ids/*.json: an object keyed by id) exclude that query's
+    answer files in every group, as the original stage-1 script did; other ids match exactly."""
+    need_shared()
+    ids = tmp_path / "G1_instruction.json"
+    ids.write_text(json.dumps({"10": [], "3": []}))
+    more = tmp_path / "more.txt"
+    more.write_text("stage2/1\n")  # an α-UMi record id: <file stem>/<index>
+    stage2 = tmp_path / "stage2.json"
+    stage2.write_bytes(STAGE2.read_bytes())
+    out = tmp_path / "out"
+    code, output = run_split(str(TOOLBENCH_ANSWERS), str(stage2), "-o", str(out), "--workers", "1",
+                             "--exclude-ids", str(ids), "--exclude-ids", str(more))
+    assert code == 1, output
+    rejects = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
+    excluded = sorted(Path(r["source"]["file"]).parent.name + "/" + Path(r["source"]["file"]).name
+                      + (f"[{r['source']['index']}]" if r["source"]["index"] is not None else "")
+                      for r in rejects if r["reason"] == "excluded")
+    assert excluded == ["G1_answer/10_ChatGPT_DFS_woFilter_w2.json", "G2_answer/10_ChatGPT_DFS_woFilter_w2.json",
+                        "G3_answer/3_ChatGPT_DFS_woFilter_w2.json", f"{tmp_path.name}/stage2.json[1]"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["rejected_by_reason"] == {"excluded": 4, "no_trajectory": 2}
+    assert manifest["options"]["exclude_ids"]["count"] == 3
+    kept = {r["trajectory_id"] for r in rows(out, "planner")}
+    assert "G2_answer/102_ChatGPT_DFS_woFilter_w2" in kept and "stage2/10" in kept  # "10" is not a query id there
+    code, output = run_split(str(stage2), "-o", str(tmp_path / "o2"), "--exclude-ids", str(tmp_path / "none.txt"))
+    assert code == 2
+
+
 def test_refuses_non_empty_outdir(tmp_path: Path) -> None:
     need_shared()
     out = tmp_path / "out"
