@@ -49,7 +49,7 @@ def _check_inputs(inputs: tuple[str, ...]) -> None:
 def _progress(inputs: tuple[str, ...], quiet: bool) -> Iterator[Callable[[Unit], None] | None]:
     """A rich progress bar over input bytes, on a terminal, for large inputs only."""
     units = expand(inputs) if not quiet and _interactive() else []
-    total = sum(u.size() for u in units)
+    total = sum(u.size for u in units)
     if total < PROGRESS_MIN_BYTES:
         yield None
         return
@@ -58,7 +58,7 @@ def _progress(inputs: tuple[str, ...], quiet: bool) -> Iterator[Callable[[Unit],
     with Progress(TextColumn("reading"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeRemainingColumn(), transient=True) as bar:  # fmt: skip
         task = bar.add_task("read", total=total)
-        yield lambda unit: bar.advance(task, unit.size())
+        yield lambda unit: bar.advance(task, unit.size)
 
 
 def _summary(summary, quiet: bool) -> None:  # type: ignore[no-untyped-def]

@@ -353,7 +353,7 @@ def split(
         raise SplitError(f"{outdir} exists and is not empty; pass --overwrite to replace it")
     units_by_input = [(p, expand([p])) for p in inputs]
     units = [u for _, us in units_by_input for u in us]
-    total = sum(u.size() for u in units)
+    total = sum(u.size for u in units)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         stage = out.parent / f".{out.name}.partial-{os.getpid()}"

@@ -55,15 +55,7 @@ class Unit:
 
     path: str
     member: str | None = None
-
-    def size(self) -> int:
-        try:
-            if self.member is None:
-                return os.path.getsize(self.path)
-            with zipfile.ZipFile(self.path) as zf:
-                return zf.getinfo(self.member).file_size
-        except (OSError, KeyError, zipfile.BadZipFile):
-            return 0
+    size: int = 0  # bytes, as listed when the input was expanded (0 when unknown)
 
 
 def _is_answer_member(name: str) -> bool:
@@ -83,13 +75,35 @@ def expand(paths: Iterable[str | os.PathLike[str]]) -> list[Unit]:
                 for f in files
                 if f.endswith(INPUT_SUFFIXES)
             )
-            units.extend(Unit(f) for f in found)
+            units.extend(Unit(f, None, _file_size(f)) for f in found)
         elif p.endswith(".zip") and zipfile.is_zipfile(p):
-            with zipfile.ZipFile(p) as zf:
-                units.extend(Unit(p, m) for m in sorted(zf.namelist()) if _is_answer_member(m))
+            infos = _archive(p).infolist()
+            units.extend(Unit(p, i.filename, i.file_size) for i in sorted(infos, key=lambda i: i.filename)
+                         if _is_answer_member(i.filename))
         else:
-            units.append(Unit(p))
+            units.append(Unit(p, None, _file_size(p)))
     return units
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+_ARCHIVES: dict[tuple[int, str], zipfile.ZipFile] = {}
+
+
+def _archive(path: str) -> zipfile.ZipFile:
+    """One open ZipFile per archive *and process*: opening parses the whole central directory
+    (ToolBench's data.zip lists ~190k members), so re-opening it per member would make reading
+    quadratic; the pid in the key keeps forked workers from sharing a file offset."""
+    key = (os.getpid(), os.path.abspath(path))
+    zf = _ARCHIVES.get(key)
+    if zf is None:
+        zf = _ARCHIVES[key] = zipfile.ZipFile(path)
+    return zf
 
 
 def _traj_id(fmt: str, obj: Any, unit: Unit, index: int | None) -> str:
@@ -141,8 +155,7 @@ def _read_bytes(unit: Unit) -> bytes:
     if unit.member is None:
         with open(unit.path, "rb") as f:
             return f.read()
-    with zipfile.ZipFile(unit.path) as zf:
-        return zf.read(unit.member)
+    return _archive(unit.path).read(unit.member)
 
 
 def read_bytes(unit: Unit) -> bytes | Record:
