@@ -19,6 +19,7 @@ import orjson
 from umi_data import __version__
 from umi_data.findings import CODES
 from umi_data.readers import FORMATS, Unit, expand
+from umi_data.terminal import interactive
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_BYTES = 20_000_000  # show a progress bar only for inputs at least this large
@@ -34,10 +35,6 @@ _quiet = click.option(
 )
 
 
-def _interactive() -> bool:
-    return sys.stderr.isatty() and os.environ.get("CI", "").lower() not in ("true", "1")
-
-
 def _check_inputs(inputs: tuple[str, ...]) -> None:
     missing = [p for p in inputs if not os.path.lexists(p)]
     if missing:
@@ -48,7 +45,7 @@ def _check_inputs(inputs: tuple[str, ...]) -> None:
 @contextmanager
 def _progress(inputs: tuple[str, ...], quiet: bool) -> Iterator[Callable[[Unit], None] | None]:
     """A rich progress bar over input bytes, on a terminal, for large inputs only."""
-    units = expand(inputs) if not quiet and _interactive() else []
+    units = expand(inputs) if interactive(quiet) else []
     total = sum(u.size for u in units)
     if total < PROGRESS_MIN_BYTES:
         yield None
@@ -66,7 +63,7 @@ def _summary(summary, quiet: bool) -> None:  # type: ignore[no-untyped-def]
         return
     line = (f"records read: {summary.records} = accepted {summary.accepted} + rejected {summary.rejected} "
             f"({summary.errors} errors, {summary.warnings} warnings)")  # fmt: skip
-    if not _interactive():
+    if not interactive():
         click.echo(line, err=True)
         return
     from rich.console import Console

@@ -14,6 +14,7 @@ from rich.table import Table
 from umi_data.pipeline import SplitError, SplitOptions, SplitSummary, read_id_list, split
 from umi_data.readers import FORMATS
 from umi_data.roles import ROLE_NAMES
+from umi_data.terminal import interactive
 
 
 def _roles(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -22,11 +23,6 @@ def _roles(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[st
     if bad or not roles:
         raise click.BadParameter(f"choose from {', '.join(ROLE_NAMES)} (comma-separated), got {value!r}")
     return roles
-
-
-def show_progress(quiet: bool) -> bool:
-    """A progress bar only on a terminal, never under --quiet or in CI."""
-    return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
 
 
 def summary_table(s: SplitSummary) -> Table:
@@ -78,7 +74,7 @@ def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], 
         opts = SplitOptions(roles=roles, dev_ratio=dev_ratio, seed=seed, shard_size=shard_size, template=template,
                             format=fmt, strict=strict, export_glpft_json="glpft-json" in export,
                             exclude_ids=exclude, workers=workers)
-        if show_progress(quiet):
+        if interactive(quiet):
             with Progress(TextColumn("[bold]split"), BarColumn(), TextColumn("{task.fields[rate]}"),
                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                           console=err, transient=True) as bar:

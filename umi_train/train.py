@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from umi_data.terminal import interactive
 from umi_train import ROLES, UserError
 from umi_train.data import OVERLONG_POLICIES, TokenStats, role_shards, tokenize_role
 
@@ -113,10 +112,6 @@ def parse_lora(spec: str | dict[str, Any] | None) -> dict[str, Any] | None:
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / SUMMARY
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _progress_wanted(quiet: bool) -> bool:
-    return not quiet and os.environ.get("CI", "").lower() != "true" and sys.stderr.isatty()
 
 
 def _load_model_and_tokenizer(cfg: TrainConfig, model_path: str, bf16: bool):
@@ -227,7 +222,7 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
     notes: list[str] = []
     if cfg.bf16 and not bf16:
         notes.append("bf16 switched off: no CUDA device with bf16 support (training in fp32)")
-    progress = _progress_wanted(cfg.quiet)
+    progress = interactive(cfg.quiet)
     _set_library_progress(progress)
     set_seed(cfg.seed)
     args = TrainingArguments(
