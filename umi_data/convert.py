@@ -26,7 +26,7 @@ import orjson
 from umi_data import alpha_umi
 from umi_data.checks import Deduper, check
 from umi_data.findings import Finding
-from umi_data.readers import Record, Unit, expand, read_unit
+from umi_data.readers import Record, Unit, read_inputs
 from umi_data.trajectory import Trajectory
 from umi_data.writers import (
     atomic_path,
@@ -79,19 +79,6 @@ class Summary:
                 self.errors += 1
             else:
                 self.warnings += 1
-
-
-def records(
-    paths: Iterable[str | os.PathLike[str]],
-    fmt: str | None = None,
-    on_unit: Callable[[Unit], None] | None = None,
-) -> Iterator[Record]:
-    """Every record of every input, in order; ``on_unit`` is told when a unit is done
-    (progress reporting)."""
-    for unit in expand(paths):
-        yield from read_unit(unit, fmt)
-        if on_unit is not None:
-            on_unit(unit)
 
 
 def judge(rec: Record, strict: bool = False) -> Checked:
@@ -162,7 +149,7 @@ def convert(
     with atomic_path(rejects_path(out)) as rtmp, open(rtmp, "wb") as rf:
 
         def accepted() -> Iterator[Trajectory]:
-            for c in evaluate(records(paths, fmt, on_unit), strict):
+            for c in evaluate(read_inputs(paths, fmt, on_unit), strict):
                 summary.add(c)
                 if on_checked is not None:
                     on_checked(c)
@@ -193,7 +180,7 @@ def validate(
     through ``on_checked``)."""
     summary = Summary()
     findings: list[Finding] = []
-    for c in evaluate(records(paths, fmt, on_unit), strict):
+    for c in evaluate(read_inputs(paths, fmt, on_unit), strict):
         summary.add(c)
         if keep_findings:
             findings.extend(c.findings)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import ModuleType
@@ -241,7 +241,14 @@ def _read_parquet(unit: Unit, data: bytes, fmt: str | None) -> Iterator[Record]:
         yield _one(obj, src, unit, i, fmt)
 
 
-def read_inputs(paths: Iterable[str | os.PathLike[str]], fmt: str | None = None) -> Iterator[Record]:
-    """Every record of every input, in a stable order."""
+def read_inputs(
+    paths: Iterable[str | os.PathLike[str]],
+    fmt: str | None = None,
+    on_unit: Callable[[Unit], None] | None = None,
+) -> Iterator[Record]:
+    """Every record of every input, in a stable order; ``on_unit`` is told when a unit is done
+    (progress reporting)."""
     for unit in expand(paths):
         yield from read_unit(unit, fmt)
+        if on_unit is not None:
+            on_unit(unit)
