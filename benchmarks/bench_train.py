@@ -6,11 +6,15 @@
 
 Part 1 (tokens per epoch) needs only a tokenizer: for the same shards it counts the tokens one epoch
 processes and the real (non-pad) share for (a) padding every example to --max-length, (b) dynamic
-padding with random batches, (c) dynamic padding with length-grouped batches (umi's fallback) and
-(d) padding-free packing (umi's default). Part 2 times real optimizer steps of the offline tiny
-model on CPU, packed vs length-grouped padding, with the trainer's own collators. Part 3 (--gpu)
-does the same for a randomly initialised ~0.5B Qwen2-shaped model in bf16 and reports model-FLOPs
-utilisation (6·N·tokens/s over the GPU's peak; attention FLOPs left out, so MFU is a lower bound).
+padding with random batches, (c) dynamic padding with length-grouped batches (umi's fallback),
+(d) packing each batch into one flat row (umi's default under FlashAttention's varlen kernel) and
+(e) packing each batch into rows capped at its longest example (umi's default under sdpa / eager);
+plus, per scheme, the share of the dense attention score cells (rows x width^2, what sdpa / eager
+compute) that fall inside an example. Part 2 times real optimizer steps of the offline tiny model
+on CPU, from the same weights over the same batches, under (c), (d) and (e) with the trainer's own
+collators. Part 3 (--gpu) does the same for a randomly initialised ~0.5B Qwen2-shaped model in bf16
+(flash_attention_2 when installed, else sdpa) and reports model-FLOPs utilisation (6·N·tokens/s
+over the GPU's peak; attention FLOPs left out, so MFU is a lower bound).
 """
 
 from __future__ import annotations
@@ -75,36 +79,63 @@ def load_tokenizer(path: str | None, data: Path, work: Path):
     return AutoTokenizer.from_pretrained(tiny), "tiny (BPE 2k trained on the split)"
 
 
-def batch_tokens(lengths: list[int], order: list[int], batch: int) -> int:
-    return sum(
-        batch * max(lengths[i] for i in order[s : s + batch])
-        if len(order[s : s + batch]) == batch
-        else len(order[s : s + batch]) * max(lengths[i] for i in order[s : s + batch])
-        for s in range(0, len(order), batch)
-    )
+def batches(order: list[int], batch: int) -> list[list[int]]:
+    return [order[s : s + batch] for s in range(0, len(order), batch)]
+
+
+def cost(lengths: list[int], order: list[int], batch: int, mode: str) -> tuple[int, int]:
+    """(tokens, dense attention score cells) one epoch computes under a batching mode.
+
+    ``pad``: every row padded to the batch's longest; ``flatten``: one row per batch; ``rows``:
+    umi's rows capped at the batch's longest (``pack_rows``). Cells are rows x width^2, what sdpa /
+    eager compute (masked or not); a varlen kernel computes only sum(L^2) whatever the packing.
+    """
+    from umi_train.collate import pack_rows
+
+    tokens = cells = 0
+    for b in batches(order, batch):
+        ls = [lengths[i] for i in b]
+        if mode == "pad":
+            n_rows, width = len(ls), max(ls)
+        elif mode == "flatten":
+            n_rows, width = 1, sum(ls)
+        else:
+            n_rows, width = len(pack_rows(ls, max(ls))), max(ls)
+        tokens += n_rows * width
+        cells += n_rows * width * width
+    return tokens, cells
 
 
 def token_counts(lengths: list[int], max_length: int, batch: int, seed: int = 0) -> dict[str, Any]:
-    """Tokens one epoch processes under each batching scheme, and the share that is real."""
+    """Tokens (and dense attention cells) one epoch processes under each batching, and the real share."""
     import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     real = sum(lengths)
+    useful_cells = sum(n * n for n in lengths)
     rnd = list(range(len(lengths)))
     random.Random(seed).shuffle(rnd)
     gen = torch.Generator().manual_seed(seed)
     grouped = list(LengthGroupedSampler(batch, lengths=lengths, generator=gen))
     schemes = {
-        "pad_to_max_length": len(lengths) * max_length,
-        "dynamic_padding_random": batch_tokens(lengths, rnd, batch),
-        "dynamic_padding_grouped": batch_tokens(lengths, grouped, batch),
-        "packing": real,
+        "pad_to_max_length": (len(lengths) * max_length, len(lengths) * max_length**2),
+        "dynamic_padding_random": cost(lengths, rnd, batch, "pad"),
+        "dynamic_padding_grouped": cost(lengths, grouped, batch, "pad"),
+        "packing_flat_rows": cost(lengths, rnd, batch, "flatten"),
+        "packing_capped_rows": cost(lengths, rnd, batch, "rows"),
     }
     return {
         "examples": len(lengths),
         "real_tokens": real,
         "batch_size": batch,
-        **{k: {"tokens_per_epoch": v, "real_fraction": round(real / v, 4)} for k, v in schemes.items()},
+        **{
+            k: {
+                "tokens_per_epoch": t,
+                "real_fraction": round(real / t, 4),
+                "dense_attention_useful_fraction": round(useful_cells / c, 4),
+            }
+            for k, (t, c) in schemes.items()
+        },
     }
 
 
@@ -116,11 +147,11 @@ def time_steps(
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    batches = [collate([features[i] for i in order[s : s + batch]]) for s in range(0, len(order), batch)]
-    batches = [b for b in batches if b["input_ids"].numel()][: steps + 1]
+    groups = batches(order, batch)[: steps + 1]
+    collated = [collate([features[i] for i in g]) for g in groups]
     real = processed = 0
     t0 = 0.0
-    for k, b in enumerate(batches):
+    for k, (g, b) in enumerate(zip(groups, collated, strict=True)):
         if k == 1:
             if device == "cuda":
                 torch.cuda.synchronize()
@@ -133,12 +164,12 @@ def time_steps(
         opt.zero_grad(set_to_none=True)
         if k >= 1:
             processed += b["input_ids"].numel()
-            real += int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel()
+            real += sum(len(features[i]["input_ids"]) for i in g)
     if device == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     return {
-        "steps": len(batches) - 1,
+        "steps": len(collated) - 1,
         "seconds": round(dt, 3),
         "real_tokens": real,
         "processed_tokens": processed,
@@ -146,33 +177,42 @@ def time_steps(
     }
 
 
+SCHEMES = ("packed_flat_rows", "packed_capped_rows", "padded_grouped")
+
+
 def compare(
     model, tok, features, batch: int, steps: int, device: str, dtype=None, flash_kwargs: bool = False
 ) -> dict[str, Any]:
+    """Time the same optimizer steps from the same weights under each of the trainer's batchings."""
     import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from umi_train.collate import disable_cache, make_collator, packing_supported
+    from umi_train.collate import disable_cache, make_collator, packing_mode, packing_supported
 
     disable_cache(model)
-    ok, reason = packing_supported(model)
     lengths = [len(f["input_ids"]) for f in features]
     grouped = list(LengthGroupedSampler(batch, lengths=lengths, generator=torch.Generator().manual_seed(0)))
     rnd = list(range(len(features)))
     random.Random(0).shuffle(rnd)
-    out = {"packing_supported": ok, "probe": reason}
+    runs = {
+        "packed_flat_rows": (make_collator(tok, "flatten", flash_kwargs=flash_kwargs), rnd),
+        "packed_capped_rows": (make_collator(tok, "rows"), rnd),
+        "padded_grouped": (make_collator(tok, "pad"), grouped),
+    }
+    out: dict[str, Any] = {"trainer_default": packing_mode(model)}
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    out["packed"] = time_steps(
-        model, features, make_collator(tok, True, flash_kwargs=flash_kwargs), batch, steps, device, rnd, dtype
-    )
-    model.load_state_dict(state)
-    out["padded_grouped"] = time_steps(
-        model, features, make_collator(tok, False), batch, steps, device, grouped, dtype
-    )
-    out["speedup_packed_vs_padded"] = round(
-        out["packed"]["real_tokens_per_second"] / max(out["padded_grouped"]["real_tokens_per_second"], 1e-9),
-        3,
-    )
+    for name, (collate, order) in runs.items():
+        if name != "padded_grouped":
+            ok, reason = packing_supported(model, collate)
+            out[f"{name}_probe"] = reason
+            if not ok:
+                continue
+        model.load_state_dict(state)
+        out[name] = time_steps(model, features, collate, batch, steps, device, order, dtype)
+    base = out["padded_grouped"]["real_tokens_per_second"]
+    for name in SCHEMES[:2]:
+        if name in out:
+            out[f"speedup_{name}_vs_padded"] = round(out[name]["real_tokens_per_second"] / max(base, 1e-9), 3)
     return out
 
 
@@ -218,11 +258,20 @@ def gpu_bench(tok, features, batch: int, steps: int, peak: float | None) -> dict
             "gradient_checkpointing": True,
         }
     )
-    for k in ("packed", "padded_grouped"):
+    for k in (k for k in SCHEMES if k in res):
         tps = res[k]["real_tokens_per_second"]
         res[k]["model_tflops"] = round(6 * n_params * tps / 1e12, 2)
         res[k]["mfu"] = round(6 * n_params * tps / (peak * 1e12), 4) if peak else None
     return res
+
+
+def _speeds(res: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k} {res[k]['real_tokens_per_second']:,.0f} real tok/s"
+        + (f" (MFU {res[k]['mfu']})" if res[k].get("mfu") is not None else "")
+        for k in SCHEMES
+        if k in res
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
                         "pad_to_max_length",
                         "dynamic_padding_random",
                         "dynamic_padding_grouped",
-                        "packing",
+                        "packing_flat_rows",
+                        "packing_capped_rows",
                     )
                 )
             )
@@ -311,20 +361,11 @@ def main(argv: list[str] | None = None) -> int:
             cpu = compare(model, ttok, tfeat, args.batch_size, args.cpu_steps, "cpu")
             cpu["model"] = "tiny llama (hidden 64, 2 layers), fp32"
             result["cpu_tiny"] = cpu
-            print(
-                f"cpu tiny: packed {cpu['packed']['real_tokens_per_second']:,.0f} real tok/s, padded+grouped "
-                f"{cpu['padded_grouped']['real_tokens_per_second']:,.0f} real tok/s "
-                f"(x{cpu['speedup_packed_vs_padded']})"
-            )
+            print("cpu tiny: " + _speeds(cpu))
         if args.gpu:
             g = gpu_bench(tok, features, args.batch_size, args.gpu_steps, args.peak_tflops)
             result["gpu"] = g
-            print(
-                f"gpu {g['device']}: packed {g['packed']['real_tokens_per_second']:,.0f} tok/s "
-                f"MFU {g['packed']['mfu']}, "
-                f"padded {g['padded_grouped']['real_tokens_per_second']:,.0f} tok/s "
-                f"MFU {g['padded_grouped']['mfu']}"
-            )
+            print(f"gpu {g['device']} ({g['attn_implementation']}): " + _speeds(g))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -1,18 +1,29 @@
 """Batching: padding-free packing when the model keeps packed examples apart, else dynamic padding.
 
-Packing uses transformers' ``DataCollatorWithFlattening``: a batch becomes one row whose
-``position_ids`` restart at 0 for every example, with no ``attention_mask``. Whether the model then
-keeps examples apart depends on the attention implementation *and* on how the forward is called:
-with transformers 5.x, sdpa/eager only derive the block-diagonal mask from ``position_ids`` when no
-2-D attention mask is passed and no KV cache exists, i.e. only with ``use_cache=False`` (the model
-default ``use_cache=True`` builds a cache even in train mode, and the examples silently attend to
-each other). So we never trust a name list: ``packing_supported`` runs a probe forward, the same
-way the Trainer will call the model, and compares packed against one-by-one logits.
+Packed batches carry no ``attention_mask``; ``position_ids`` restart at 0 for every example, and the
+model derives a block-diagonal mask (sdpa / eager) or varlen boundaries (FlashAttention) from them.
+Two packings, picked by the attention kernel (``packing_mode``):
+
+- ``flatten`` (transformers' ``DataCollatorWithFlattening``): the whole batch in one row, zero pad
+  tokens. Right for varlen kernels, which skip the masked blocks.
+- ``rows`` (``PackedRowsCollator``): rows no longer than the batch's longest example. sdpa / eager
+  compute a packed row's whole score matrix, so one flat row of B examples costs ~B times the
+  attention of padding (measured on CPU: 3x slower than padding); capped rows cost at most what
+  padding that batch would, with a fraction of its pad tokens.
+
+Whether the model keeps examples apart depends on the attention implementation *and* on how the
+forward is called: with transformers 5.x, sdpa/eager only derive the packed mask from
+``position_ids`` when no 2-D attention mask is passed and no KV cache exists, i.e. only with
+``use_cache=False`` (the model default ``use_cache=True`` builds a cache even in train mode, and
+the examples silently attend to each other). So we never trust a name list: ``packing_supported``
+runs the collator the Trainer will use through the model and compares against one-by-one logits.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+from typing import Literal
 
 from umi_train.data import IGNORE_INDEX
 
@@ -21,9 +32,7 @@ log = logging.getLogger("umi_train")
 
 def disable_cache(model) -> None:
     """Packed batches need ``use_cache=False`` on every forward; the Trainer passes no flag, so set config."""
-    for cfg in {
-        id(c): c for c in (getattr(model, "config", None), _base_config(model)) if c is not None
-    }.values():
+    for cfg in {id(c): c for c in (getattr(model, "config", None), _base_config(model)) if c is not None}.values():
         cfg.use_cache = False
 
 
@@ -32,46 +41,49 @@ def _base_config(model):
     return base().config if callable(base) else None
 
 
-def packing_supported(model, atol: float | None = None) -> tuple[bool, str]:
-    """Probe whether ``model`` keeps flattened examples apart, exactly as the Trainer will call it.
+def packing_supported(model, collate=None, atol: float | None = None) -> tuple[bool, str]:
+    """Probe whether ``model`` keeps the examples of a packed batch apart, as the Trainer will call it.
 
-    Runs two short random sequences once packed (flattening collator output: no attention mask,
-    restarting position_ids) and once each on its own, and compares the logits. Returns
-    ``(ok, reason)``; any exception during the probe counts as "not supported".
+    Collates three short random sequences with ``collate`` (default: the flattening collator), runs
+    the batch without its labels, and compares every example's logits with a forward of that example
+    alone. Returns ``(ok, reason)``; any exception during the probe counts as "not supported".
     """
     import torch
-    from transformers import DataCollatorWithFlattening
 
     try:
         param = next(model.parameters())
         device, dtype = param.device, param.dtype
         if atol is None:
             atol = 1e-4 if dtype == torch.float32 else 3e-2
+        if collate is None:
+            collate = make_collator(None, "flatten")
         vocab = model.get_input_embeddings().weight.shape[0]
         gen = torch.Generator().manual_seed(1234)
-        seqs = [torch.randint(3, vocab, (n,), generator=gen).tolist() for n in (7, 11)]
-        packed = DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX)(
-            [{"input_ids": s} for s in seqs]
-        )
-        if "attention_mask" in packed:
-            return False, "flattening collator returned an attention_mask"
+        # 9, 5, 3 tokens: packed rows of at most 9 put 5 + 3 (and one pad) in the second row
+        seqs = [torch.randint(3, vocab, (n,), generator=gen).tolist() for n in (9, 5, 3)]
+        batch = collate([{"input_ids": s, "labels": s} for s in seqs])
+        if "attention_mask" in batch:
+            return False, "the packing collator returned an attention_mask"
+        inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items() if k != "labels"}
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                out = (
-                    model(
-                        input_ids=packed["input_ids"].to(device),
-                        position_ids=packed["position_ids"].to(device),
-                    )
-                    .logits[0]
-                    .float()
-                )
-                alone = [model(input_ids=torch.tensor([s], device=device)).logits[0].float() for s in seqs]
+                out = model(**inputs).logits.float()
+                alone = {tuple(s): model(input_ids=torch.tensor([s], device=device)).logits[0].float() for s in seqs}
         finally:
             model.train(was_training)
-        ref = torch.cat(alone, dim=0)
-        diff = (out - ref).abs().max().item()
+        diff, seen = 0.0, 0
+        rows = zip(batch["input_ids"].tolist(), batch["position_ids"].tolist(), strict=True)
+        for r, (ids, pos) in enumerate(rows):
+            starts = [i for i, p in enumerate(pos) if p == 0] + [len(pos)]
+            for a, b in itertools.pairwise(starts):
+                ref = alone.get(tuple(ids[a:b]))
+                if ref is not None:
+                    diff = max(diff, (out[r, a:b] - ref).abs().max().item())
+                    seen += 1
+        if seen != len(seqs):
+            return False, f"packing probe found {seen} of {len(seqs)} examples in the collated batch"
     except Exception as exc:  # a model that cannot even run the probe cannot pack
         return False, f"packing probe failed: {type(exc).__name__}: {exc}"
     attn = getattr(model.config, "_attn_implementation", None) or "default"
@@ -94,16 +106,91 @@ def varlen_attention(model) -> bool:
     return attn.startswith("flash_attention") or "flash" in attn
 
 
-def make_collator(
-    tokenizer, packing: bool, pad_to_multiple_of: int | None = None, flash_kwargs: bool = False
-):
-    """Flattening collator for packing; otherwise dynamic right-padding with labels padded by -100."""
-    if packing:
+def pack_rows(lengths: list[int], cap: int) -> list[list[int]]:
+    """First-fit decreasing: indices of ``lengths`` grouped into rows of at most ``cap`` tokens."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda k: (-lengths[k], k)):
+        slot = next((r for r, free in enumerate(room) if free >= lengths[i]), None)
+        if slot is None:
+            rows.append([])
+            room.append(cap)
+            slot = len(rows) - 1
+        rows[slot].append(i)
+        room[slot] -= lengths[i]
+    return rows
+
+
+class PackedRowsCollator:
+    """Pack a batch's examples into as few rows as fit the batch's longest example (dense attention).
+
+    sdpa / eager compute a packed row's whole (row length)^2 score matrix, masked block-diagonally,
+    so flattening a batch of B examples into one row costs about B times the attention of padding.
+    Capping each row at the batch's longest example keeps the per-row cost at what padding that
+    batch would cost, while the rows hold several short examples each instead of pad tokens: never
+    more tokens or attention cells than dynamic padding of the same batch, and bounded mask memory.
+
+    Rows are filled first-fit by decreasing length, position_ids restart at 0 for every example, and
+    a row shorter than the longest is right-padded with one more "example" of pad tokens (its own
+    position_ids from 0, labels -100) so the packed-sequence mask keeps it apart. No attention_mask
+    is returned: transformers only derives the packed mask from position_ids when there is none.
+    The first label of every example is -100, as in ``DataCollatorWithFlattening``.
+    """
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None) -> None:
+        self.pad_token_id = pad_token_id
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        lengths = [len(f["input_ids"]) for f in features]
+        cap = max(lengths)
+        rows = pack_rows(lengths, cap)
+        width = cap
+        if self.pad_to_multiple_of:
+            width = -(-cap // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        pos = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, members in enumerate(rows):
+            at = 0
+            for i in members:
+                n = lengths[i]
+                ids[r, at : at + n] = torch.as_tensor(features[i]["input_ids"])
+                if "labels" in features[i]:
+                    labels[r, at + 1 : at + n] = torch.as_tensor(features[i]["labels"][1:])
+                pos[r, at : at + n] = torch.arange(n)
+                at += n
+            pos[r, at:] = torch.arange(width - at)
+        return {"input_ids": ids, "labels": labels, "position_ids": pos}
+
+
+Batching = Literal["flatten", "rows", "pad"]
+
+
+def packing_mode(model) -> Batching:
+    """The packing a model's attention does best: one flat row for varlen kernels, capped rows otherwise."""
+    return "flatten" if varlen_attention(model) else "rows"
+
+
+def make_collator(tokenizer, batching: Batching, pad_to_multiple_of: int | None = None, flash_kwargs: bool = False):
+    """The Trainer's collator for one batching mode.
+
+    ``flatten``: the whole batch as one row (``DataCollatorWithFlattening``; with ``flash_kwargs`` it
+    also returns the cu_seqlens FlashAttention's varlen kernel takes). ``rows``: ``PackedRowsCollator``.
+    ``pad``: dynamic right-padding, labels padded with -100.
+    """
+    if batching == "rows":
+        return PackedRowsCollator(tokenizer.pad_token_id, pad_to_multiple_of)
+    if batching == "flatten":
         from transformers import DataCollatorWithFlattening
 
         return DataCollatorWithFlattening(
             return_position_ids=True, separator_id=IGNORE_INDEX, return_flash_attn_kwargs=flash_kwargs
         )
+    if batching != "pad":
+        raise ValueError(f"unknown batching mode {batching!r}")
     from transformers import DataCollatorForSeq2Seq
 
     return DataCollatorForSeq2Seq(

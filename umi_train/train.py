@@ -64,9 +64,7 @@ class TrainConfig:
         if self.role not in ROLES:
             raise UserError(f"unknown role {self.role!r}: expected one of {', '.join(ROLES)}")
         if self.overlong not in OVERLONG_POLICIES:
-            raise UserError(
-                f"unknown --overlong {self.overlong!r}: expected one of {', '.join(OVERLONG_POLICIES)}"
-            )
+            raise UserError(f"unknown --overlong {self.overlong!r}: expected one of {', '.join(OVERLONG_POLICIES)}")
         if not (self.resume in ("auto", "never") or Path(self.resume).is_dir()):
             raise UserError(f"--resume must be auto, never or a checkpoint directory, got {self.resume!r}")
         if self.max_length < 8:
@@ -92,9 +90,7 @@ def parse_lora(spec: str | dict[str, Any] | None) -> dict[str, Any] | None:
     known = {"r", "alpha", "dropout", "target"}
     unknown = set(items) - known
     if unknown:
-        raise UserError(
-            f"lora: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
-        )
+        raise UserError(f"lora: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
     target = items.get("target", "all-linear")
     if isinstance(target, str) and target != "all-linear":
         target = [t for t in target.replace("+", " ").split() if t]
@@ -290,25 +286,24 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         (train_ds, stats["train"]), (dev_ds, stats["dev"]) = tokenized["train"], tokenized["dev"]
 
     # 3. Batching: packing if the model provably keeps packed examples apart, else padding.
-    from umi_train.collate import disable_cache, make_collator, packing_supported
+    from umi_train.collate import disable_cache, make_collator, packing_mode, packing_supported
 
     disable_cache(model)  # packed batches are only isolated without a KV cache; training never needs one
-    packing, packing_reason = False, "packing disabled (--no-packing)"
+    pad_multiple = 8 if cuda else None
+    batching, packing_reason = "pad", "packing disabled (--no-packing)"
     if cfg.packing:
-        packing, packing_reason = packing_supported(model)
-        if not packing:
+        mode = packing_mode(model)
+        collate = make_collator(tokenizer, mode, pad_multiple, flash_kwargs=mode == "flatten")
+        ok, packing_reason = packing_supported(model, collate)
+        if ok:
+            batching = mode
+        else:
             log.warning(
                 "packing refused, falling back to dynamic padding + length-grouped batches: %s",
                 packing_reason,
             )
-    from umi_train.collate import varlen_attention
-
-    varlen = packing and varlen_attention(model)
-    if packing and not varlen:
-        notes.append(
-            "packing under sdpa/eager masks but still computes each packed row in full (O((sum L)^2)); "
-            "on GPU use --attn-implementation flash_attention_2 for the padding-free speed-up"
-        )
+    packing = batching != "pad"
+    # packed batches gain nothing from length grouping (rows are filled across lengths); padding does
     args.train_sampling_strategy = "random" if packing else "group_by_length"
     if cfg.lora:
         model = _wrap_lora(model, cfg.lora)
@@ -330,9 +325,7 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         args=args,
         train_dataset=train_ds,
         eval_dataset=dev_ds,
-        data_collator=make_collator(
-            tokenizer, packing, pad_to_multiple_of=8 if cuda else None, flash_kwargs=varlen
-        ),
+        data_collator=make_collator(tokenizer, batching, pad_multiple, flash_kwargs=batching == "flatten"),
         processing_class=tokenizer,
         callbacks=[_as_callback(clock), *cfg.callbacks],
     )
@@ -372,6 +365,7 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         "model_dir": str(model_dir),
         "examples": {k: v.to_dict() for k, v in stats.items()},
         "packing": packing,
+        "batching": batching,
         "packing_reason": packing_reason,
         "bf16": bf16,
         "notes": notes,
@@ -428,6 +422,13 @@ def _wrap_lora(model, lora: dict[str, Any]):
     return get_peft_model(model, conf)
 
 
+BATCHING_LABELS = {
+    "flatten": "packed, one row per batch (varlen attention)",
+    "rows": "packed rows capped at the batch's longest example (dense attention)",
+    "pad": "dynamic padding, length-grouped",
+}
+
+
 def format_summary(s: dict[str, Any]) -> str:
     """The one-screen end-of-run report."""
     if s.get("skipped"):
@@ -444,17 +445,14 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{tr['trimmed']} prompt-trimmed [--overlong {tr['overlong_policy']}, max {tr['max_length']}]"
         + (f"; dev {dev['used']}" if dev["examples"] else "; no dev split"),
         f"  loss tokens      {tr['loss_share']:.1%} of {tr['tokens']:,} train tokens carry labels",
-        f"  batching         {'packed (padding-free)' if s['packing'] else 'dynamic padding'}: "
-        f"{s['packing_reason']}",
+        f"  batching         {BATCHING_LABELS.get(s.get('batching', ''), 'dynamic padding')}: {s['packing_reason']}",
         f"  steps            {s['steps']}"
         + (f" (resumed from step {s['resumed_from_step']})" if s["resumed_from"] else ""),
         f"  loss             final {fl:.4f}" if fl is not None else "  loss             n/a",
     ]
     if s.get("dev_loss") is not None:
         lines[-1] += f", dev {s['dev_loss']:.4f}"
-    lines.append(
-        f"  throughput       {s['tokens_per_second'] or 0:,.0f} tokens/s ({s['tokens_seen']:,} tokens)"
-    )
+    lines.append(f"  throughput       {s['tokens_per_second'] or 0:,.0f} tokens/s ({s['tokens_seen']:,} tokens)")
     lines += [f"  note             {n}" for n in s["notes"]]
     lines.append(
         f"  saved            {s['model_dir']} (safetensors + tokenizer + data-manifest.json), "
