@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field, fields
@@ -200,12 +201,12 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         log.info("%s: already finished (%s); skipping. Use --resume never to train again.", out, SUMMARY)
         return {**previous, "skipped": True}
     ckpt_root = out / CHECKPOINTS
-    if cfg.resume == "never" and out.exists():
-        for stale in (ckpt_root, out / MODEL_DIR, out / SUMMARY):
+    if cfg.resume == "never" and out.exists() and int(os.environ.get("RANK", "0")) == 0:
+        for stale in (ckpt_root, out / MODEL_DIR, out / SUMMARY):  # one rank clears, before any rank writes
             if stale.is_dir():
-                shutil.rmtree(stale)
+                shutil.rmtree(stale, ignore_errors=True)
             elif stale.exists():
-                stale.unlink()
+                stale.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     last_ckpt: str | None = None
     if cfg.resume == "auto" and ckpt_root.is_dir():
@@ -245,6 +246,9 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         dataloader_pin_memory=cuda,
+        # on a machine with no accelerator at all, say so: accelerate only sets up multi-process
+        # CPU training (gloo) under torchrun when told the run is on CPU; else each rank trains alone
+        use_cpu=not _has_accelerator(),
     )
 
     # 1. Model + tokenizer (the offline tiny model is built once per run dir, then reloaded on resume).
@@ -364,6 +368,8 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         "output_dir": str(out),
         "model_dir": str(model_dir),
         "examples": {k: v.to_dict() for k, v in stats.items()},
+        "world_size": args.world_size,
+        "global_batch_size": cfg.batch_size * cfg.grad_accum * args.world_size,
         "packing": packing,
         "batching": batching,
         "packing_reason": packing_reason,
@@ -388,6 +394,13 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
     }
     (out / SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    acc = getattr(torch, "accelerator", None)
+    return bool(acc.is_available()) if acc is not None else torch.cuda.is_available()
 
 
 def weights_digest(model) -> str:
@@ -446,7 +459,8 @@ def format_summary(s: dict[str, Any]) -> str:
         + (f"; dev {dev['used']}" if dev["examples"] else "; no dev split"),
         f"  loss tokens      {tr['loss_share']:.1%} of {tr['tokens']:,} train tokens carry labels",
         f"  batching         {BATCHING_LABELS.get(s.get('batching', ''), 'dynamic padding')}: {s['packing_reason']}",
-        f"  steps            {s['steps']}"
+        f"  steps            {s['steps']} of {s.get('global_batch_size', '?')} examples "
+        f"({s.get('world_size', 1)} process(es))"
         + (f" (resumed from step {s['resumed_from_step']})" if s["resumed_from"] else ""),
         f"  loss             final {fl:.4f}" if fl is not None else "  loss             n/a",
     ]

@@ -188,6 +188,23 @@ def test_user_errors_print_one_line_and_exit_2(
     assert message in text and len(text.splitlines()) == 1 and "Traceback" not in text
 
 
+def test_two_process_ddp_run_on_cpu(split_dir: Path, tmp_path: Path) -> None:
+    """DDP under torchrun (gloo on CPU): both ranks train one run, rank 0 alone writes it."""
+    run = tmp_path / "ddp"
+    cmd = [
+        *(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"),
+        *("-m", "umi_train", "train", "--data", str(split_dir), "--role", "caller", "--model", "tiny"),
+        *("-o", str(run), "--max-steps", "3", "--batch-size", "2", "--quiet"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = read_summary(run)
+    assert summary["world_size"] == 2 and summary["global_batch_size"] == 4 and summary["steps"] == 3
+    assert (run / "model" / "model.safetensors").is_file()
+    assert proc.stdout.count("role caller") == 1  # one summary, from rank 0
+
+
 @pytest.mark.parametrize("cmd", [[], ["train"], ["glpft"], ["tiny"]])
 def test_help_and_version(cmd: list[str]) -> None:
     result = CliRunner().invoke(main, [*cmd, "--help"])
