@@ -459,8 +459,8 @@ def format_summary(s: dict[str, Any]) -> str:
         + (f"; dev {dev['used']}" if dev["examples"] else "; no dev split"),
         f"  loss tokens      {tr['loss_share']:.1%} of {tr['tokens']:,} train tokens carry labels",
         f"  batching         {BATCHING_LABELS.get(s.get('batching', ''), 'dynamic padding')}: {s['packing_reason']}",
-        f"  steps            {s['steps']} of {s.get('global_batch_size', '?')} examples "
-        f"({s.get('world_size', 1)} process(es))"
+        f"  steps            {s['steps']}, {s.get('global_batch_size', '?')} examples each "
+        f"({s.get('world_size', 1)} process{'es' if s.get('world_size', 1) > 1 else ''})"
         + (f" (resumed from step {s['resumed_from_step']})" if s["resumed_from"] else ""),
         f"  loss             final {fl:.4f}" if fl is not None else "  loss             n/a",
     ]
