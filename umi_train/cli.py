@@ -65,7 +65,9 @@ _OVERRIDES = [
     click.option(
         "--packing/--no-packing",
         default=None,
-        help="Padding-free packing [on; falls back to padding if the model can't keep examples apart].",
+        help="Pack examples [on]: one flat row per batch under flash_attention_2, rows capped at the "
+        "batch's longest example under sdpa/eager; falls back to padding if the model can't keep "
+        "examples apart.",
     ),
     click.option(
         "--overlong",
