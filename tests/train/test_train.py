@@ -192,7 +192,7 @@ def test_two_process_ddp_run_on_cpu(split_dir: Path, tmp_path: Path) -> None:
     """DDP under torchrun (gloo on CPU): both ranks train one run, rank 0 alone writes it."""
     run = tmp_path / "ddp"
     cmd = [
-        *(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"),
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"),
         *("-m", "umi_train", "train", "--data", str(split_dir), "--role", "caller", "--model", "tiny"),
         *("-o", str(run), "--max-steps", "3", "--batch-size", "2", "--quiet"),
     ]
