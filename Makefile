@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean bench
+.PHONY: setup demo test lint clean bench bench-train
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_split.py --files 3000 30000
+
+# batching figures on the alpha-UMi sample; add --gpu on a CUDA machine for tokens/s and MFU
+bench-train: $(STAMP)
+	$(BIN)/python benchmarks/bench_train.py --from-alpha-umi ../shared/data/alpha-umi-example
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-out
