@@ -294,13 +294,13 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
 
     disable_cache(model)  # packed batches are only isolated without a KV cache; training never needs one
     pad_multiple = 8 if cuda else None
-    batching, packing_reason = "pad", "packing disabled (--no-packing)"
+    batching, packing_reason, collate = "pad", "packing disabled (--no-packing)", None
     if cfg.packing:
         mode = packing_mode(model)
-        collate = make_collator(tokenizer, mode, pad_multiple, flash_kwargs=mode == "flatten")
-        ok, packing_reason = packing_supported(model, collate)
+        packed = make_collator(tokenizer, mode, pad_multiple, flash_kwargs=mode == "flatten")
+        ok, packing_reason = packing_supported(model, packed)
         if ok:
-            batching = mode
+            batching, collate = mode, packed  # the Trainer gets the very collator the probe checked
         else:
             log.warning(
                 "packing refused, falling back to dynamic padding + length-grouped batches: %s",
@@ -329,7 +329,7 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         args=args,
         train_dataset=train_ds,
         eval_dataset=dev_ds,
-        data_collator=make_collator(tokenizer, batching, pad_multiple, flash_kwargs=batching == "flatten"),
+        data_collator=collate or make_collator(tokenizer, "pad", pad_multiple),
         processing_class=tokenizer,
         callbacks=[_as_callback(clock), *cfg.callbacks],
     )
