@@ -1,0 +1,3 @@
+from umi_eval.cli import main
+
+main()
