@@ -5,7 +5,9 @@ Readers reject what cannot become a trajectory; these checks describe what an ac
 ``umidata convert``'s output can be opened at the reported place. Most findings are warnings:
 real ToolBench and α-UMi data contain hallucinated tool names, arguments of the wrong type,
 plain assistant messages and turns after a conclusion (``docs/alpha-umi-format.md`` §5). The
-one semantic error is ``no_terminal_turn`` (nothing to learn an ending from).
+semantic errors are ``no_terminal_turn`` (nothing to learn an ending from; a trajectory that
+ends in tool calls, outcome ``calls_only``, is fine), ``empty_instruction`` and
+``empty_completion`` (an example would be trained on an empty request or target).
 
 ``check(trajectory)`` runs every per-record check; :class:`Deduper` is the cross-record one
 (``duplicate_id`` / ``duplicate_trajectory``), owned by the pipeline that sees every record.
@@ -32,7 +34,7 @@ import orjson
 from jsonschema import Draft202012Validator
 
 from umi_data.findings import Finding
-from umi_data.trajectory import Source, Trajectory, Turn
+from umi_data.trajectory import Source, Trajectory, Turn, ends_in_calls
 
 FINISH = "Finish"
 HALLUCINATED = "invalid_hallucination_function_name"
@@ -235,8 +237,10 @@ def _check_call(
 
 def _check_pairing(turns: list[Turn], src: Source, out: list[Finding]) -> None:
     """Every call is answered by an observation before the next step; every observation
-    answers a call (by ``call_id`` when it has one, else the oldest unanswered call)."""
+    answers a call (by ``call_id`` when it has one, else the oldest unanswered call). The final
+    calls of a trajectory that ends in calls (``calls_only``) have no result by design."""
     pending: list[tuple[int, int, str | None]] = []  # (turn, call, id)
+    final_calls = len(turns) - 1 if ends_in_calls(turns) else -1
 
     def flush() -> None:
         for ti, cj, _ in pending:
@@ -247,6 +251,8 @@ def _check_pairing(turns: list[Turn], src: Source, out: list[Finding]) -> None:
     for i, turn in enumerate(turns):
         if turn.role == "caller":
             flush()
+            if i == final_calls:
+                continue
             if turn.calls:
                 pending.extend((i, j, c.id) for j, c in enumerate(turn.calls))
             else:  # unparsed caller text (kept in ``raw``): one opaque call
@@ -275,7 +281,7 @@ def _check_pairing(turns: list[Turn], src: Source, out: list[Finding]) -> None:
 
 
 def _check_decisions(turns: list[Turn], src: Source, out: list[Finding]) -> None:
-    terminal = False
+    terminal = ends_in_calls(turns)
     for i, turn in enumerate(turns):
         nxt = turns[i + 1].role if i + 1 < len(turns) else None
         if turn.role == "planner":
@@ -315,7 +321,17 @@ def _check_decisions(turns: list[Turn], src: Source, out: list[Finding]) -> None
                 terminal = True
         elif turn.role == "conclusion":
             content = (turn.content or "").strip()
-            if not content or content.lower() == "none":
+            if not content:
+                out.append(
+                    Finding(
+                        "empty_completion",
+                        f"the final answer is {json.dumps(turn.content)}: a summarizer example "
+                        "would be trained on an empty target",
+                        src,
+                        f"/turns/{i}/content",
+                    )
+                )
+            elif content.lower() == "none":
                 out.append(
                     Finding(
                         "empty_final_answer",
@@ -333,6 +349,11 @@ def _check_decisions(turns: list[Turn], src: Source, out: list[Finding]) -> None
                         f"/turns/{i + 1}",
                     )
                 )
+        elif turn.role == "caller" and not turn.calls and not (turn.raw or "").strip():
+            out.append(
+                Finding("empty_completion", "caller turn without any call: a caller example would be "
+                        "trained on an empty target", src, f"/turns/{i}/calls")
+            )
         elif turn.role == "caller" and turn.calls and len(turn.calls) > 1:
             out.append(
                 Finding(
@@ -348,7 +369,7 @@ def _check_decisions(turns: list[Turn], src: Source, out: list[Finding]) -> None
             Finding(
                 "no_terminal_turn",
                 "the trajectory neither concludes (a `conclude` decision "
-                "followed by a conclusion) nor gives up",
+                "followed by a conclusion) nor gives up, nor ends in tool calls",
                 src,
                 "/turns",
             )
@@ -361,10 +382,17 @@ CHECKS: tuple[Callable[[Trajectory, Source, list[Finding]], None], ...] = (
 )
 
 
+def _check_instruction(traj: Trajectory, src: Source, out: list[Finding]) -> None:
+    if not traj.instruction.strip():
+        out.append(Finding("empty_instruction", f"the request is {json.dumps(traj.instruction)}: "
+                           "every example would be conditioned on nothing", src, "/instruction"))
+
+
 def check(traj: Trajectory) -> list[Finding]:
     """Every per-record semantic finding of one trajectory, in turn order per check."""
     src = traj.source
     out: list[Finding] = []
+    _check_instruction(traj, src, out)
     index = _tool_index(traj, src, out)
     for i, turn in enumerate(traj.turns):
         if turn.role == "caller":
@@ -379,10 +407,11 @@ def check(traj: Trajectory) -> list[Finding]:
 
 
 def fingerprint(traj: Trajectory) -> str:
-    """Content hash of what a model would learn from: instruction, tools and turns (not the id,
-    source or metadata), so the same trajectory read from two files or formats collides."""
+    """Content hash of what a model would learn from: instruction, tools, history and turns (not
+    the id, source or metadata), so the same trajectory read from two files or formats collides."""
     d = traj.to_dict()
-    payload = orjson.dumps({k: d[k] for k in ("instruction", "tools", "turns")}, option=orjson.OPT_SORT_KEYS)
+    keys = ("instruction", "tools", "history", "turns")  # history only when present: old hashes hold
+    payload = orjson.dumps({k: d[k] for k in keys if k in d}, option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(payload, digest_size=16).hexdigest()
 
 

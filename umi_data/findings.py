@@ -30,7 +30,7 @@ _CODES = [
     Code("encoding", "error", "The bytes are not valid UTF-8."),
     Code("json_syntax", "error", "The text is not valid JSON (the message gives line and column)."),
     Code("empty_input", "error", "The file holds no record at all."),
-    Code("unknown_format", "error", "No reader recognises the input; pass --format."),
+    Code("unknown_format", "error", "No reader recognises the record; the message names the closest format and the field that did not match (`umidata formats` lists the shapes)."),
     Code("schema", "error", "The record does not have the shape its format requires (missing key, wrong type)."),
     Code("no_trajectory", "error", "A ToolBench answer file without `train_messages`: it carries no trajectory."),
     Code("excluded", "error", "`umidata split --exclude-ids`: the trajectory or ToolBench query id is listed (e.g. a test query)."),
@@ -44,8 +44,10 @@ _CODES = [
     Code("call_without_observation", "warning", "A call is not followed by an observation."),
     Code("observation_without_call", "warning", "An observation does not answer any call."),
     Code("decision_without_action", "warning", "A planner decided to call or conclude but no caller/conclusion turn follows."),
-    Code("no_terminal_turn", "error", "The trajectory neither concludes nor gives up: it ends mid-way."),
-    Code("empty_final_answer", "warning", "The conclusion is empty or the placeholder `none`."),
+    Code("no_terminal_turn", "error", "The trajectory neither concludes nor gives up, nor ends in tool calls: it ends mid-way."),
+    Code("empty_instruction", "error", "The trajectory's request (instruction) is empty or blank: there is nothing to condition on."),
+    Code("empty_completion", "error", "A turn that makes a training example has an empty target (a blank final answer, a caller turn without a call)."),
+    Code("empty_final_answer", "warning", "The conclusion is the placeholder `none` (ToolBench's Finish without an answer): no summarizer example is made from it."),
     Code("duplicate_tool", "warning", "Two tools share a name; the α-UMi prompt cannot tell them apart."),
     Code("duplicate_trajectory", "error", "The same trajectory content (instruction, tools, turns) already appeared in an "
          "earlier record; the later one is rejected (it would leak between train and dev)."),
@@ -56,6 +58,7 @@ _CODES = [
     Code("parallel_calls", "warning", "One caller turn holds several calls; α-UMi checkpoints were trained on one call per turn."),
     Code("observation_recovered", "warning", "A tool response was not valid JSON; its text was recovered after `\"response\":`."),
     Code("finish_recovered", "warning", "A Finish call's arguments were not valid JSON; the answer was recovered from the text."),
+    Code("non_function_tool", "warning", "A tool that is not a function (e.g. `{\"type\": \"code_interpreter\"}`) cannot be called by name; it is kept in `metadata.other_tools`."),
     Code("tool_schema_invalid", "warning", "A tool's `parameters` is not a usable JSON Schema; calls to it are checked "
          "only for being a JSON object."),
 ]

@@ -163,35 +163,40 @@ RULES: dict[str, RoleRule] = {
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """What every role of one trajectory shares: its α-UMi conversation and tool slots."""
+    """What every role of one trajectory shares: its α-UMi conversation (history turns first)
+    and tool slots; ``start`` is where the trajectory's own turns begin: history turns enter
+    the prompts' history but emit no example, so a step shared by several trajectories (the
+    episodes of a multi-turn chat) is learned once."""
 
     conv: Conv
     docs: list[dict]
     slots: dict[str, str]
+    start: int = 0
 
 
 def prepare(traj: Trajectory) -> Prepared:
-    conv = conversation(traj.turns)
+    conv = conversation(traj.history + traj.turns) if traj.history else conversation(traj.turns)
     docs = tool_docs(traj.tools)
     slots = {
         # Python json.dumps defaults (", "/": " separators, ASCII escapes), as the original.
         "doc": "".join(json.dumps(d) + "\n" for d in docs),
         "tool_names": ", ".join(d["Name"] for d in docs),
     }
-    return Prepared(conv, docs, slots)
+    return Prepared(conv, docs, slots, len(traj.history))
 
 
 def examples(
     traj: Trajectory, role: str, template: Template = ALPHA_UMI, prepared: Prepared | None = None
 ) -> Iterator[Example]:
     """All examples of one role for one trajectory, in turn order (pass ``prepared`` to share
-    the conversation and tool docs between roles)."""
+    the conversation and tool docs between roles). ``step`` and ``turn`` index the conversation
+    with the history turns first."""
     rule = RULES[role]
     p = prepared or prepare(traj)
     conv = p.conv
     history: list[str] = []
     for i in range(len(conv)):
-        if rule.emits(conv, i):
+        if i >= p.start and rule.emits(conv, i):
             slots = {**p.slots, "history": "".join(history), **rule.slots(conv, i)}
             owner = i + rule.step_offset
             step = owner if owner >= 0 and conv[owner]["from"] == "assistant" else i

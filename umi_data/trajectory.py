@@ -9,6 +9,10 @@ convert`` and ``schemas/trajectory.schema.json`` describe the same thing.
 Why a planner turn and a caller turn instead of one "assistant" message: α-UMi trains the
 rationale (planner) and the exact call (caller) as separate models, so the split is the
 canonical unit; a single OpenAI assistant message with tool calls becomes both.
+
+``history`` holds turns the agent saw *before* this trajectory's request (earlier requests of a
+multi-turn chat, or the earlier steps of a ToolLLaMA "Step N" record): they enter the prompts'
+conversation history but make no training example themselves, so every step is learned once.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ FORMAT_VERSION = "umi.trajectory/v1"
 
 Role = Literal["user", "planner", "caller", "observation", "conclusion"]
 Decision = Literal["call", "conclude", "give_up"]
-Outcome = Literal["answered", "gave_up", "incomplete"]
+Outcome = Literal["answered", "gave_up", "calls_only", "incomplete"]
 
 ROLES: tuple[str, ...] = ("user", "planner", "caller", "observation", "conclusion")
 DECISIONS: tuple[str, ...] = ("call", "conclude", "give_up")
@@ -144,18 +148,22 @@ class Trajectory:
     turns: list[Turn]
     outcome: Outcome = "incomplete"
     metadata: dict[str, Any] = field(default_factory=dict)
+    history: list[Turn] = field(default_factory=list)  # context only: no example is made from it
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "format": FORMAT_VERSION,
             "id": self.id,
             "source": self.source.to_dict(),
             "instruction": self.instruction,
             "tools": [t.to_dict() for t in self.tools],
-            "turns": [t.to_dict() for t in self.turns],
-            "outcome": self.outcome,
-            "metadata": self.metadata,
         }
+        if self.history:  # absent when empty: single-request trajectories keep their exact bytes
+            d["history"] = [t.to_dict() for t in self.history]
+        d["turns"] = [t.to_dict() for t in self.turns]
+        d["outcome"] = self.outcome
+        d["metadata"] = self.metadata
+        return d
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Trajectory:
@@ -168,16 +176,27 @@ class Trajectory:
             turns=[Turn.from_dict(t) for t in d["turns"]],
             outcome=d.get("outcome", "incomplete"),
             metadata=d.get("metadata") or {},
+            history=[Turn.from_dict(t) for t in d.get("history") or []],
         )
 
 
+def ends_in_calls(turns: list[Turn]) -> bool:
+    """The trajectory's last turn is a planner's ``call`` and its caller turn: the most common
+    public function-calling shape (xLAM, BFCL, OpenAI's fine-tuning cookbook) stops at the
+    calls, with no result and no answer. (A trajectory that ends on a tool *result* stopped
+    mid-way: that is ``incomplete``.)"""
+    return (len(turns) >= 2 and turns[-1].role == "caller" and turns[-2].role == "planner"
+            and turns[-2].decision == "call")
+
+
 def derive_outcome(turns: list[Turn]) -> Outcome:
-    """``answered`` if the last decision concluded with an answer, ``gave_up`` if it gave up."""
+    """``answered`` if the last decision concluded with an answer, ``gave_up`` if it gave up,
+    ``calls_only`` if the trajectory ends in tool calls (see :func:`ends_in_calls`)."""
     for turn in reversed(turns):
         if turn.role == "planner" and turn.decision is not None:
             if turn.decision == "give_up":
                 return "gave_up"
             if turn.decision == "conclude":
                 return "answered"
-            return "incomplete"
+            return "calls_only" if ends_in_calls(turns) else "incomplete"
     return "incomplete"

@@ -74,7 +74,7 @@ def test_openai_jsonl_examples() -> None:
 
 def test_openai_rules() -> None:
     src = Source("openai", "x.json")
-    traj, findings = openai_reader.read(good_chat(), src, "t")
+    ((traj, findings),) = openai_reader.read(good_chat(), src, "t")
     assert findings == []
     roles = [(t.role, t.decision if t.role == "planner" else None) for t in traj.turns]
     assert roles == [("user", None), ("planner", "call"), ("caller", None), ("observation", None),
@@ -85,13 +85,13 @@ def test_openai_rules() -> None:
     broken = '{"return_type": "give_answer", "final_answer": "42"'
     rec = chat({"role": "user", "content": "q"},
                {"role": "assistant", "content": "done", "tool_calls": [tcall("f", "Finish", broken)]})  # fmt: skip
-    traj, findings = openai_reader.read(rec, src, "t")
+    ((traj, findings),) = openai_reader.read(rec, src, "t")
     assert traj.turns[-1].content == "42" and [f.code for f in findings] == ["finish_recovered"]
     # tool message without id answers the oldest pending call
     rec = chat({"role": "user", "content": "q"},
                {"role": "assistant", "content": None, "tool_calls": [tcall("a", "lookup", "{}")]},
                {"role": "tool", "content": "r"}, {"role": "assistant", "content": "ok"})  # fmt: skip
-    traj, _ = openai_reader.read(rec, src, "t")
+    ((traj, _),) = openai_reader.read(rec, src, "t")
     assert traj.turns[3].call_id == "a"
 
 
@@ -109,10 +109,10 @@ def test_openai_schema_errors() -> None:
         "/messages/1": chat({"role": "user", "content": "q"}, {"role": "tool", "content": "r"}),
     }  # fmt: skip
     for pointer, rec in cases.items():
-        traj, findings = openai_reader.read(rec, src, "t")
+        ((traj, findings),) = openai_reader.read(rec, src, "t")
         assert traj is None, pointer
         assert findings[-1].code == "schema" and findings[-1].pointer == pointer
-    traj, findings = openai_reader.read(chat({"role": "system", "content": "s"}), src, "t")
+    ((traj, findings),) = openai_reader.read(chat({"role": "system", "content": "s"}), src, "t")
     assert traj is None and findings[0].pointer == "/messages"
 
 

@@ -22,7 +22,16 @@ from typing import Any
 import orjson
 
 from umi_data.findings import Finding
-from umi_data.readers import alpha_umi, canonical, openai, toolbench
+from umi_data.readers import (
+    alpha_umi,
+    canonical,
+    openai,
+    openai_functions,
+    openai_typed,
+    sharegpt,
+    toolbench,
+    toolllama,
+)
 from umi_data.trajectory import Source, Trajectory
 
 # Order matters for sniffing: the most specific shape first.
@@ -30,6 +39,10 @@ READERS: dict[str, ModuleType] = {
     canonical.FORMAT: canonical,
     toolbench.FORMAT: toolbench,
     alpha_umi.FORMAT: alpha_umi,
+    toolllama.FORMAT: toolllama,
+    sharegpt.FORMAT: sharegpt,
+    openai_typed.FORMAT: openai_typed,
+    openai_functions.FORMAT: openai_functions,
     openai.FORMAT: openai,
 }
 FORMATS = tuple(READERS)
@@ -108,25 +121,59 @@ def _archive(path: str) -> zipfile.ZipFile:
 
 def _traj_id(fmt: str, obj: Any, unit: Unit, index: int | None) -> str:
     """Stable ids: ToolBench by group folder + file stem (``G1_answer/10_…``, unique across
-    groups); records that carry an id keep it; others by file stem and position."""
+    groups), and in ToolEval layouts (``<method>/G1_instruction/<qid>_….json``) with the method
+    folder too, so the same query answered by several systems is several trajectories; records
+    that carry an id keep it; others by file stem and position."""
     name = PurePosixPath(unit.member) if unit.member else Path(unit.path)
     if fmt == toolbench.FORMAT:
-        return f"{name.parent.name}/{name.stem}"
+        group = f"{name.parent.name}/{name.stem}"
+        method = name.parent.parent.name
+        return f"{method}/{group}" if name.parent.name.endswith("_instruction") and method else group
     if isinstance(obj, dict) and isinstance(obj.get("id"), str) and obj["id"]:
         return obj["id"]
     return f"{name.stem}/{index}" if index is not None else name.stem
 
 
-def _one(obj: Any, source: Source, unit: Unit, index: int | None, fmt: str | None) -> Record:
+# What each format needs at least, to say which one an unrecognised record is closest to.
+_SHAPES: dict[str, tuple[str, ...]] = {
+    canonical.FORMAT: ("format", "id", "instruction", "turns", "outcome", "source"),
+    toolbench.FORMAT: ("answer_generation", "query", "train_messages", "function"),
+    alpha_umi.FORMAT: ("conversations", "instruction", "tools"),
+    sharegpt.FORMAT: ("conversations", "tools", "system"),
+    openai.FORMAT: ("messages", "tools", "functions", "id", "metadata"),
+}
+
+
+def _unknown(obj: Any, source: Source) -> Finding:
+    """Name the closest format and the field that did not match."""
+    if not isinstance(obj, dict):
+        kind = type(obj).__name__
+        return Finding("unknown_format", f"a record must be a JSON object, not a {kind}; see `umidata formats`", source)
+    keys = set(obj)
+    fmt = max(_SHAPES, key=lambda f: (len(keys & set(_SHAPES[f])), -list(_SHAPES).index(f)))
+    need = _SHAPES[fmt][0]
+    if fmt == canonical.FORMAT and "format" in keys:
+        why = f"`format` is {obj['format']!r}, not {canonical.FORMAT_VERSION!r}"
+    else:
+        why = f"it has no `{need}`"
+    shown = ", ".join(sorted(keys)[:8]) or "none"
+    return Finding("unknown_format", f"no reader recognises this record (keys: {shown}); closest format: {fmt}, "
+                   f"but {why}; `umidata formats` shows every shape, --format forces one", source)
+
+
+def _one(obj: Any, source: Source, unit: Unit, index: int | None, fmt: str | None) -> list[Record]:
+    """The records of one input object: one, or one per request of a multi-turn chat."""
     reader = READERS.get(fmt) if fmt else next((r for r in READERS.values() if r.sniff(obj)), None)
     if reader is None:
-        return Record(source, None, [Finding("unknown_format", "no reader recognises this record "
-                                             f"(formats: {', '.join(FORMATS)}); pass --format", source)])
+        return [Record(source, None, [_unknown(obj, source)])]
     source.format = reader.FORMAT
     if not isinstance(obj, dict):
-        return Record(source, None, [Finding("schema", f"a {reader.FORMAT} record must be a JSON object", source)])
-    traj, findings = reader.read(obj, source, _traj_id(reader.FORMAT, obj, unit, index))
-    return Record(source, traj, findings)
+        return [Record(source, None, [Finding("schema", f"a {reader.FORMAT} record must be a JSON object", source)])]
+    result = reader.read(obj, source, _traj_id(reader.FORMAT, obj, unit, index))
+    if isinstance(result, list):
+        return [Record(source, traj, findings) for traj, findings in result]
+    traj, findings = result
+    return [Record(source, traj, findings)]
 
 
 def _decode_error(data: bytes, err: Exception, one_line: bool = False) -> tuple[str, str]:
@@ -197,9 +244,9 @@ def parse_unit(unit: Unit, data: bytes, fmt: str | None = None) -> Iterator[Reco
             yield Record(base, None, [Finding("empty_input", "the JSON list holds no record", base)])
         for i, item in enumerate(obj):
             src = Source(base.format, unit.path, index=i, member=unit.member)
-            yield _one(item, src, unit, i, fmt)
+            yield from _one(item, src, unit, i, fmt)
     else:
-        yield _one(obj, base, unit, None, fmt)
+        yield from _one(obj, base, unit, None, fmt)
 
 
 def _read_jsonl(unit: Unit, data: bytes, fmt: str | None) -> Iterator[Record]:
@@ -215,7 +262,7 @@ def _read_jsonl(unit: Unit, data: bytes, fmt: str | None) -> Iterator[Record]:
             code, msg = _decode_error(line, e, one_line=True)
             yield Record(src, None, [Finding(code, msg, src)])
             continue
-        yield _one(obj, src, unit, lineno, fmt)
+        yield from _one(obj, src, unit, lineno, fmt)
     if not seen:
         src = Source(fmt or "unknown", unit.path, member=unit.member)
         yield Record(src, None, [Finding("empty_input", "the file holds no line", src)])
@@ -238,7 +285,7 @@ def _read_parquet(unit: Unit, data: bytes, fmt: str | None) -> Iterator[Record]:
         except orjson.JSONDecodeError as e:
             yield Record(src, None, [Finding("json_syntax", str(e), src)])
             continue
-        yield _one(obj, src, unit, i, fmt)
+        yield from _one(obj, src, unit, i, fmt)
 
 
 def read_inputs(

@@ -28,7 +28,12 @@ FORMAT = "alpha-umi"
 
 
 def sniff(obj: Any) -> bool:
-    return isinstance(obj, dict) and "conversations" in obj
+    """``conversations`` with α-UMi's ``instruction`` beside them (ShareGPT and ToolLLaMA
+    records have ``conversations`` too, never an ``instruction``)."""
+    if not isinstance(obj, dict) or "conversations" not in obj:
+        return False
+    convs = obj["conversations"] if isinstance(obj["conversations"], list) else []
+    return "instruction" in obj or any(isinstance(c, dict) and c.get("from") in ("caller", "conclusion") for c in convs)
 
 
 def read(obj: Any, source: Source, traj_id: str) -> tuple[Trajectory | None, list[Finding]]:

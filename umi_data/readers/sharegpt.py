@@ -1,0 +1,122 @@
+"""ShareGPT chats with tool calls (LLaMA-Factory's ``sharegpt`` formatting) → canonical trajectories.
+
+Input shape (e.g. LLaMA-Factory ``data/glaive_toolcall_en_demo.json``): a JSON list (or JSONL) of::
+
+    {"conversations": [
+        {"from": "human", "value": "Area of a 5 x 3 rectangle?"},
+        {"from": "function_call", "value": "{\\"name\\": \\"area\\", \\"arguments\\": {\\"w\\": 5, \\"h\\": 3}}"},
+        {"from": "observation", "value": "{\\"area\\": 15}"},
+        {"from": "gpt", "value": "It is 15 square units."}],
+     "system": "…",                                   # optional
+     "tools": "[{\\"name\\": \\"area\\", \\"description\\": \\"…\\", \\"parameters\\": {…}}]"}  # JSON string or list
+
+``human`` → user; ``function_call`` → the caller's call(s) (JSON ``{name, arguments}`` or a list
+of them for parallel calls; ``arguments`` objects become JSON text, ``json.dumps(…,
+ensure_ascii=False)``, as LLaMA-Factory renders them), decided by a planner turn without a
+thought; ``observation`` → observation; ``gpt`` → the answer of its request (or a plain planner
+turn when no user message follows it); ``system`` → ``metadata.system``. The rest are the chat
+rules of ``readers/chat.py`` (one trajectory per request, ``calls_only``).
+
+Custom role tags and column names are read as LLaMA-Factory reads them: from a
+``dataset_info.json`` beside the input file whose entry has this file's ``file_name`` and
+``"formatting": "sharegpt"`` (``columns``: messages/system/tools; ``tags``: role_tag,
+content_tag, user_tag, assistant_tag, observation_tag, function_tag, system_tag). A messages
+column other than ``conversations`` needs ``--format sharegpt``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from umi_data.findings import Finding
+from umi_data.readers.chat import Episode, Msg, Reject, build, parse_tools
+from umi_data.trajectory import Call, Source
+
+FORMAT = "sharegpt"
+DEFAULT_TAGS = {
+    "role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
+    "observation_tag": "observation", "function_tag": "function_call", "system_tag": "system",
+}  # fmt: skip
+DEFAULT_COLUMNS = {"messages": "conversations", "system": "system", "tools": "tools"}
+
+
+def sniff(obj: Any) -> bool:
+    return isinstance(obj, dict) and isinstance(obj.get("conversations"), list)
+
+
+@lru_cache(maxsize=64)
+def _dataset_info(directory: str) -> dict[str, Any]:
+    try:
+        data = json.loads((Path(directory) / "dataset_info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def layout(source: Source) -> tuple[dict[str, str], dict[str, str]]:
+    """(columns, tags) for a file: LLaMA-Factory's defaults, overridden by the entry of a
+    ``dataset_info.json`` beside it that names this file."""
+    columns, tags = dict(DEFAULT_COLUMNS), dict(DEFAULT_TAGS)
+    if source.member is None:
+        path = Path(source.file)
+        for entry in _dataset_info(os.fspath(path.parent.resolve())).values():
+            if isinstance(entry, dict) and entry.get("file_name") == path.name:
+                columns.update({k: v for k, v in (entry.get("columns") or {}).items()
+                                if k in columns and isinstance(v, str)})
+                tags.update({k: v for k, v in (entry.get("tags") or {}).items() if k in tags and isinstance(v, str)})
+                break
+    return columns, tags
+
+
+def calls_from_json(value: str, pointer: str) -> list[Call]:
+    """A ``function_call`` value: JSON ``{name, arguments}`` or a list of them."""
+    try:
+        data = json.loads(value)
+    except ValueError as e:
+        raise Reject(pointer, f"a function_call value must be JSON {{name, arguments}} ({e})") from None
+    calls = []
+    for item in data if isinstance(data, list) else [data]:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise Reject(pointer, "a function_call value must be JSON {name, arguments} (or a list of them)")
+        args = item.get("arguments", {})
+        calls.append(Call(item["name"], args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)))
+    return calls
+
+
+def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
+    findings: list[Finding] = []
+    columns, tags = layout(source)
+    key = columns["messages"]
+    roles = {tags["user_tag"]: "user", tags["assistant_tag"]: "assistant", tags["observation_tag"]: "tool",
+             tags["function_tag"]: "call", tags["system_tag"]: "system"}
+    try:
+        tools, others = parse_tools(obj.get(columns["tools"]), f"/{columns['tools']}", source, findings)
+        convs = obj.get(key)
+        if not isinstance(convs, list):
+            raise Reject(f"/{key}", f"`{key}` must be a list of {{{tags['role_tag']}, {tags['content_tag']}}}")
+        msgs: list[Msg] = []
+        system = obj.get(columns["system"])
+        if isinstance(system, str) and system:
+            msgs.append(Msg("system", f"/{columns['system']}", text=system))
+        for i, item in enumerate(convs):
+            where = f"/{key}/{i}"
+            role = roles.get(item.get(tags["role_tag"])) if isinstance(item, dict) else None
+            value = item.get(tags["content_tag"]) if isinstance(item, dict) else None
+            if role is None:
+                got = item.get(tags["role_tag"]) if isinstance(item, dict) else item
+                raise Reject(f"{where}/{tags['role_tag']}", f"unknown role {got!r} (expected one of "
+                             f"{', '.join(roles)}; other tags: a dataset_info.json beside the file)")
+            if not isinstance(value, str):
+                raise Reject(f"{where}/{tags['content_tag']}", f"`{tags['content_tag']}` must be a string")
+            if role == "call":
+                msgs.append(Msg("assistant", where, calls=calls_from_json(value, f"{where}/{tags['content_tag']}")))
+            else:
+                msgs.append(Msg(role, where, text=value))  # type: ignore[arg-type]
+    except Reject as r:
+        return [(None, [*findings, Finding("schema", r.message, source, r.pointer)])]
+    metadata: dict[str, Any] = {"other_tools": others} if others else {}
+    return build(msgs, tools, source, traj_id, findings, metadata, where=f"/{key}")
