@@ -112,11 +112,15 @@ def main() -> None:
 @main.command()
 @_inputs
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=str),
-              help="Output file: canonical JSONL, Parquet when it ends in .parquet, or α-UMi JSON with "
-                   "--to alpha-umi. Rejects go to <stem>.rejects.jsonl beside it.")  # fmt: skip
+              help="Output file: canonical JSONL, Parquet when it ends in .parquet, α-UMi JSON with "
+                   "--to alpha-umi, OpenAI/ShareGPT JSONL (a JSON list for .json) with --to openai|sharegpt. "
+                   "Rejects go to <stem>.rejects.jsonl beside it.")  # fmt: skip
 @_format
-@click.option("--to", "to", type=click.Choice(["umi", "alpha-umi"]), default="umi", show_default=True,
-              help="umi: canonical trajectories; alpha-umi: α-UMi stage-2 conversations.")  # fmt: skip
+@click.option("--to", "to", type=click.Choice(["umi", "alpha-umi", "openai", "sharegpt"]), default="umi",
+              show_default=True,
+              help="umi: canonical trajectories; alpha-umi: α-UMi stage-2 conversations; openai: chats with "
+                   "messages + tools; sharegpt: LLaMA-Factory ShareGPT, plus its entry in a dataset_info.json "
+                   "beside the output.")  # fmt: skip
 @_strict
 @_quiet
 def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict: bool, quiet: bool) -> None:

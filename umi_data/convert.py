@@ -37,7 +37,7 @@ from umi_data.writers import (
     write_trajectories_parquet,
 )
 
-Target = Literal["umi", "alpha-umi"]
+Target = Literal["umi", "alpha-umi", "openai", "sharegpt"]
 REPORT_FORMAT = "umi.findings-report/v1"
 
 
@@ -123,11 +123,11 @@ def reject_row(c: Checked) -> dict[str, Any]:
 
 
 def alpha_umi_item(t: Trajectory) -> dict[str, Any]:
-    """A trajectory as an α-UMi stage-2 record."""
+    """A trajectory as an α-UMi stage-2 record (history turns first: α-UMi has no history mark)."""
     return {
         "tools": alpha_umi.tool_docs(t.tools),
         "instruction": t.instruction,
-        "conversations": alpha_umi.conversation(t.turns),
+        "conversations": alpha_umi.conversation(t.history + t.turns),
     }
 
 
@@ -141,7 +141,8 @@ def convert(
     on_checked: Callable[[Checked], None] | None = None,
 ) -> Summary:
     """Write accepted trajectories to ``out`` (canonical JSONL, or Parquet when ``out`` ends in
-    ``.parquet``; α-UMi stage-2 JSON with ``to="alpha-umi"``) and rejects to
+    ``.parquet``; α-UMi stage-2 JSON with ``to="alpha-umi"``; OpenAI chats or LLaMA-Factory
+    ShareGPT with ``to="openai"`` / ``"sharegpt"``, see :mod:`umi_data.exports`) and rejects to
     ``<stem>.rejects.jsonl`` beside it (always written, empty when nothing was rejected).
     Both files appear atomically, and only if the whole run succeeds."""
     summary = Summary()
@@ -160,6 +161,10 @@ def convert(
 
         if to == "alpha-umi":
             write_json_list(out, (alpha_umi_item(t) for t in accepted()))
+        elif to in ("openai", "sharegpt"):
+            from umi_data.exports import write_export
+
+            write_export(out, to, accepted())  # type: ignore[arg-type]
         elif out.endswith(".parquet"):
             write_trajectories_parquet(out, accepted())
         else:

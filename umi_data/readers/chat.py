@@ -27,7 +27,9 @@ User messages that come while the agent is still working (ToolBench's reflection
 clarification after a tool result) stay in the current request.
 
 ``last_step`` mode (ToolLLaMA's ``Step N`` records, each a prefix of one search ending at the
-step it trains): everything before the last assistant step is history.
+step it trains): everything before the last assistant step is history. Assistant messages
+marked as context (OpenAI fine-tuning's ``"weight": 0``) work alike: everything up to the first
+assistant step after the last of them is history, and the record is one trajectory.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Msg:
     name: str | None = None  # tool: the tool that answered, when the input says
     error: str | None = None  # tool: the tool's error, when the input separates it
     raw: str | None = None  # tool: the original text when ``text`` was recovered from it
+    context: bool = False  # assistant: given as context only (OpenAI ``"weight": 0``): history
 
 
 def parse_tools(raw: Any, pointer: str, source: Source, findings: list[Finding]) -> tuple[list[Tool], list[Any]]:
@@ -204,9 +207,15 @@ def build(
     meta = dict(metadata or {})
     if system:
         meta["system"] = "\n\n".join(system)
-    if mode == "last_step":
+    context = [k for k, m in enumerate(msgs) if m.context]
+    if context:  # history = up to the first assistant step after the last message not to learn
+        mode = "last_step"
+        last = next((i for i, t in enumerate(turns) if t.role == "planner" and origin[i] > context[-1]),
+                    len(turns))
+    else:
         last = max((i for i, t in enumerate(turns) if t.role == "planner"), default=0)
-        starts = [0, last] if last else [0]
+    if mode == "last_step":  # history only when there is an earlier step (not just the request)
+        starts = [0, last] if any(t.role == "planner" for t in turns[:last]) else [0]
     else:
         starts = _episode_starts(turns)
     bounds = list(zip(starts, [*starts[1:], len(turns)], strict=True))
@@ -220,8 +229,9 @@ def build(
         per[max((e for e, fm in enumerate(first_msg) if fm <= pos), default=0)].append(f)
     if mode == "last_step":
         user = next(t for t in turns if t.role == "user")
-        t = Trajectory(traj_id, source, user.content or "", tools, turns[last:], derive_outcome(turns[last:]),
-                       meta, turns[:last])
+        cut = starts[-1]
+        t = Trajectory(traj_id, source, user.content or "", tools, turns[cut:], derive_outcome(turns[cut:]),
+                       meta, turns[:cut])
         return [(t, [f for fs in per for f in fs])]
     out: list[Episode] = []
     for e, (s, end) in enumerate(bounds):

@@ -30,7 +30,10 @@ Rules: ``readers/chat.py`` (shared by every chat format): ``system``/``developer
 ids kept; a ``Finish`` call → ``conclude`` + conclusion, or ``give_up``); ``assistant`` without
 calls that ends a request → planner ``conclude`` + conclusion, else a plain planner turn;
 ``tool`` → observation. A chat that ends in calls is ``calls_only``; a multi-turn chat is one
-trajectory per request (``<id>``, ``<id>#2``, …).
+trajectory per request (``<id>``, ``<id>#2``, …). An assistant message's ``reasoning_content``
+is the planner's thought; assistant messages with ``"weight": 0`` (OpenAI fine-tuning's "not
+learned") and everything up to the next assistant step are history (no examples); a tool
+message's ``error`` is the observation's error (``raw``: its original text, when recovered).
 
 Rejected (``schema`` error, with a JSON pointer into the record such as
 ``/messages/3/tool_calls/0/function/arguments``): ``messages`` missing or not a list, a message
@@ -158,7 +161,8 @@ def messages(raw: Any, source: Source, findings: list[Finding]) -> list[Msg]:
         msg = Msg(role, where)  # type: ignore[arg-type]
         _content(m.get("content"), f"{where}/content", msg, source, findings)
         if role == "assistant":
-            if isinstance(m.get("reasoning_content"), str) and m["reasoning_content"]:
+            msg.context = m.get("weight") == 0  # OpenAI fine-tuning: a message not to learn
+            if isinstance(m.get("reasoning_content"), str):
                 msg.thought = m["reasoning_content"]
             if m.get("tool_calls"):
                 msg.calls.extend(_tool_calls(m["tool_calls"], where))
@@ -171,6 +175,10 @@ def messages(raw: Any, source: Source, findings: list[Finding]) -> list[Msg]:
             msg.call_id = call_id
             if isinstance(m.get("name"), str):
                 msg.name = m["name"]
+            if isinstance(m.get("error"), str):
+                msg.error = m["error"]
+            if isinstance(m.get("raw"), str):
+                msg.raw = m["raw"]
         out.append(msg)
     return out
 
