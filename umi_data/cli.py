@@ -197,6 +197,16 @@ def codes(markdown: bool) -> None:
         click.echo(f"{c.code:<{width}}  {c.severity:<7}  {c.description}")
 
 
+@main.command()
+@click.option("--markdown", is_flag=True, help="Print the README's input table (markdown).")
+def formats(markdown: bool) -> None:
+    """List every input format: its shape, a two-line example, how it maps to planner / caller /
+    observation / conclusion, and its id rule. The format is detected per record."""
+    from umi_data.readers import catalog
+
+    click.echo(catalog.markdown() if markdown else catalog.text(), nl=False)
+
+
 def findings_markdown() -> str:
     """The text of ``docs/findings.md``, generated from ``findings.CODES``."""
     lines = [

@@ -1,0 +1,124 @@
+"""The input formats as users see them: shape, a two-line example, the mapping to α-UMi's roles
+and the id rule. One table, printed by ``umidata formats`` and pasted in the README's input
+section (``umidata formats --markdown``; a test keeps the two equal). Each reader module's
+docstring has the full shape and rules."""
+
+# ruff: noqa: E501  (examples read best one per line)
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FormatDoc:
+    name: str
+    shape: str
+    example: tuple[str, str]
+    mapping: str
+    id: str
+
+
+_CHAT_ID = "the record's `id`, else `<file stem>/<index or line>`; request k ≥ 2 of a chat: `<id>#k`"
+
+CATALOG: tuple[FormatDoc, ...] = (
+    FormatDoc(
+        "toolbench",
+        "ToolBench answer files (`answer_generation.train_messages`): a tree, single files, or `data.zip` read in place",
+        ('{"answer_generation": {"query": "…", "function": [{"name": "f", "parameters": {…}}, {"name": "Finish", …}],',
+         ' "train_messages": [[…, {"role": "assistant", "content": "thought", "function_call": {"name": "f", "arguments": "{…}"}}, {"role": "function", …}]]}}'),
+        "assistant `content` → planner thought; `function_call` → caller (`Finish` → conclusion or give-up); `function` → observation",
+        "`G1_answer/<file stem>`; ToolEval trees (`<method>/G1_instruction/…`): `<method>/G1_instruction/<file stem>`",
+    ),
+    FormatDoc(
+        "alpha-umi",
+        "α-UMi stage-2 conversations (`raw_data_stage_2.json`, α-UMi's test sets)",
+        ('{"instruction": "…", "tools": [{"Name": "f", "function": "…", "input": {…}}],',
+         ' "conversations": [{"from": "user", …}, {"from": "assistant", "value": "… Next: caller."}, {"from": "caller", "value": "Action: f\\nAction Input: {…}"}, …]}'),
+        "`assistant` → planner (`Next: …` is the decision); `caller` → caller; `observation` → observation; `conclusion` → conclusion",
+        "`<file stem>/<index>`",
+    ),
+    FormatDoc(
+        "toolllama",
+        "ToolBench's ToolLLaMA training conversations (`toolllama_G123_dfs_train.json`): one record per step of a search",
+        ('{"id": "Step 4: …", "conversations": [{"from": "system", "value": "… following APIs: [{\'name\': \'f\', …}]"}, {"from": "user", …},',
+         ' {"from": "assistant", "value": "\\nThought: …\\nAction: f\\nAction Input: {…}"}, {"from": "function", "value": "{\\"error\\": \\"\\", \\"response\\": …}"}, …]}'),
+        "tools ← the system prompt's function list; `Thought:` → planner; `Action`/`Action Input` → caller (`Finish` → conclusion or give-up); `function` → observation; only the last step makes examples (the steps before it are history)",
+        "the record's `id`",
+    ),
+    FormatDoc(
+        "sharegpt",
+        "ShareGPT chats with tools (LLaMA-Factory `sharegpt`, e.g. `glaive_toolcall_en_demo.json`); role tags from a `dataset_info.json` beside the file",
+        ('{"conversations": [{"from": "human", "value": "…"}, {"from": "function_call", "value": "{\\"name\\": \\"f\\", \\"arguments\\": {…}}"},',
+         ' {"from": "observation", "value": "…"}, {"from": "gpt", "value": "…"}], "system": "…", "tools": "[{\\"name\\": \\"f\\", …}]"}'),
+        "`function_call` → planner (no thought) + caller; `observation` → observation; `gpt` ending a request → conclusion (else a plain planner turn)",
+        _CHAT_ID,
+    ),
+    FormatDoc(
+        "openai-typed",
+        "LLaMA-Factory's OpenAI-like chats with typed content parts (e.g. `reason_tool_use_demo_50.jsonl`)",
+        ('{"messages": [{"role": "user", "content": [{"type": "text", "value": "…"}]}, {"role": "assistant", "content": [{"type": "reasoning", "value": "…"},',
+         ' {"type": "tool_call", "value": "{\\"name\\": \\"f\\", \\"arguments\\": {…}}"}]}, {"role": "tool", …}, …], "tools": "[…]"}'),
+        "`reasoning` → planner thought; `tool_call` parts → caller; `tool` → observation; `text` of a request's last assistant message → conclusion",
+        _CHAT_ID,
+    ),
+    FormatDoc(
+        "openai-functions",
+        "legacy OpenAI function calling (`functions`, `function_call`, role `function`)",
+        ('{"messages": [{"role": "user", …}, {"role": "assistant", "content": null, "function_call": {"name": "f", "arguments": "{…}"}},',
+         ' {"role": "function", "name": "f", "content": "…"}, {"role": "assistant", "content": "…"}], "functions": [{"name": "f", …}]}'),
+        "`content` → planner thought; `function_call` → caller; `function` → observation; a request's last assistant message → conclusion",
+        _CHAT_ID,
+    ),
+    FormatDoc(
+        "openai",
+        "OpenAI chats (`messages` with `tool_calls` / `tool`, `tools` a list or a JSON string), JSON or JSONL",
+        ('{"id": "c1", "messages": [{"role": "user", …}, {"role": "assistant", "content": "…", "tool_calls": [{"id": "a", "type": "function", "function": {…}}]},',
+         ' {"role": "tool", "tool_call_id": "a", "content": "…"}, {"role": "assistant", "content": "…"}], "tools": [{"type": "function", "function": {…}}]}'),
+        "`content` (or `reasoning_content`) → planner thought; `tool_calls` → caller (parallel calls together); `tool` → observation; a request's last assistant message → conclusion",
+        _CHAT_ID,
+    ),
+    FormatDoc(
+        "umi",
+        "canonical trajectories written by `umidata convert` (JSONL or Parquet)",
+        ('{"format": "umi.trajectory/v1", "id": "c1", "source": {…}, "instruction": "…", "tools": [{"name": "f", …}],',
+         ' "turns": [{"role": "user", …}, {"role": "planner", "thought": "…", "decision": "call"}, {"role": "caller", …}, …], "outcome": "answered", "metadata": {}}'),
+        "its own turns",
+        "its own",
+    ),
+)
+
+RULES = """\
+Every chat format shares one rule set (`umi_data/readers/chat.py`):
+
+- **Calls only.** A chat that ends in tool calls (xLAM, BFCL, the OpenAI fine-tuning cookbook) is
+  a trajectory with outcome `calls_only`: planner and caller examples, no summarizer example (no
+  answer is made up). One that stops on a tool result is `incomplete` and rejected.
+- **One trajectory per request.** A user message after an answer (or a give-up) starts a new
+  request. Each request is its own trajectory: its first user message is the instruction, its
+  answer the conclusion, and every earlier turn is its `history` — in the prompts, never an
+  example again, so each step is learned once. The first request keeps the record's id, request
+  k ≥ 2 is `<id>#k`. User messages while the agent is still working stay in the request.
+- **Nothing empty.** A trajectory with a blank instruction (`empty_instruction`) or a turn whose
+  example would have an empty target (`empty_completion`) is rejected, never written.
+- **Tools** may be given as a JSON string; a tool that is not a function
+  (`{"type": "code_interpreter"}`) is kept in `metadata.other_tools` with a warning.
+"""
+
+
+def markdown() -> str:
+    """The README's input table and rules."""
+    lines = ["| format | shape, and a two-line example | maps to planner / caller / observation / conclusion | id |",
+             "| --- | --- | --- | --- |"]
+    for d in CATALOG:
+        example = "<br>".join(f"`{line.strip()}`" for line in d.example).replace("|", "\\|")
+        lines.append(f"| `{d.name}` | {d.shape}<br>{example} | {d.mapping} | {d.id} |")
+    return "\n".join(lines) + "\n\n" + RULES
+
+
+def text() -> str:
+    """The same, for a terminal."""
+    out = []
+    for d in CATALOG:
+        out += [f"{d.name}: {d.shape}", *(f"    {line}" for line in d.example), f"  maps: {d.mapping}",
+                f"  id:   {d.id}", ""]
+    return "\n".join(out) + RULES
