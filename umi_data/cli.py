@@ -30,6 +30,8 @@ _format = click.option(
     help="Read every record with this reader instead of detecting the format per record.",
 )  # fmt: skip
 _strict = click.option("--strict", is_flag=True, help="Treat warnings as errors (reject those records).")
+_id_prefix = click.option("--id-prefix", default="", help="Prepend this to every trajectory id (e.g. the system "
+                          "that wrote the answers).")
 _quiet = click.option(
     "--quiet", "-q", is_flag=True, help="Print nothing but fatal errors; use the exit code."
 )
@@ -122,8 +124,10 @@ def main() -> None:
                    "messages + tools; sharegpt: LLaMA-Factory ShareGPT, plus its entry in a dataset_info.json "
                    "beside the output.")  # fmt: skip
 @_strict
+@_id_prefix
 @_quiet
-def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict: bool, quiet: bool) -> None:
+def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict: bool, id_prefix: str,
+            quiet: bool) -> None:
     """Convert INPUT files, directories or zips to canonical trajectories (or α-UMi).
 
     Records with an error finding (or a warning under --strict) and duplicates (same id or same
@@ -138,7 +142,8 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
         sys.exit(EXIT_USAGE)
     try:
         with _progress(inputs, quiet) as on_unit:
-            summary = run(inputs, out, fmt=fmt, to=to, strict=strict, on_unit=on_unit)  # type: ignore[arg-type]
+            summary = run(inputs, out, fmt=fmt, to=to, strict=strict, on_unit=on_unit,  # type: ignore[arg-type]
+                          id_prefix=id_prefix)
     except OSError as e:
         click.echo(f"error: cannot write {out}: {e}", err=True)
         sys.exit(EXIT_USAGE)
@@ -155,8 +160,10 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
 @_strict
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON report (schemas/findings-report.schema.json), not lines.")  # fmt: skip
+@_id_prefix
 @_quiet
-def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bool, quiet: bool) -> None:
+def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bool, id_prefix: str,
+             quiet: bool) -> None:
     """Check INPUT files, directories or zips and report findings; write nothing.
 
     One line per finding (file:line#/pointer: severity [code] message), then a summary. Exits 1
@@ -174,7 +181,7 @@ def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bo
 
     with _progress(inputs, quiet) as on_unit:
         summary, findings = run(inputs, fmt=fmt, strict=strict, on_unit=on_unit, on_checked=on_checked,
-                                keep_findings=as_json)
+                                keep_findings=as_json, id_prefix=id_prefix)
     if as_json:
         sys.stdout.buffer.write(
             orjson.dumps(report(summary, findings, strict), option=orjson.OPT_INDENT_2) + b"\n"

@@ -56,24 +56,27 @@ def summary_table(s: SplitSummary) -> Table:
               help="Reject trajectories whose id, or ToolBench query id, is listed in this file (JSON list, "
                    "JSON object keys as in ToolBench's test_query_ids/*.json, or one id per line). Repeatable.")
 @click.option("--strict", is_flag=True, help="Reject records with warnings too.")
+@click.option("--id-prefix", default="", help="Prepend this to every trajectory id (e.g. the system that "
+              "wrote the answers: the same query answered by two systems stays two trajectories).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty OUTDIR.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], fmt: str | None, template: str,
                   dev_ratio: float, seed: int, shard_size: int | None, workers: int, export: tuple[str, ...],
-                  exclude_files: tuple[str, ...], strict: bool, overwrite: bool, quiet: bool) -> None:
+                  exclude_files: tuple[str, ...], strict: bool, id_prefix: str, overwrite: bool,
+                  quiet: bool) -> None:
     """Split trajectories into the GLPFT role datasets: global, planner, caller, summarizer.
 
-    INPUTS are ToolBench answer trees, files or data.zip, α-UMi stage-2 JSON, OpenAI-style chats
-    (JSON/JSONL) or umi trajectories (JSONL/Parquet). Writes OUTDIR/<role>/{train,dev}-*.parquet,
-    manifest.json, README.md and rejects.jsonl. Exit 0: all records used; 1: some rejected;
-    2: usage or I/O error.
+    INPUTS are ToolBench answer trees, files or data.zip, α-UMi stage-2 JSON, ToolLLaMA, ShareGPT
+    or OpenAI-style chats (JSON/JSONL) or umi trajectories (JSONL/Parquet); `umidata formats`.
+    Writes OUTDIR/<role>/{train,dev}-*.parquet, manifest.json, README.md and rejects.jsonl.
+    Exit 0: all records used; 1: some rejected; 2: usage or I/O error.
     """
     err = Console(stderr=True)
     try:
         exclude = frozenset().union(*(read_id_list(f) for f in exclude_files))
         opts = SplitOptions(roles=roles, dev_ratio=dev_ratio, seed=seed, shard_size=shard_size, template=template,
                             format=fmt, strict=strict, export_glpft_json="glpft-json" in export,
-                            exclude_ids=exclude, workers=workers)
+                            exclude_ids=exclude, workers=workers, id_prefix=id_prefix)
         if interactive(quiet):
             with Progress(TextColumn("[bold]split"), BarColumn(), TextColumn("{task.fields[rate]}"),
                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),

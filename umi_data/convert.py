@@ -26,7 +26,7 @@ import orjson
 from umi_data import alpha_umi
 from umi_data.checks import Deduper, check
 from umi_data.findings import Finding
-from umi_data.readers import Record, Unit, read_inputs
+from umi_data.readers import Record, Unit, prefixed, read_inputs
 from umi_data.trajectory import Trajectory
 from umi_data.writers import (
     atomic_path,
@@ -139,6 +139,7 @@ def convert(
     strict: bool = False,
     on_unit: Callable[[Unit], None] | None = None,
     on_checked: Callable[[Checked], None] | None = None,
+    id_prefix: str = "",
 ) -> Summary:
     """Write accepted trajectories to ``out`` (canonical JSONL, or Parquet when ``out`` ends in
     ``.parquet``; α-UMi stage-2 JSON with ``to="alpha-umi"``; OpenAI chats or LLaMA-Factory
@@ -150,7 +151,7 @@ def convert(
     with atomic_path(rejects_path(out)) as rtmp, open(rtmp, "wb") as rf:
 
         def accepted() -> Iterator[Trajectory]:
-            for c in evaluate(read_inputs(paths, fmt, on_unit), strict):
+            for c in evaluate(prefixed(read_inputs(paths, fmt, on_unit), id_prefix), strict):
                 summary.add(c)
                 if on_checked is not None:
                     on_checked(c)
@@ -179,13 +180,14 @@ def validate(
     on_unit: Callable[[Unit], None] | None = None,
     on_checked: Callable[[Checked], None] | None = None,
     keep_findings: bool = True,
+    id_prefix: str = "",
 ) -> tuple[Summary, list[Finding]]:
     """Check every record without writing anything: the summary and every finding (only the
     counts with ``keep_findings=False``, so memory stays flat when findings are streamed out
     through ``on_checked``)."""
     summary = Summary()
     findings: list[Finding] = []
-    for c in evaluate(read_inputs(paths, fmt, on_unit), strict):
+    for c in evaluate(prefixed(read_inputs(paths, fmt, on_unit), id_prefix), strict):
         summary.add(c)
         if keep_findings:
             findings.extend(c.findings)

@@ -72,6 +72,7 @@ class SplitOptions:
     export_glpft_json: bool = False
     exclude_ids: frozenset[str] = frozenset()
     workers: int = 1
+    id_prefix: str = ""
 
     def manifest_view(self) -> dict[str, Any]:
         d = asdict(self)
@@ -173,6 +174,8 @@ class _ShardJob:
         self.export_keys[(role, split_name)].append(key)
 
     def record(self, rec: Record) -> RecordResult:
+        if self.opts.id_prefix and rec.trajectory is not None:
+            rec.trajectory.id = self.opts.id_prefix + rec.trajectory.id
         res = RecordResult(rec.source.where(), rec.source)
         checked = judge(rec, self.opts.strict)
         traj = checked.trajectory

@@ -176,6 +176,15 @@ def _one(obj: Any, source: Source, unit: Unit, index: int | None, fmt: str | Non
     return [Record(source, traj, findings)]
 
 
+def prefixed(records: Iterable[Record], prefix: str) -> Iterator[Record]:
+    """``--id-prefix``: every trajectory id starts with ``prefix`` (e.g. the system that wrote
+    the answers, so the same query answered by several systems stays several trajectories)."""
+    for rec in records:
+        if prefix and rec.trajectory is not None:
+            rec.trajectory.id = prefix + rec.trajectory.id
+        yield rec
+
+
 def _decode_error(data: bytes, err: Exception, one_line: bool = False) -> tuple[str, str]:
     """(code, message) for bytes that failed to parse: encoding first, then JSON syntax.
     ``one_line``: the bytes are one JSONL line, whose number the source already gives."""
