@@ -390,3 +390,22 @@ def test_formats_table_is_the_readme() -> None:
     assert block == res.output, "paste `umidata formats --markdown` into the README's Inputs section"
     listed = [line.split(":")[0] for line in run("formats").output.splitlines() if line and not line[0].isspace()]
     assert set(FORMATS) <= set(listed)
+
+
+def test_one_tool_message_for_parallel_calls(tmp_path: Path) -> None:
+    def text(v: str) -> list[dict[str, str]]:
+        return [{"type": "text", "value": v}]
+
+    calls = [{"type": "tool_call", "value": json.dumps({"name": "local_time", "arguments": {"city": c}})}
+             for c in ("Oslo", "Lima")]
+    results = json.dumps([{"tool_call_id": "x1", "name": "local_time", "content": "09:00"},
+                          {"tool_call_id": "x2", "name": "local_time", "content": {"t": "03:00"}}])
+    rec = {"messages": [{"role": "user", "content": text("Oslo and Lima?")}, {"role": "assistant", "content": calls},
+                        {"role": "tool", "content": text(results)}, {"role": "assistant", "content": text("9 and 3.")}],
+           "tools": json.dumps([TIME])}  # fmt: skip
+    (t,) = trajectories(write_jsonl(tmp_path / "p.jsonl", [rec]))
+    assert [(x.role, x.content, x.name) for x in t.turns[3:5]] == [("observation", "09:00", "local_time"),
+                                                                   ("observation", '{"t": "03:00"}', "local_time")]
+    from umi_data.checks import check
+
+    assert [f.code for f in check(t)] == ["parallel_calls"]  # both calls answered

@@ -97,7 +97,8 @@ Every chat format shares one rule set (`umi_data/readers/chat.py`):
   request. Each request is its own trajectory: its first user message is the instruction, its
   answer the conclusion, and every earlier turn is its `history` — in the prompts, never an
   example again, so each step is learned once. The first request keeps the record's id, request
-  k ≥ 2 is `<id>#k`. User messages while the agent is still working stay in the request.
+  k ≥ 2 is `<id>#k`. User messages while the agent is still working stay in the request. Each
+  request counts as one record in `records read = accepted + rejected`.
 - **Nothing empty.** A trajectory with a blank instruction (`empty_instruction`) or a turn whose
   example would have an empty target (`empty_completion`) is rejected, never written.
 - **Tools** may be given as a JSON string; a tool that is not a function

@@ -16,7 +16,8 @@ rules below, so every chat format maps to planner / caller / observation / concl
   ``conclude``) + a conclusion turn (its text). Any other one is a plain planner turn (decision
   null) that only enters histories.
 - ``tool`` → an observation; it answers the call with its ``call_id``, else the oldest
-  unanswered call.
+  unanswered call. One tool message holding the results of several waiting calls (a JSON list
+  of ``{"name", "content"}``, LLaMA-Factory's typed-part data) is one observation per call.
 
 Episodes (multi-turn chats): a user message that comes after an answer (or a give-up) starts a
 new request. Each request becomes its own trajectory — its instruction is its first user
@@ -154,6 +155,10 @@ def _turns(msgs: list[Msg], source: Source, findings: list[Finding]) -> tuple[li
                 add(k, Turn("planner", thought=msg.thought, decision="conclude"), Turn("conclusion", content=msg.text))
             else:
                 add(k, Turn("planner", thought=_join(msg.thought, msg.text), decision=None))
+        elif (parts := _results_of(msg, pending)) is not None:  # one message answering parallel calls
+            for call, content in zip(pending, parts, strict=True):
+                add(k, Turn("observation", content=content, call_id=call.id, name=call.name))
+            pending = []
         else:  # tool
             call_id, name = msg.call_id, msg.name
             if call_id is None:
@@ -171,6 +176,25 @@ def _turns(msgs: list[Msg], source: Source, findings: list[Finding]) -> tuple[li
             add(k, Turn("observation", content=msg.text, error=msg.error, call_id=call_id, name=name,
                         raw=msg.raw))
     return turns, origin, system
+
+
+def _results_of(msg: Msg, pending: list[Call]) -> list[str] | None:
+    """The results of several waiting calls given in ONE tool message, as LLaMA-Factory's
+    typed-part data does: a JSON list of ``{"name", "content"}`` (``tool_call_id`` ignored), one
+    per waiting call, names in the calls' order. ``None`` when the message is not that."""
+    if msg.role != "tool" or msg.call_id is not None or len(pending) < 2 or not (msg.text or "").startswith("["):
+        return None
+    try:
+        items = json.loads(msg.text or "")
+    except ValueError:
+        return None
+    if not isinstance(items, list) or len(items) != len(pending):
+        return None
+    if not all(isinstance(it, dict) and it.get("name") == c.name and "content" in it
+               for it, c in zip(items, pending, strict=True)):
+        return None
+    return [it["content"] if isinstance(it["content"], str) else json.dumps(it["content"], ensure_ascii=False)
+            for it in items]
 
 
 def _episode_starts(turns: list[Turn]) -> list[int]:
