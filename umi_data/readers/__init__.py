@@ -149,6 +149,10 @@ def _unknown(obj: Any, source: Source) -> Finding:
     if not isinstance(obj, dict):
         kind = type(obj).__name__
         return Finding("unknown_format", f"a record must be a JSON object, not a {kind}; see `umidata formats`", source)
+    if obj and all(isinstance(v, dict) and ("file_name" in v or "hf_hub_url" in v) for v in obj.values()):
+        return Finding("unknown_format", "this is a LLaMA-Factory dataset_info.json (dataset descriptions, not "
+                       "records): the sharegpt reader reads the tags of the files it names from it; pass the data "
+                       "files, not this one", source)
     keys = set(obj)
     fmt = max(_SHAPES, key=lambda f: (len(keys & set(_SHAPES[f])), -list(_SHAPES).index(f)))
     need = _SHAPES[fmt][0]
