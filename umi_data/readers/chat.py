@@ -248,8 +248,8 @@ def build(
     position = {msg.pointer: k for k, msg in enumerate(msgs)}
     per: list[list[Finding]] = [[] for _ in bounds]
     for f in findings:
-        m = _MSG_INDEX.match(f.pointer)
-        pos = position.get(m.group(0), -1) if m else -1
+        hit = _MSG_INDEX.match(f.pointer)
+        pos = position.get(hit.group(0), -1) if hit else -1
         per[max((e for e, fm in enumerate(first_msg) if fm <= pos), default=0)].append(f)
     if mode == "last_step":
         user = next(t for t in turns if t.role == "user")
