@@ -411,3 +411,14 @@ def test_one_tool_message_for_parallel_calls(tmp_path: Path) -> None:
     from umi_data.checks import check
 
     assert [f.code for f in check(t)] == ["parallel_calls"]  # both calls answered
+
+
+def test_reader_warnings_go_with_their_request(tmp_path: Path) -> None:
+    image = {"type": "image_url", "image_url": {"url": "x.png"}}
+    rec = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                        {"role": "user", "content": [{"type": "text", "text": "what is this?"}, image]},
+                        {"role": "assistant", "content": "a cat"}]}  # fmt: skip
+    first, second = read_inputs([write_jsonl(tmp_path / "w.jsonl", [rec])])
+    assert first.findings == [] and [(f.code, f.pointer) for f in second.findings] == [
+        ("dropped_message", "/messages/2/content/1")]
+    assert second.trajectory.instruction == "what is this?" and second.trajectory.id == "w/1#2"
