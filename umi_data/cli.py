@@ -30,6 +30,10 @@ _format = click.option(
     help="Read every record with this reader instead of detecting the format per record.",
 )  # fmt: skip
 _strict = click.option("--strict", is_flag=True, help="Treat warnings as errors (reject those records).")
+_dataset_info = click.option(
+    "--dataset-info", type=click.Path(exists=True, dir_okay=False), default=None,
+    help="A LLaMA-Factory dataset_info.json: ShareGPT role tags and columns for the input files its entries "
+         "name (default: a dataset_info.json beside each file).")  # fmt: skip
 _id_prefix = click.option("--id-prefix", default="", help="Prepend this to every trajectory id (e.g. the system "
                           "that wrote the answers).")
 _quiet = click.option(
@@ -41,6 +45,17 @@ def _check_inputs(inputs: tuple[str, ...]) -> None:
     missing = [p for p in inputs if not os.path.lexists(p)]
     if missing:
         click.echo(f"error: no such input: {', '.join(missing)}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def check_dataset_info(path: str | None) -> None:
+    """A --dataset-info file that is not a JSON object is a usage error, before any work."""
+    from umi_data.readers import sharegpt
+
+    try:
+        sharegpt.use_dataset_info(path)
+    except (OSError, ValueError) as e:
+        click.echo(f"error: --dataset-info: {e}", err=True)
         sys.exit(EXIT_USAGE)
 
 
@@ -125,9 +140,10 @@ def main() -> None:
                    "beside the output.")  # fmt: skip
 @_strict
 @_id_prefix
+@_dataset_info
 @_quiet
 def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict: bool, id_prefix: str,
-            quiet: bool) -> None:
+            dataset_info: str | None, quiet: bool) -> None:
     """Convert INPUT files, directories or zips to canonical trajectories (or α-UMi).
 
     Records with an error finding (or a warning under --strict) and duplicates (same id or same
@@ -137,13 +153,14 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
     from umi_data.convert import convert as run
 
     _check_inputs(inputs)
+    check_dataset_info(dataset_info)
     if os.path.isdir(out):
         click.echo(f"error: output {out} is a directory", err=True)
         sys.exit(EXIT_USAGE)
     try:
         with _progress(inputs, quiet) as on_unit:
             summary = run(inputs, out, fmt=fmt, to=to, strict=strict, on_unit=on_unit,  # type: ignore[arg-type]
-                          id_prefix=id_prefix)
+                          id_prefix=id_prefix, dataset_info=dataset_info)
     except OSError as e:
         click.echo(f"error: cannot write {out}: {e}", err=True)
         sys.exit(EXIT_USAGE)
@@ -161,9 +178,10 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON report (schemas/findings-report.schema.json), not lines.")  # fmt: skip
 @_id_prefix
+@_dataset_info
 @_quiet
 def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bool, id_prefix: str,
-             quiet: bool) -> None:
+             dataset_info: str | None, quiet: bool) -> None:
     """Check INPUT files, directories or zips and report findings; write nothing.
 
     One line per finding (file:line#/pointer: severity [code] message), then a summary. Exits 1
@@ -179,9 +197,10 @@ def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bo
             for f in c.findings:
                 click.echo(f.line())
 
+    check_dataset_info(dataset_info)
     with _progress(inputs, quiet) as on_unit:
         summary, findings = run(inputs, fmt=fmt, strict=strict, on_unit=on_unit, on_checked=on_checked,
-                                keep_findings=as_json, id_prefix=id_prefix)
+                                keep_findings=as_json, id_prefix=id_prefix, dataset_info=dataset_info)
     if as_json:
         sys.stdout.buffer.write(
             orjson.dumps(report(summary, findings, strict), option=orjson.OPT_INDENT_2) + b"\n"

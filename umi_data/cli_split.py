@@ -58,12 +58,15 @@ def summary_table(s: SplitSummary) -> Table:
 @click.option("--strict", is_flag=True, help="Reject records with warnings too.")
 @click.option("--id-prefix", default="", help="Prepend this to every trajectory id (e.g. the system that "
               "wrote the answers: the same query answered by two systems stays two trajectories).")
+@click.option("--dataset-info", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A LLaMA-Factory dataset_info.json: ShareGPT role tags and columns for the input files its "
+                   "entries name (default: a dataset_info.json beside each file).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty OUTDIR.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], fmt: str | None, template: str,
                   dev_ratio: float, seed: int, shard_size: int | None, workers: int, export: tuple[str, ...],
-                  exclude_files: tuple[str, ...], strict: bool, id_prefix: str, overwrite: bool,
-                  quiet: bool) -> None:
+                  exclude_files: tuple[str, ...], strict: bool, id_prefix: str, dataset_info: str | None,
+                  overwrite: bool, quiet: bool) -> None:
     """Split trajectories into the GLPFT role datasets: global, planner, caller, summarizer.
 
     INPUTS are ToolBench answer trees, files or data.zip, α-UMi stage-2 JSON, ToolLLaMA, ShareGPT
@@ -71,12 +74,15 @@ def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], 
     Writes OUTDIR/<role>/{train,dev}-*.parquet, manifest.json, README.md and rejects.jsonl.
     Exit 0: all records used; 1: some rejected; 2: usage or I/O error.
     """
+    from umi_data.cli import check_dataset_info  # one helper for every command
+
     err = Console(stderr=True)
+    check_dataset_info(dataset_info)
     try:
         exclude = frozenset().union(*(read_id_list(f) for f in exclude_files))
         opts = SplitOptions(roles=roles, dev_ratio=dev_ratio, seed=seed, shard_size=shard_size, template=template,
                             format=fmt, strict=strict, export_glpft_json="glpft-json" in export,
-                            exclude_ids=exclude, workers=workers, id_prefix=id_prefix)
+                            exclude_ids=exclude, workers=workers, id_prefix=id_prefix, dataset_info=dataset_info)
         if interactive(quiet):
             with Progress(TextColumn("[bold]split"), BarColumn(), TextColumn("{task.fields[rate]}"),
                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),

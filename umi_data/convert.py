@@ -26,7 +26,7 @@ import orjson
 from umi_data import alpha_umi
 from umi_data.checks import Deduper, check
 from umi_data.findings import Finding
-from umi_data.readers import Record, Unit, prefixed, read_inputs
+from umi_data.readers import Record, Unit, prefixed, read_inputs, sharegpt
 from umi_data.trajectory import Trajectory
 from umi_data.writers import (
     atomic_path,
@@ -140,12 +140,14 @@ def convert(
     on_unit: Callable[[Unit], None] | None = None,
     on_checked: Callable[[Checked], None] | None = None,
     id_prefix: str = "",
+    dataset_info: str | None = None,
 ) -> Summary:
     """Write accepted trajectories to ``out`` (canonical JSONL, or Parquet when ``out`` ends in
     ``.parquet``; α-UMi stage-2 JSON with ``to="alpha-umi"``; OpenAI chats or LLaMA-Factory
     ShareGPT with ``to="openai"`` / ``"sharegpt"``, see :mod:`umi_data.exports`) and rejects to
     ``<stem>.rejects.jsonl`` beside it (always written, empty when nothing was rejected).
     Both files appear atomically, and only if the whole run succeeds."""
+    sharegpt.use_dataset_info(dataset_info)
     summary = Summary()
     out = os.fspath(out)
     with atomic_path(rejects_path(out)) as rtmp, open(rtmp, "wb") as rf:
@@ -181,10 +183,12 @@ def validate(
     on_checked: Callable[[Checked], None] | None = None,
     keep_findings: bool = True,
     id_prefix: str = "",
+    dataset_info: str | None = None,
 ) -> tuple[Summary, list[Finding]]:
     """Check every record without writing anything: the summary and every finding (only the
     counts with ``keep_findings=False``, so memory stays flat when findings are streamed out
     through ``on_checked``)."""
+    sharegpt.use_dataset_info(dataset_info)
     summary = Summary()
     findings: list[Finding] = []
     for c in evaluate(prefixed(read_inputs(paths, fmt, on_unit), id_prefix), strict):

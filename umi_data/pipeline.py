@@ -38,7 +38,7 @@ from umi_data import __version__
 from umi_data.checks import Deduper, fingerprint
 from umi_data.convert import Checked, judge, reject_row
 from umi_data.findings import Finding
-from umi_data.readers import Record, Unit, expand, parse_unit, read_bytes
+from umi_data.readers import Record, Unit, expand, parse_unit, read_bytes, sharegpt
 from umi_data.roles import ROLE_NAMES, examples, prepare
 from umi_data.shards import ShardWriter, drop_rows
 from umi_data.templates import load_template
@@ -73,6 +73,7 @@ class SplitOptions:
     exclude_ids: frozenset[str] = frozenset()
     workers: int = 1
     id_prefix: str = ""
+    dataset_info: str | None = None  # --dataset-info: LLaMA-Factory ShareGPT tags per file name
 
     def manifest_view(self) -> dict[str, Any]:
         d = asdict(self)
@@ -153,6 +154,7 @@ class _ShardJob:
 
     def __init__(self, k: int, stage: Path, opts: SplitOptions) -> None:
         self.k, self.stage, self.opts = k, stage, opts
+        sharegpt.use_dataset_info(opts.dataset_info)  # in the process that reads (a worker)
         self.template = load_template(opts.template)
         self.writers: dict[tuple[str, str], ShardWriter] = {}
         self.fragments: dict[tuple[str, str], Any] = {}

@@ -422,3 +422,28 @@ def test_reader_warnings_go_with_their_request(tmp_path: Path) -> None:
     assert first.findings == [] and [(f.code, f.pointer) for f in second.findings] == [
         ("dropped_message", "/messages/2/content/1")]
     assert second.trajectory.instruction == "what is this?" and second.trajectory.id == "w/1#2"
+
+
+def test_dataset_info_option(tmp_path: Path) -> None:
+    rec = {"dialog": [{"role": "me", "content": "Time in Oslo?"},
+                      {"role": "call", "content": json.dumps({"name": "local_time", "arguments": {"city": "Oslo"}})}],
+           "tools": json.dumps([TIME])}  # fmt: skip
+    (tmp_path / "data").mkdir()
+    data = write_jsonl(tmp_path / "data" / "d.jsonl", [rec])
+    info = write_json(tmp_path / "elsewhere.json", {"d": {"file_name": "d.jsonl", "formatting": "sharegpt",
+                      "columns": {"messages": "dialog"}, "tags": {"role_tag": "role", "content_tag": "content",
+                      "user_tag": "me", "function_tag": "call"}}})  # fmt: skip
+    out = tmp_path / "o.jsonl"
+    res = run("convert", data, "-o", out, "--dataset-info", info)
+    assert res.exit_code == 0, res.output
+    (t,) = canonical(out)
+    assert t["outcome"] == "calls_only" and t["instruction"] == "Time in Oslo?"
+    assert run("convert", data, "-o", out).exit_code == 1  # without it: not a format umi knows
+    split_out = tmp_path / "split"
+    assert run("split", data, "-o", split_out, "--dataset-info", info, "--workers", "1").exit_code == 0
+    assert json.loads((split_out / "manifest.json").read_text())["options"]["dataset_info"] == str(info)
+    info.write_text("[1]")
+    assert run("validate", data, "--dataset-info", info).exit_code == 2
+    from umi_data.readers import sharegpt
+
+    sharegpt.use_dataset_info(None)  # process-wide setting: leave none behind for other tests

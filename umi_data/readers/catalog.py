@@ -47,7 +47,7 @@ CATALOG: tuple[FormatDoc, ...] = (
     ),
     FormatDoc(
         "sharegpt",
-        "ShareGPT chats with tools (LLaMA-Factory `sharegpt`, e.g. `glaive_toolcall_en_demo.json`); role tags from a `dataset_info.json` beside the file",
+        "ShareGPT chats with tools (LLaMA-Factory `sharegpt`, e.g. `glaive_toolcall_en_demo.json`); custom role tags and columns from a `dataset_info.json` beside the file or `--dataset-info FILE`",
         ('{"conversations": [{"from": "human", "value": "…"}, {"from": "function_call", "value": "{\\"name\\": \\"f\\", \\"arguments\\": {…}}"},',
          ' {"from": "observation", "value": "…"}, {"from": "gpt", "value": "…"}], "system": "…", "tools": "[{\\"name\\": \\"f\\", …}]"}'),
         "`function_call` → planner (no thought) + caller; `observation` → observation; `gpt` ending a request → conclusion (else a plain planner turn)",
@@ -101,6 +101,7 @@ Every chat format shares one rule set (`umi_data/readers/chat.py`):
   request counts as one record in `records read = accepted + rejected`.
 - **Nothing empty.** A trajectory with a blank instruction (`empty_instruction`) or a turn whose
   example would have an empty target (`empty_completion`) is rejected, never written.
+- **Ids.** `--id-prefix P` puts `P` before every id (e.g. the system that wrote the answers).
 - **Tools** may be given as a JSON string; a tool that is not a function
   (`{"type": "code_interpreter"}`) is kept in `metadata.other_tools` with a warning.
 """

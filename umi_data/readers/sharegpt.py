@@ -17,11 +17,11 @@ thought; ``observation`` → observation; ``gpt`` → the answer of its request 
 turn when no user message follows it); ``system`` → ``metadata.system``. The rest are the chat
 rules of ``readers/chat.py`` (one trajectory per request, ``calls_only``).
 
-Custom role tags and column names are read as LLaMA-Factory reads them: from a
-``dataset_info.json`` beside the input file whose entry has this file's ``file_name`` and
-``"formatting": "sharegpt"`` (``columns``: messages/system/tools; ``tags``: role_tag,
-content_tag, user_tag, assistant_tag, observation_tag, function_tag, system_tag). A messages
-column other than ``conversations`` needs ``--format sharegpt``.
+Custom role tags and column names are read as LLaMA-Factory reads them: from the entry whose
+``file_name`` is this file's name in ``--dataset-info FILE``, else in a ``dataset_info.json``
+beside the input file (``columns``: messages/system/tools; ``tags``: role_tag, content_tag,
+user_tag, assistant_tag, observation_tag, function_tag, system_tag). A messages column named in
+``--dataset-info`` is detected; one named only beside the file needs ``--format sharegpt``.
 """
 
 from __future__ import annotations
@@ -44,8 +44,33 @@ DEFAULT_TAGS = {
 DEFAULT_COLUMNS = {"messages": "conversations", "system": "system", "tools": "tools"}
 
 
+_GIVEN: dict[str, Any] = {}  # --dataset-info: entries that apply to input files of their file_name
+
+
+def use_dataset_info(path: str | os.PathLike[str] | None) -> None:
+    """``--dataset-info FILE``: a LLaMA-Factory ``dataset_info.json`` whose entries apply to the
+    input files they name (by ``file_name``) wherever those are; ``None`` forgets it. Raises
+    ``ValueError`` when the file is not a JSON object."""
+    _GIVEN.clear()
+    if path is None:
+        return
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a dataset_info.json must be a JSON object of dataset descriptions")
+    _GIVEN.update({k: v for k, v in data.items() if isinstance(v, dict)})
+
+
+def _message_columns() -> set[str]:
+    cols = {"conversations"}
+    for entry in _GIVEN.values():
+        col = (entry.get("columns") or {}).get("messages")
+        if isinstance(col, str) and col != "messages":  # `messages` stays the OpenAI readers'
+            cols.add(col)
+    return cols
+
+
 def sniff(obj: Any) -> bool:
-    return isinstance(obj, dict) and isinstance(obj.get("conversations"), list)
+    return isinstance(obj, dict) and any(isinstance(obj.get(c), list) for c in _message_columns())
 
 
 @lru_cache(maxsize=64)
@@ -58,17 +83,18 @@ def _dataset_info(directory: str) -> dict[str, Any]:
 
 
 def layout(source: Source) -> tuple[dict[str, str], dict[str, str]]:
-    """(columns, tags) for a file: LLaMA-Factory's defaults, overridden by the entry of a
-    ``dataset_info.json`` beside it that names this file."""
+    """(columns, tags) for a file: LLaMA-Factory's defaults, overridden by the entry that names
+    this file in the ``--dataset-info`` file, else in a ``dataset_info.json`` beside it."""
     columns, tags = dict(DEFAULT_COLUMNS), dict(DEFAULT_TAGS)
+    name = Path(source.member or source.file).name
+    infos = [_GIVEN]
     if source.member is None:
-        path = Path(source.file)
-        for entry in _dataset_info(os.fspath(path.parent.resolve())).values():
-            if isinstance(entry, dict) and entry.get("file_name") == path.name:
-                columns.update({k: v for k, v in (entry.get("columns") or {}).items()
-                                if k in columns and isinstance(v, str)})
-                tags.update({k: v for k, v in (entry.get("tags") or {}).items() if k in tags and isinstance(v, str)})
-                break
+        infos.append(_dataset_info(os.fspath(Path(source.file).parent.resolve())))
+    entry = next((e for info in infos for e in info.values() if isinstance(e, dict) and e.get("file_name") == name),
+                 None)
+    if entry is not None:
+        columns.update({k: v for k, v in (entry.get("columns") or {}).items() if k in columns and isinstance(v, str)})
+        tags.update({k: v for k, v in (entry.get("tags") or {}).items() if k in tags and isinstance(v, str)})
     return columns, tags
 
 
