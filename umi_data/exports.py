@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import orjson
 
-from umi_data.trajectory import Call, Trajectory, Turn
+from umi_data.trajectory import Call, Trajectory, Turn, record_id
 from umi_data.writers import atomic_path, write_jsonl
 
 ExportTarget = Literal["openai", "sharegpt"]
@@ -45,10 +45,10 @@ def whole_chats(trajectories: Iterable[Trajectory]) -> Iterator[tuple[str, Traje
             pending = t
             continue
         if pending is not None:
-            yield _chat_id(pending), pending
+            yield record_id(pending), pending
         pending = t
     if pending is not None:
-        yield _chat_id(pending), pending
+        yield record_id(pending), pending
 
 
 def _continues(prev: Trajectory, t: Trajectory) -> bool:
@@ -57,13 +57,6 @@ def _continues(prev: Trajectory, t: Trajectory) -> bool:
         and t.metadata.get("episode") == (prev.metadata.get("episode") or 0) + 1
         and len(t.history) == len(prev.history) + len(prev.turns)
     )
-
-
-def _chat_id(t: Trajectory) -> str:
-    episode = t.metadata.get("episode")
-    if isinstance(episode, int) and episode > 1 and t.id.endswith(f"#{episode}"):
-        return t.id[: -len(f"#{episode}")]
-    return t.id
 
 
 def _metadata(t: Trajectory) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from umi_data.readers import Record, Unit, expand, parse_unit, read_bytes, share
 from umi_data.roles import ROLE_NAMES, examples, prepare
 from umi_data.shards import ShardWriter, drop_rows
 from umi_data.templates import load_template
-from umi_data.trajectory import Source
+from umi_data.trajectory import Source, record_id
 
 SPLIT_FORMAT = "umi.split/v1"
 SPLITS = ("train", "dev")
@@ -192,7 +192,8 @@ class _ShardJob:
         res.trajectory_id = traj.id
         res.fingerprint = fingerprint(traj)
         res.warnings = [f.code for f in checked.findings]
-        res.split = "dev" if is_dev(traj.id, self.opts.seed, self.opts.dev_ratio) else "train"
+        # the requests of one chat share a split: a later one's history holds the earlier ones
+        res.split = "dev" if is_dev(record_id(traj), self.opts.seed, self.opts.dev_ratio) else "train"
         prepared = prepare(traj)
         key = (traj.id, res.where)
         for role in self.opts.roles:

@@ -180,6 +180,15 @@ class Trajectory:
         )
 
 
+def record_id(traj: Trajectory) -> str:
+    """The id of the record a trajectory came from: request k ≥ 2 of a multi-turn chat is
+    ``<record id>#k`` (``metadata["episode"] == k``), every other trajectory is its record."""
+    k = traj.metadata.get("episode")
+    if isinstance(k, int) and k > 1 and traj.id.endswith(f"#{k}"):
+        return traj.id[: -len(f"#{k}")]
+    return traj.id
+
+
 def ends_in_calls(turns: list[Turn]) -> bool:
     """The trajectory's last turn is a planner's ``call`` and its caller turn: the most common
     public function-calling shape (xLAM, BFCL, OpenAI's fine-tuning cookbook) stops at the

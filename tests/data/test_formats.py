@@ -447,3 +447,20 @@ def test_dataset_info_option(tmp_path: Path) -> None:
     from umi_data.readers import sharegpt
 
     sharegpt.use_dataset_info(None)  # process-wide setting: leave none behind for other tests
+
+
+def test_requests_of_a_chat_share_a_split(tmp_path: Path) -> None:
+    chats = []
+    for i in range(8):
+        chat = json.loads(json.dumps(glaive_like()[0]).replace("5 by 3", f"{i + 5} by 3"))
+        chats.append(chat)
+    out = tmp_path / "out"
+    assert run("split", write_json(tmp_path / "chats.json", chats), "-o", out, "--dev-ratio", "0.5",
+               "--workers", "1").exit_code == 0
+    split_of: dict[str, set[str]] = {}
+    for split in ("train", "dev"):
+        for f in (out / "summarizer").glob(f"{split}-*.parquet"):
+            for r in pq.read_table(f).to_pylist():
+                split_of.setdefault(r["trajectory_id"].split("#")[0], set()).add(split)
+    assert len(split_of) == 8 and all(len(s) == 1 for s in split_of.values())
+    assert {s for ss in split_of.values() for s in ss} == {"train", "dev"}
