@@ -464,3 +464,13 @@ def test_requests_of_a_chat_share_a_split(tmp_path: Path) -> None:
                 split_of.setdefault(r["trajectory_id"].split("#")[0], set()).add(split)
     assert len(split_of) == 8 and all(len(s) == 1 for s in split_of.values())
     assert {s for ss in split_of.values() for s in ss} == {"train", "dev"}
+
+
+def test_toolbench_and_toolllama_samples_round_trip_through_openai(tmp_path: Path) -> None:
+    for name in ("toolbench-example", "toolllama-example"):
+        canon = tmp_path / f"{name}.jsonl"
+        run("convert", need(SHARED / name), "-o", canon)
+        exported, back = tmp_path / f"{name}.openai.jsonl", tmp_path / f"{name}.back.jsonl"
+        assert run("convert", canon, "-o", exported, "--to", "openai").exit_code == 0
+        assert run("convert", exported, "-o", back).exit_code == 0
+        assert canonical(back) == canonical(canon) and len(canonical(canon)) > 10, name
