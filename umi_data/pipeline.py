@@ -184,7 +184,8 @@ class _ShardJob:
         if traj is None:
             res.reject = reject_row(checked)
             return res
-        excluded = excluded_by(traj.id, traj.source.format, self.opts.exclude_ids)
+        excluded = (excluded_by(traj.id, traj.source.format, self.opts.exclude_ids)
+                    or excluded_by(record_id(traj), traj.source.format, self.opts.exclude_ids))  # a chat: all requests
         if excluded is not None:
             finding = Finding("excluded", f"{excluded!r} is in the --exclude-ids list", rec.source)
             res.reject = reject_row(Checked(rec, [*checked.findings, finding], finding))

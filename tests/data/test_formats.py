@@ -474,3 +474,13 @@ def test_toolbench_and_toolllama_samples_round_trip_through_openai(tmp_path: Pat
         assert run("convert", canon, "-o", exported, "--to", "openai").exit_code == 0
         assert run("convert", exported, "-o", back).exit_code == 0
         assert canonical(back) == canonical(canon) and len(canonical(canon)) > 10, name
+
+
+def test_exclude_ids_names_a_whole_chat(tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("glaive/0\n")
+    out = tmp_path / "out"
+    run("split", write_json(tmp_path / "glaive.json", glaive_like()[:2]), "-o", out, "--exclude-ids", ids,
+        "--workers", "1")
+    rejects = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
+    assert [r["reason"] for r in rejects] == ["excluded"] * 3  # the three requests of chat 0, not chat 1
