@@ -157,10 +157,15 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
     if os.path.isdir(out):
         click.echo(f"error: output {out} is a directory", err=True)
         sys.exit(EXIT_USAGE)
+    from umi_data.exports import ExportError
+
     try:
         with _progress(inputs, quiet) as on_unit:
             summary = run(inputs, out, fmt=fmt, to=to, strict=strict, on_unit=on_unit,  # type: ignore[arg-type]
                           id_prefix=id_prefix, dataset_info=dataset_info)
+    except ExportError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
     except OSError as e:
         click.echo(f"error: cannot write {out}: {e}", err=True)
         sys.exit(EXIT_USAGE)

@@ -32,6 +32,10 @@ from umi_data.trajectory import Call, Trajectory, Turn, record_id
 from umi_data.writers import atomic_path, write_jsonl
 
 ExportTarget = Literal["openai", "sharegpt"]
+
+
+class ExportError(Exception):
+    """A usage problem found before anything is written (exit code 2)."""
 _EPISODE_KEYS = ("episode", "episodes")
 GIVE_UP_ARGS = '{"return_type": "give_up_and_restart"}'
 
@@ -182,14 +186,24 @@ def dataset_info_entry(out: Path) -> dict[str, Any]:
             "columns": {"messages": "conversations", "system": "system", "tools": "tools"}}
 
 
-def _write_dataset_info(out: Path) -> Path:
+def _dataset_info_beside(out: Path) -> dict[str, Any]:
+    """The ``dataset_info.json`` beside ``out`` (empty when there is none); checked before
+    anything is written, so a file that cannot be merged into leaves no half-done export."""
+    path = out.parent / "dataset_info.json"
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ExportError(f"{path}: cannot add this dataset's entry ({e}); not touching it") from None
+    if not isinstance(info, dict):
+        raise ExportError(f"{path} is not a JSON object of dataset descriptions; not touching it")
+    return info
+
+
+def _write_dataset_info(out: Path, info: dict[str, Any]) -> Path:
     """Add (or replace) this file's entry in ``dataset_info.json`` beside it, atomically."""
     path = out.parent / "dataset_info.json"
-    info: dict[str, Any] = {}
-    if path.exists():
-        info = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(info, dict):
-            raise ValueError(f"{path} is not a JSON object; not touching it")
     info[out.name.split(".")[0]] = dataset_info_entry(out)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -212,6 +226,7 @@ def write_export(out: str | os.PathLike[str], to: ExportTarget, trajectories: It
     """Write ``trajectories`` as ``to`` records (JSONL, or a JSON list for ``.json``); the
     number of records written (a multi-request chat is one)."""
     out = os.fspath(out)
+    info = _dataset_info_beside(Path(out)) if to == "sharegpt" else {}
     chats = whole_chats(trajectories)
     if to == "openai":
         rows: Iterator[Any] = (openai_chat(cid, t) for cid, t in chats)
@@ -219,5 +234,5 @@ def write_export(out: str | os.PathLike[str], to: ExportTarget, trajectories: It
         rows = (sharegpt_record(cid, t) for cid, t in chats)
     n = _write_list(out, rows) if out.endswith(".json") else write_jsonl(out, rows)
     if to == "sharegpt":
-        _write_dataset_info(Path(out))
+        _write_dataset_info(Path(out), info)
     return n

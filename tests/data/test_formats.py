@@ -354,6 +354,10 @@ def test_sharegpt_export_is_llamafactory_shaped(tmp_path: Path) -> None:
     assert info["other"] == {"file_name": "other.json"}  # the user's entries are kept
     assert info["tools"] == {"file_name": "tools.json", "formatting": "sharegpt",
                              "columns": {"messages": "conversations", "system": "system", "tools": "tools"}}
+    # a dataset_info.json that cannot be merged into: usage error, nothing written
+    (out_dir / "dataset_info.json").write_text("[]")
+    res = run("convert", src, "-o", out_dir / "more.json", "--to", "sharegpt")
+    assert res.exit_code == 2 and "not touching it" in res.output and not (out_dir / "more.json").exists()
 
 
 # --- split on look-alikes of the public files ---------------------------------------------------
