@@ -63,6 +63,7 @@ class Checked:
     record: Record
     findings: list[Finding]
     reason: Finding | None = None
+    blob: bytes = b""  # the accepted trajectory as canonical JSON (what convert writes)
 
     @property
     def rejected(self) -> bool:
@@ -139,7 +140,13 @@ def evaluate(recs: Iterable[Record], strict: bool = False) -> Iterator[Checked]:
             if dups:
                 c.reason = dups[0]
             else:
-                dedupe.add(rec.trajectory)
+                try:  # serialise here, so a record too deep to write is one reject, not a crash
+                    c.blob = orjson.dumps(rec.trajectory.to_dict())
+                except (RecursionError, orjson.JSONEncodeError) as e:
+                    c.reason = Finding("too_deep", f"the record is nested too deeply to write ({e})", rec.source)
+                    c.findings.append(c.reason)
+                else:
+                    dedupe.add(rec.trajectory)
         yield c
 
 
@@ -225,21 +232,13 @@ def convert(
 
         def accepted() -> Iterator[tuple[Trajectory, bytes]]:
             for c in evaluate(_read_all(units, fmt, on_unit, read_opts), strict):
-                blob = b""
-                if not c.rejected and c.trajectory is not None:
-                    try:  # serialise here, so a record too deep to write is one reject, not a crash
-                        blob = orjson.dumps(c.trajectory.to_dict())
-                    except (RecursionError, orjson.JSONEncodeError) as e:
-                        c.reason = Finding("too_deep", f"the record is nested too deeply to write ({e})",
-                                           c.record.source)  # fmt: skip
-                        c.findings.append(c.reason)
                 summary.add(c)
                 if on_checked is not None:
                     on_checked(c)
                 if c.rejected:
                     rf.write(orjson.dumps(reject_row(c)) + b"\n")
                 elif c.trajectory is not None:
-                    yield c.trajectory, blob
+                    yield c.trajectory, c.blob
             if summary.nothing_read and not allow_empty:
                 raise NothingRead(f"no record could be read from {', '.join(paths)} (see the findings); "
                                   "nothing was written (--allow-empty accepts it)")  # fmt: skip

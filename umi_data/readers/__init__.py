@@ -386,12 +386,46 @@ def _safe_one(obj: Any, source: Source, unit: Unit, index: int | None, fmt: str 
     """``_one``, but one record that makes a reader fail never aborts the run: too deep for
     Python's recursion, or a reader bug (``internal_error``: reported, the run goes on)."""
     try:
-        return _one(obj, source, unit, index, fmt)
+        rec = _one(obj, source, unit, index, fmt)
+        if rec.trajectory is not None and (bad := _type_problem(rec.trajectory)) is not None:
+            return Record(source, None, [*rec.findings, Finding("schema", bad[1], source, bad[0])])
+        return rec
     except RecursionError:
         return Record(source, None, [Finding("too_deep", "the record is nested too deeply to process", source)])
     except Exception as e:  # reported as a located finding, never swallowed
         return Record(source, None, [Finding("internal_error", f"the reader failed on this record "
                                              f"({type(e).__name__}: {e})", source)])  # fmt: skip
+
+
+_STR_FIELDS = ("content", "thought", "error", "call_id", "name", "raw")
+
+
+def _type_problem(t: Trajectory) -> tuple[str, str] | None:
+    """(pointer into the canonical trajectory, message) for the first field of a type the
+    renderers cannot use (a reader let a number or an object through where text belongs), so
+    such a record is a ``schema`` reject rather than a crash further down. Cheap: no schema
+    engine, one pass over tools and turns."""
+    if not isinstance(t.id, str) or not t.id:
+        return "/id", "the trajectory id must be a non-empty string"
+    if not isinstance(t.instruction, str):
+        return "/instruction", f"the instruction must be text, not {type(t.instruction).__name__}"
+    for i, tool in enumerate(t.tools):
+        if not isinstance(tool.name, str) or not isinstance(tool.description, str):
+            return f"/tools/{i}", "a tool's name and description must be text"
+        if not isinstance(tool.parameters, dict):
+            return f"/tools/{i}/parameters", "a tool's parameters must be a JSON Schema object"
+        props = tool.parameters.get("properties")
+        if props is not None and not (isinstance(props, dict) and all(isinstance(v, dict) for v in props.values())):
+            return f"/tools/{i}/parameters/properties", "`properties` must map names to JSON Schema objects"
+    for i, turn in enumerate(t.turns):
+        for key in _STR_FIELDS:
+            v = getattr(turn, key)
+            if v is not None and not isinstance(v, str):
+                return f"/turns/{i}/{key}", f"`{key}` must be text or null, not {type(v).__name__}"
+        for j, call in enumerate(turn.calls or ()):
+            if not isinstance(call.name, str) or not isinstance(call.arguments, str):
+                return f"/turns/{i}/calls/{j}", "a call's name and arguments must be text"
+    return None
 
 
 def parse_unit(

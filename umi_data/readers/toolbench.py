@@ -84,6 +84,14 @@ def _observation(content: Any) -> tuple[str, str | None, bool]:
         return (text[text.index(key) + len(key) :] if key in text else ""), None, True
 
 
+class _BadShape(Exception):
+    """A message whose shape no rule applies to: the record is a ``schema`` reject."""
+
+    def __init__(self, pointer: str, message: str) -> None:
+        super().__init__(message)
+        self.pointer, self.message = pointer, message
+
+
 def turns_from_chain(
     query: str, chain: list[dict[str, Any]], source: Source, pointer: str = ""
 ) -> tuple[list[Turn], list[Finding], list[dict[str, Any]]]:
@@ -99,6 +107,9 @@ def turns_from_chain(
         content = msg.get("content")
         if role == "assistant":
             fc = msg.get("function_call")
+            if fc and not isinstance(fc, dict):
+                raise _BadShape(where + "/function_call", "`function_call` must be an object with `name` and "
+                                "`arguments`")
             if not fc:
                 dropped.append({"index": i, "message": msg})
                 findings.append(Finding("dropped_message", "assistant message without a function call "
@@ -162,7 +173,10 @@ def read(obj: Any, source: Source, traj_id: str) -> tuple[Trajectory | None, lis
                                   f"/answer_generation/function/{k}")]
         tools.append(Tool(f["name"], str(f.get("description") or ""), f.get("parameters") or {}))
     pointer = f"/answer_generation/train_messages/{len(messages) - 1}"
-    turns, findings, dropped = turns_from_chain(gen["query"], messages[-1], source, pointer)
+    try:
+        turns, findings, dropped = turns_from_chain(gen["query"], messages[-1], source, pointer)
+    except _BadShape as e:
+        return None, [Finding("schema", e.message, source, e.pointer)]
     metadata: dict[str, Any] = {k: gen[k] for k in _METADATA_KEYS if k in gen}
     if dropped:
         metadata["dropped_messages"] = dropped
