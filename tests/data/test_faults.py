@@ -127,3 +127,16 @@ def test_a_killed_worker_is_a_clear_error(tmp_path: Path) -> None:
     assert "worker process died" in " ".join(text.split()) and "Traceback" not in text
     assert _gone(workers)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_two_concurrent_runs_on_one_outdir(tmp_path: Path) -> None:
+    """The issue's repro: two real processes; the second fails at once, naming the first."""
+    out = tmp_path / "s"
+    first = _start_slow_split(tmp_path, out, slow=1.0)
+    _workers(first.pid)
+    second = CliRunner().invoke(main, ["split", str(MINI), "-o", str(out), "--workers", "1"])
+    assert second.exit_code == 2
+    assert f"another umidata run (process {first.pid})" in " ".join(second.stderr.split())
+    first.communicate(timeout=120)
+    assert first.returncode == 1 and (out / "manifest.json").exists()  # the first run was not disturbed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]

@@ -403,28 +403,30 @@ _STR_FIELDS = ("content", "thought", "error", "call_id", "name", "raw")
 def _type_problem(t: Trajectory) -> tuple[str, str] | None:
     """(pointer into the canonical trajectory, message) for the first field of a type the
     renderers cannot use (a reader let a number or an object through where text belongs), so
-    such a record is a ``schema`` reject rather than a crash further down. Cheap: no schema
-    engine, one pass over tools and turns."""
+    such a record is a ``schema`` reject rather than a crash or a garbled prompt further down.
+    Cheap (a few µs): plain attribute reads, no schema engine."""
     if not isinstance(t.id, str) or not t.id:
         return "/id", "the trajectory id must be a non-empty string"
     if not isinstance(t.instruction, str):
         return "/instruction", f"the instruction must be text, not {type(t.instruction).__name__}"
     for i, tool in enumerate(t.tools):
+        params = tool.parameters
         if not isinstance(tool.name, str) or not isinstance(tool.description, str):
             return f"/tools/{i}", "a tool's name and description must be text"
-        if not isinstance(tool.parameters, dict):
+        if not isinstance(params, dict):
             return f"/tools/{i}/parameters", "a tool's parameters must be a JSON Schema object"
-        props = tool.parameters.get("properties")
+        props = params.get("properties")
         if props is not None and not (isinstance(props, dict) and all(isinstance(v, dict) for v in props.values())):
             return f"/tools/{i}/parameters/properties", "`properties` must map names to JSON Schema objects"
     for i, turn in enumerate(t.turns):
-        for key in _STR_FIELDS:
-            v = getattr(turn, key)
+        for v in (turn.content, turn.thought, turn.error, turn.call_id, turn.name, turn.raw):
             if v is not None and not isinstance(v, str):
+                key = next(k for k in _STR_FIELDS if getattr(turn, k) is v)
                 return f"/turns/{i}/{key}", f"`{key}` must be text or null, not {type(v).__name__}"
-        for j, call in enumerate(turn.calls or ()):
-            if not isinstance(call.name, str) or not isinstance(call.arguments, str):
-                return f"/turns/{i}/calls/{j}", "a call's name and arguments must be text"
+        if turn.calls:
+            for j, call in enumerate(turn.calls):
+                if not isinstance(call.name, str) or not isinstance(call.arguments, str):
+                    return f"/turns/{i}/calls/{j}", "a call's name and arguments must be text"
     return None
 
 
