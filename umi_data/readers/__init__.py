@@ -47,7 +47,8 @@ class ReadOptions:
     """Bounds that keep one hostile input from exhausting memory, and the optional slower checks.
 
     ``max_record_bytes``: a JSON file, a JSONL line, or anything decompressed (a zip member, a
-    ``.gz``/``.zst`` file) may be at most this large; ``max_ratio``: a compressed input may expand
+    ``.gz``/``.zst`` file) may be at most this large (a plain JSONL or Parquet file may be larger:
+    it holds many records); ``max_ratio``: a compressed input may expand
     to at most this many times its compressed size once past ``ratio_floor`` bytes (a zip bomb is
     refused from its header, before anything is inflated); ``duplicate_keys``: look for repeated
     JSON object keys (a second parse with Python's json, ~3× orjson's time)."""
@@ -318,7 +319,7 @@ def _read_bytes(unit: Unit, opts: ReadOptions) -> bytes:
     with open(unit.path, "rb") as raw:
         size = os.fstat(raw.fileno()).st_size
         if comp is None:
-            if kind != "jsonl" and size > opts.max_record_bytes:
+            if kind not in ("jsonl", "parquet") and size > opts.max_record_bytes:  # those hold many records
                 raise _Refused("too_large", _too_large("the file", size, 0, opts)
                                + " (or write it as JSONL: the limit then applies per line)")  # fmt: skip
             return raw.read()
