@@ -44,8 +44,15 @@ def check_output(out: str | os.PathLike[str], inputs: Iterable[str], input_files
         if r.is_dir() and _within(o, r):
             raise UnsafeOutput(f"output {out} is inside the input directory {p}; the next run would read it "
                                "back as input — choose a path outside it")  # fmt: skip
-    for f in dict.fromkeys(input_files):
-        if _within(_real(f), o):
+    real_dirs: dict[str, str] = {}
+    o_str, o_prefix = str(o), os.path.join(str(o), "")
+    for f in input_files:  # one realpath per directory (realpath is slow Python), an lstat per file
+        d, name = os.path.split(f)
+        rd = real_dirs.get(d)
+        if rd is None:
+            rd = real_dirs[d] = os.path.realpath(d or ".")
+        real = os.path.realpath(f) if os.path.islink(f) else os.path.join(rd, name)
+        if real == o_str or real.startswith(o_prefix):
             raise UnsafeOutput(f"output {out} contains the input file {f} (through a symlink); writing it "
                                "would destroy the input — choose another output path")  # fmt: skip
 
