@@ -1,11 +1,17 @@
 """``umidata``: the command line. Commands only parse arguments and call one library function.
 
 Exit codes: 0 ok; 1 findings (validate: an error, or a warning under --strict) or rejects
-(convert: any record rejected); 2 usage or I/O error (missing input, unwritable output); 130
-interrupted (Ctrl-C).
+(convert: any record rejected); 2 usage or I/O error (missing input, unwritable output, nothing
+read); 3 internal error (a bug: one line + a traceback file); 130 interrupted (Ctrl-C). The
+policy lives in ``umi_data.cli_errors``, shared by every umi command line.
 """
 
+# ruff: noqa: E402  (Ctrl-C handling is installed before the heavy imports)
 from __future__ import annotations
+
+from umi_data.terminal import interrupt_early
+
+interrupt_early("umidata", "umi_data.cli")
 
 import os
 import sys
@@ -17,11 +23,12 @@ import click
 import orjson
 
 from umi_data import __version__
+from umi_data.cli_errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, GuardedGroup, describe_os_error
+from umi_data.cli_options import allow_empty, read_limits, read_options
 from umi_data.findings import CODES
 from umi_data.readers import FORMATS, Unit, expand
 from umi_data.terminal import interactive
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_BYTES = 20_000_000  # show a progress bar only for inputs at least this large
 
 _inputs = click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
@@ -98,40 +105,23 @@ def _summary(summary, quiet: bool) -> None:  # type: ignore[no-untyped-def]
         console.print("  ".join(f"{c}={n}" for c, n in sorted(summary.counts_by_code.items())))
 
 
-EXIT_INTERRUPTED = 130
-
-
-class _Group(click.Group):
-    """Ctrl-C exits 130 with one line (every command writes atomically, so nothing half-written
-    is left), instead of click's "Aborted!" with exit code 1, which means "findings" here."""
-
-    def main(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        kwargs.pop("standalone_mode", None)
-        try:
-            return super().main(*args, standalone_mode=False, **kwargs)
-        except (KeyboardInterrupt, click.exceptions.Abort):
-            click.echo("\ninterrupted: no partial output was left behind", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        except click.ClickException as e:
-            e.show()
-            sys.exit(e.exit_code)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=GuardedGroup, prog="umidata", interrupted="interrupted: no partial output was left behind",
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="umidata")
 def main() -> None:
     """umi data tools: ToolBench / α-UMi / OpenAI-style agent trajectories → canonical,
     JSON-Schema-validated trajectories → α-UMi datasets.
 
-    Exit codes: 0 ok, 1 findings or rejects, 2 usage or I/O error."""
+    Exit codes: 0 ok, 1 findings or rejects, 2 usage or I/O error (or nothing read), 3 internal
+    error (a bug; the traceback goes to a file), 130 interrupted."""
 
 
 @main.command()
 @_inputs
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=str),
-              help="Output file: canonical JSONL, Parquet when it ends in .parquet, α-UMi JSON with "
-                   "--to alpha-umi, OpenAI/ShareGPT JSONL (a JSON list for .json) with --to openai|sharegpt. "
-                   "Rejects go to <stem>.rejects.jsonl beside it.")  # fmt: skip
+              help="Output file: canonical JSONL (.jsonl), a JSON array (.json), Parquet (.parquet), α-UMi JSON "
+                   "(.json) with --to alpha-umi, OpenAI/ShareGPT JSONL (a JSON list for .json) with --to "
+                   "openai|sharegpt. Rejects go to <stem>.rejects.jsonl beside it.")  # fmt: skip
 @_format
 @click.option("--to", "to", type=click.Choice(["umi", "alpha-umi", "openai", "sharegpt"]), default="umi",
               show_default=True,
@@ -141,33 +131,37 @@ def main() -> None:
 @_strict
 @_id_prefix
 @_dataset_info
+@click.option("--overwrite", is_flag=True, help="Replace an existing output (never an input).")
+@read_limits
+@allow_empty
 @_quiet
 def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict: bool, id_prefix: str,
-            dataset_info: str | None, quiet: bool) -> None:
+            dataset_info: str | None, overwrite: bool, max_record_bytes: int, max_ratio: float, allow_empty: bool,
+            quiet: bool) -> None:  # fmt: skip
     """Convert INPUT files, directories or zips to canonical trajectories (or α-UMi).
 
     Records with an error finding (or a warning under --strict) and duplicates (same id or same
     content as an earlier record) are rejected into <stem>.rejects.jsonl, one JSON line each:
     {source, reason, message, pointer, findings}. Both files are written atomically. Exits 1
-    when any record was rejected."""
+    when any record was rejected; 2 when the output exists (without --overwrite), is or lies
+    inside an input, or no record could be read."""
+    from umi_data.convert import NothingRead, OutputError
     from umi_data.convert import convert as run
 
     _check_inputs(inputs)
     check_dataset_info(dataset_info)
-    if os.path.isdir(out):
-        click.echo(f"error: output {out} is a directory", err=True)
-        sys.exit(EXIT_USAGE)
     from umi_data.exports import ExportError
 
     try:
         with _progress(inputs, quiet) as on_unit:
             summary = run(inputs, out, fmt=fmt, to=to, strict=strict, on_unit=on_unit,  # type: ignore[arg-type]
-                          id_prefix=id_prefix, dataset_info=dataset_info)
-    except ExportError as e:
-        click.echo(f"error: {e}", err=True)
+                          id_prefix=id_prefix, dataset_info=dataset_info, overwrite=overwrite,
+                          allow_empty=allow_empty, read_opts=read_options(max_record_bytes, max_ratio))  # fmt: skip
+    except (OutputError, NothingRead, ExportError) as e:
+        click.echo(f"umidata convert: error: {e}", err=True)
         sys.exit(EXIT_USAGE)
     except OSError as e:
-        click.echo(f"error: cannot write {out}: {e}", err=True)
+        click.echo(f"umidata convert: error: cannot write {out}: {describe_os_error(e)}", err=True)
         sys.exit(EXIT_USAGE)
     _summary(summary, quiet)
     if not quiet:
@@ -184,13 +178,17 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
               help="Print one JSON report (schemas/findings-report.schema.json), not lines.")  # fmt: skip
 @_id_prefix
 @_dataset_info
+@read_limits
+@allow_empty
 @_quiet
 def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bool, id_prefix: str,
-             dataset_info: str | None, quiet: bool) -> None:
+             dataset_info: str | None, max_record_bytes: int, max_ratio: float, allow_empty: bool,
+             quiet: bool) -> None:  # fmt: skip
     """Check INPUT files, directories or zips and report findings; write nothing.
 
     One line per finding (file:line#/pointer: severity [code] message), then a summary. Exits 1
-    when there is an error (or a warning under --strict), or a duplicate."""
+    when there is an error (or a warning under --strict), or a duplicate; 2 when no record
+    could be read at all."""
     from umi_data.convert import report
     from umi_data.convert import validate as run
 
@@ -205,7 +203,8 @@ def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bo
     check_dataset_info(dataset_info)
     with _progress(inputs, quiet) as on_unit:
         summary, findings = run(inputs, fmt=fmt, strict=strict, on_unit=on_unit, on_checked=on_checked,
-                                keep_findings=as_json, id_prefix=id_prefix, dataset_info=dataset_info)
+                                keep_findings=as_json, id_prefix=id_prefix, dataset_info=dataset_info,
+                                read_opts=read_options(max_record_bytes, max_ratio))
     if as_json:
         sys.stdout.buffer.write(
             orjson.dumps(report(summary, findings, strict), option=orjson.OPT_INDENT_2) + b"\n"
@@ -213,6 +212,10 @@ def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bo
         sys.stdout.flush()
     else:
         _summary(summary, quiet)
+    if summary.nothing_read and not allow_empty:
+        click.echo(f"umidata validate: error: no record could be read from {', '.join(inputs)} (see the "
+                   "findings; --allow-empty accepts it)", err=True)  # fmt: skip
+        sys.exit(EXIT_USAGE)
     sys.exit(EXIT_FINDINGS if summary.rejected else EXIT_OK)
 
 

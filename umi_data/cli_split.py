@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from umi_data.cli_options import allow_empty, read_limits
 from umi_data.pipeline import SplitError, SplitOptions, SplitSummary, read_id_list, split
 from umi_data.readers import FORMATS
 from umi_data.roles import ROLE_NAMES
@@ -61,18 +62,23 @@ def summary_table(s: SplitSummary) -> Table:
 @click.option("--dataset-info", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A LLaMA-Factory dataset_info.json: ShareGPT role tags and columns for the input files its "
                    "entries name (default: a dataset_info.json beside each file).")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty OUTDIR.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty OUTDIR (never one that is, holds or lies "
+              "inside an input).")
+@read_limits
+@allow_empty
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], fmt: str | None, template: str,
                   dev_ratio: float, seed: int, shard_size: int | None, workers: int, export: tuple[str, ...],
                   exclude_files: tuple[str, ...], strict: bool, id_prefix: str, dataset_info: str | None,
-                  overwrite: bool, quiet: bool) -> None:
+                  overwrite: bool, max_record_bytes: int, max_ratio: float, allow_empty: bool,
+                  quiet: bool) -> None:  # fmt: skip
     """Split trajectories into the GLPFT role datasets: global, planner, caller, summarizer.
 
     INPUTS are ToolBench answer trees, files or data.zip, α-UMi stage-2 JSON, ToolLLaMA, ShareGPT
     or OpenAI-style chats (JSON/JSONL) or umi trajectories (JSONL/Parquet); `umidata formats`.
     Writes OUTDIR/<role>/{train,dev}-*.parquet, manifest.json, README.md and rejects.jsonl.
-    Exit 0: all records used; 1: some rejected; 2: usage or I/O error.
+    Exit 0: all records used; 1: some rejected; 2: usage or I/O error, OUTDIR in use by another
+    run, no record read, or a worker process killed; 3: internal error.
     """
     from umi_data.cli import check_dataset_info  # one helper for every command
 
@@ -82,7 +88,8 @@ def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], 
         exclude = frozenset().union(*(read_id_list(f) for f in exclude_files))
         opts = SplitOptions(roles=roles, dev_ratio=dev_ratio, seed=seed, shard_size=shard_size, template=template,
                             format=fmt, strict=strict, export_glpft_json="glpft-json" in export,
-                            exclude_ids=exclude, workers=workers, id_prefix=id_prefix, dataset_info=dataset_info)
+                            exclude_ids=exclude, workers=workers, id_prefix=id_prefix, dataset_info=dataset_info,
+                            max_record_bytes=max_record_bytes, max_ratio=max_ratio, allow_empty=allow_empty)
         if interactive(quiet):
             with Progress(TextColumn("[bold]split"), BarColumn(), TextColumn("{task.fields[rate]}"),
                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),

@@ -442,7 +442,7 @@ def test_dataset_info_option(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     (t,) = canonical(out)
     assert t["outcome"] == "calls_only" and t["instruction"] == "Time in Oslo?"
-    assert run("convert", data, "-o", out).exit_code == 1  # without it: not a format umi knows
+    assert run("convert", data, "-o", out, "--overwrite").exit_code == 1  # without it: not a format umi knows
     split_out = tmp_path / "split"
     assert run("split", data, "-o", split_out, "--dataset-info", info, "--workers", "1").exit_code == 0
     assert json.loads((split_out / "manifest.json").read_text())["options"]["dataset_info"] == str(info)

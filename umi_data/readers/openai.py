@@ -154,9 +154,10 @@ def messages(raw: Any, source: Source, findings: list[Finding]) -> list[Msg]:
         where = f"/messages/{i}"
         if not isinstance(m, dict):
             raise Reject(where, "a message must be an object")
-        role = _ROLES.get(m.get("role"))  # type: ignore[arg-type]
+        raw_role = m.get("role")
+        role = _ROLES.get(raw_role) if isinstance(raw_role, str) else None
         if role is None:
-            raise Reject(f"{where}/role", f"unknown message role {m.get('role')!r} (expected one of "
+            raise Reject(f"{where}/role", f"unknown message role {str(raw_role)[:80]!r} (expected one of "
                          f"{', '.join(_ROLES)})")
         msg = Msg(role, where)  # type: ignore[arg-type]
         _content(m.get("content"), f"{where}/content", msg, source, findings)
