@@ -65,6 +65,9 @@ def _closest(obj: Any, shapes: tuple[str, ...]) -> str:
         return f"the first record is a JSON {type(obj).__name__}, not an object"
     best = min(shapes, key=lambda s: sum(k not in obj for k in SHAPE_KEYS[s]))
     missing = [k for k in SHAPE_KEYS[best] if k not in obj]
+    if not missing:
+        container = "JSONL" if best == UMI else "a JSON array"
+        return f"closest shape: {best}, whose keys the record has, but {best} files are {container}"
     return f"closest shape: {best} (missing key {missing[0]!r}; the record has keys {sorted(obj)[:12]})"
 
 
@@ -195,7 +198,7 @@ def read_predictions(path: str | Path) -> Loaded:
             raise ShapeError(f"{path}: the JSON array is empty: 0 records to score")
         if not any(_matches(o, "alpha-umi predictions.json") for o in items):
             raise ShapeError(f"{path}: a JSON array, but no item has the keys of the original predictions.json; "
-                             + _closest(items[0], ("alpha-umi predictions.json",)))  # fmt: skip
+                             + _closest(items[0], ("alpha-umi predictions.json", UMI)))  # fmt: skip
         return _read_original(path, items)
     if head == b"{":
         lines = data.splitlines()
