@@ -23,6 +23,7 @@ instruction digest).
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,6 @@ def _read_original(path: str, items: list[Any]) -> Loaded:
     trio = sum(any(m in r for m in _MARKERS) for r in refs) * 2 >= len(refs)
     loaded = Loaded(path, TRIO if trio else SINGLE, items=len(items))
     mode = "trio" if trio else "single"
-    seen: dict[str, int] = {}
     for i, obj in enumerate(items):
         source = f"{path}[{i}]"
         if not isinstance(obj, dict):
@@ -131,17 +131,29 @@ def _read_original(path: str, items: list[Any]) -> Loaded:
         else:
             group = _digest(key[0])
             step_id = f"{group}#{key[1]}"
-        if step_id in seen:  # same conversation and position: name it by what its reference says too
-            parsed = parse(obj[ref_key], mode)  # the trio and single references parse alike (§2.8)
-            step_id = f"{step_id}~{_digest(repr(tuple(parsed.as_dict().values())), 8)}"
-            if step_id in seen:
-                step_id = f"{step_id}~{seen[step_id] + 1}"
-        seen[step_id] = seen.get(step_id, 0) + 1
         loaded.records.append({
             "id": step_id, "trajectory_id": group, "mode": mode, "tools": obj["tools"],
             "reference": obj[ref_key], "prediction": obj["predictions"], "source": source,
         })  # fmt: skip
+    _disambiguate(loaded.records)
     return loaded
+
+
+def _disambiguate(records: list[dict[str, Any]]) -> None:
+    """Steps that share a conversation key (two conversations with one instruction) are all named by
+    their parsed reference too, which a trio and a single-model file share (§2.8), so that the names
+    do not depend on file order; only steps identical in that too are numbered in file order."""
+    base = Counter(r["id"] for r in records)
+    for r in records:
+        if base[r["id"]] > 1:
+            parsed = parse(r["reference"], r["mode"])
+            r["id"] = f"{r['id']}~{_digest(repr(tuple(parsed.as_dict().values())), 8)}"
+    seen: Counter[str] = Counter()
+    full = Counter(r["id"] for r in records)
+    for r in records:
+        if full[r["id"]] > 1:
+            seen[r["id"]] += 1
+            r["id"] = f"{r['id']}~{seen[r['id']]}"
 
 
 def _read_umi(path: str, lines: list[bytes]) -> Loaded:

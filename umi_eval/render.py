@@ -32,7 +32,7 @@ def console() -> Console:
 
 
 def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.2f}"
+    return "-" if v is None else f"{round(100 * v, 2) + 0.0:.2f}"  # + 0.0: no "-0.00"
 
 
 def _ci(ci: list[float] | None) -> str:

@@ -220,6 +220,17 @@ def test_compare_trio_against_single_model(tmp_path: Path) -> None:
     assert all(result["metrics"][m]["diff"] == pytest.approx(0.0) for m in METRICS)
 
 
+def test_steps_of_two_conversations_with_one_instruction_pair_up_in_any_order(tmp_path: Path) -> None:
+    """OOD has two conversations with the same query: their steps are named by their references too."""
+    pairs = [(ref_call(WEATHER, '{"city": "Paris"}'), pred_call(WEATHER, "{}")),
+             (ref_give_up(), pred_give_up())]  # fmt: skip
+    a = write_original(tmp_path / "a.json", pairs, instruction="same query")
+    b = write_original(tmp_path / "b.json", pairs[::-1], instruction="same query")
+    ids = [r["id"] for r in read_predictions(a).records]
+    assert len(set(ids)) == 2 and sorted(ids) == sorted(r["id"] for r in read_predictions(b).records)
+    assert compare(a, b, resamples=20)["metrics"]["plan_acc"]["diff"] == 0.0
+
+
 def test_compare_refuses_different_steps(tmp_path: Path) -> None:
     a = write_original(tmp_path / "a.json", MIXED_TRIO)
     b = write_original(tmp_path / "b.json", MIXED_TRIO[:-1])
