@@ -4,8 +4,8 @@ The paper's R-L is ``Rouge().get_scores(hyps, refs, avg=True)["rouge-l"]["f"]`` 
 ``rouge`` 1.0.1. That package builds each LCS table as a dict and recovers the LCS by recursion, so
 it takes ~3 ms per 50-word answer (12 s for the finish steps of 20k test steps) and raises
 ``RecursionError`` once a reference sentence and a hypothesis sentence together pass ~1,000 words
-(an answer that is one long list without a period). This module computes the same value with list
-tables and an iterative backtrace that makes the same choices; ``tests/eval/test_rougel.py`` checks
+(an answer that is one long list without a period). This module computes the same value with a
+bit-parallel table and an iterative backtrace that makes the same choices; ``tests/eval/test_rougel.py`` checks
 equality with the package on the spec's examples and on generated texts.
 """
 
@@ -22,31 +22,41 @@ def sentences(text: str) -> list[str]:
     return [" ".join(piece.split()) for piece in text.split(".") if piece]
 
 
-def _lcs_words(x: list[str], y: list[str]) -> set[str]:
+def _positions(y: list[str]) -> dict[str, int]:
+    """Per word, the bit mask of its positions in ``y``."""
+    positions: dict[str, int] = {}
+    for j, word in enumerate(y):
+        positions[word] = positions.get(word, 0) | (1 << j)
+    return positions
+
+
+def _lcs_words(x: list[str], y: list[str], positions: dict[str, int]) -> set[str]:
     """Word set of the one LCS of ``x`` (reference sentence) and ``y`` (hypothesis sentence) that the
     package's backtrace recovers: from the end, a match takes the word and steps both; otherwise
-    step back in ``x`` when the cell above is strictly larger, else step back in ``y``."""
-    if not set(x).intersection(y):
-        return set()
-    prev = [0] * (len(y) + 1)
-    table = [prev]
-    for xi in x:
-        cur = [0]
-        for j, yj in enumerate(y, 1):
-            if xi == yj:
-                cur.append(prev[j - 1] + 1)
-            else:
-                up, left = prev[j], cur[j - 1]
-                cur.append(up if up > left else left)
-        table.append(cur)
-        prev = cur
+    step back in ``x`` when the cell above is strictly larger, else step back in ``y``.
+
+    The DP table is kept as one bit vector per row (Hyyrö's bit-parallel LCS): bit ``j`` of row
+    ``i`` is 0 where ``T[i][j+1] = T[i][j] + 1``, so ``T[i][j]`` = ``j`` minus the ones among the
+    low ``j`` bits. That is the same table as the package's, built with one big-integer step per
+    reference word instead of one Python step per cell. ``positions`` is ``_positions(y)``."""
+    full = (1 << len(y)) - 1
+    rows = [full]
+    v = full
+    for word in x:
+        u = v & positions.get(word, 0)
+        v = ((v + u) | (v - u)) & full
+        rows.append(v)
     words: set[str] = set()
     i, j = len(x), len(y)
     while i > 0 and j > 0:
         if x[i - 1] == y[j - 1]:
             words.add(x[i - 1])
             i, j = i - 1, j - 1
-        elif table[i - 1][j] > table[i][j - 1]:
+            continue
+        low = (1 << (j - 1)) - 1
+        up = j - (rows[i - 1] & (low | (1 << (j - 1)))).bit_count()  # T[i-1][j]
+        left = (j - 1) - (rows[i] & low).bit_count()  # T[i][j-1]
+        if up > left:
             i -= 1
         else:
             j -= 1
@@ -67,10 +77,14 @@ def rouge_l(hypothesis: str, reference: str) -> float:
     if hyp == ref:  # every reference sentence is its own LCS with its twin: U = all words
         union_size = m
     else:
+        hyps = [(h, set(h), _positions(h)) for h in hyp_words]
         union: set[str] = set()
         for r in ref_words:
-            for h in hyp_words:
-                union |= _lcs_words(r, h)
+            r_set = set(r)
+            for h, h_set, positions in hyps:
+                common = r_set & h_set
+                if common and not common <= union:  # an LCS only holds common words: else nothing new
+                    union |= _lcs_words(r, h, positions)
         union_size = len(union)
     r_lcs = union_size / m
     p_lcs = union_size / n

@@ -172,14 +172,14 @@ def _group_sums(groups: list[str], *arrays: np.ndarray) -> tuple[list[np.ndarray
 
 
 def _resample_weights(n_groups: int, resamples: int, seed: int) -> Iterable[np.ndarray]:
-    """Chunks of resamples: how many times each conversation is drawn (a multinomial draw of
-    ``n_groups`` out of ``n_groups``, which is drawing conversations with replacement)."""
+    """Chunks of resamples: how many times each conversation is drawn when ``n_groups``
+    conversations are drawn with replacement (one row per resample)."""
     rng = np.random.default_rng(seed)
-    p = np.full(n_groups, 1.0 / n_groups)
     done = 0
     while done < resamples:
         k = min(_CHUNK, resamples - done)
-        yield rng.multinomial(n_groups, p, size=k).astype(np.float64)
+        draws = rng.integers(0, n_groups, size=(k, n_groups)) + (np.arange(k) * n_groups)[:, None]
+        yield np.bincount(draws.ravel(), minlength=k * n_groups).reshape(k, n_groups).astype(np.float64)
         done += k
 
 

@@ -78,3 +78,24 @@ def test_long_sentence_where_the_package_recurses_too_deep() -> None:
     finally:
         sys.setrecursionlimit(limit)
     assert rouge_l(hyp, ref) == expected
+
+
+def test_equals_package_on_real_answers() -> None:
+    """The α-UMi example's final answers (lists, numbers with dots, repeated words) against perturbed copies."""
+    import json
+    import random
+    from pathlib import Path
+
+    stage2 = Path(__file__).resolve().parents[3] / "shared" / "data" / "alpha-umi-example" / "raw_data_stage_2.json"
+    if not stage2.exists():
+        pytest.skip(f"reference data not available: {stage2}")
+    conversations = json.loads(stage2.read_text(encoding="utf-8"))
+    answers = [t["value"] for c in conversations for t in c["conversations"] if t["from"] == "conclusion"]
+    rng = random.Random(0)
+    for answer in answers:
+        words = answer.split(" ")
+        shuffled = words[:]
+        rng.shuffle(shuffled)
+        for hyp in (" ".join(shuffled), " ".join(words[: len(words) // 2]), " ".join(reversed(words))):
+            assert rouge_l(hyp, answer) == package_rl(hyp, answer)
+            assert rouge_l(answer, hyp) == package_rl(answer, hyp)
