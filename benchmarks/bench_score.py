@@ -8,8 +8,10 @@ read at run time, never copied), each conversation repeated with its instruction
 every step has its own conversation key. Predictions are a fixed, seeded mix of what a model does
 (right, wrong arguments, wrong plan, another answer, a hallucinated tool) so that every metric
 path runs, R-L included. Then times, best of ``--repeat``: reading + scoring without intervals,
-the same with the default 1,000 bootstrap resamples, and the whole ``umieval score --json`` command
-as a subprocess (imports included). Results go to ``benchmarks/results/score.json``.
+the same with the default 1,000 bootstrap resamples (wall and CPU seconds of this process), and the
+whole ``umieval score --json`` command as a subprocess (imports included, wall). The 1-minute load
+average is recorded: on a shared machine, CPU seconds are the steadier figure. Results go to
+``benchmarks/results/score.json``.
 """
 
 from __future__ import annotations
@@ -98,13 +100,15 @@ def build(n_steps: int, seed: int, out: Path) -> int:
     return k
 
 
-def best(fn: Any, repeat: int) -> tuple[float, Any]:
-    times, result = [], None
+def best(fn: Any, repeat: int) -> tuple[float, float, Any]:
+    """Best wall and best CPU seconds (this process) over ``repeat`` runs, and the last result."""
+    walls, cpus, result = [], [], None
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         result = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), result
+        walls.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    return min(walls), min(cpus), result
 
 
 def main() -> None:
@@ -118,24 +122,27 @@ def main() -> None:
         sys.exit(f"needs the α-UMi example data: {SOURCE}")
     path = REPO / "benchmarks" / "out" / "score" / f"predictions-{args.steps}.json"
     conversations = build(args.steps, args.seed, path)
-    no_ci_s, report = best(lambda: score_file(path, resamples=0), args.repeat)
-    ci_s, _ = best(lambda: score_file(path, resamples=1000), args.repeat)
+    load = round(os.getloadavg()[0], 2)
+    no_ci_s, no_ci_cpu, report = best(lambda: score_file(path, resamples=0), args.repeat)
+    ci_s, ci_cpu, _ = best(lambda: score_file(path, resamples=1000), args.repeat)
     umieval = Path(sys.executable).with_name("umieval")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [str(umieval), "score", str(path), "--json"]
-    cli_s, _ = best(lambda: subprocess.run(cmd, env=env, check=True, capture_output=True), args.repeat)
+    cli_s, _, _ = best(lambda: subprocess.run(cmd, env=env, check=True, capture_output=True), args.repeat)
     c = report.counts
     result = {
         "steps": c["steps"], "conversations": c["bootstrap"]["conversations"], "repeated_conversations": conversations,
         "file_bytes": path.stat().st_size,
         "finish_steps_scored_with_rouge": c["rouge_l"]["denominator"],
-        "score_no_bootstrap_s": round(no_ci_s, 3), "score_bootstrap_1000_s": round(ci_s, 3),
+        "score_no_bootstrap_s": round(no_ci_s, 3), "score_no_bootstrap_cpu_s": round(no_ci_cpu, 3),
+        "score_bootstrap_1000_s": round(ci_s, 3), "score_bootstrap_1000_cpu_s": round(ci_cpu, 3),
         "cli_score_json_s": round(cli_s, 3),
         "steps_per_s_no_bootstrap": round(c["steps"] / no_ci_s),
         "metrics": report.metrics,
         "repeat": args.repeat, "seed": args.seed,
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "cpus": os.cpu_count(), "load_1min": round(os.getloadavg()[0], 2)},
+                    "cpus": os.cpu_count(), "load_1min_before": load,
+                    "load_1min_after": round(os.getloadavg()[0], 2)},
         "date": time.strftime("%Y-%m-%d"),
     }  # fmt: skip
     args.output.parent.mkdir(parents=True, exist_ok=True)
