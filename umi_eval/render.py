@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from umi_eval.metrics import METRICS, PLANS, QUIRKS
@@ -44,7 +45,7 @@ def render_report(report: ScoreReport, out: Console | None = None) -> None:
     out = out or console()
     c = report.counts
     boot = c.get("bootstrap", {})
-    title = f"umieval score {c.get('file', '')} ({c.get('shape', 'records')}): {c['steps']} steps"
+    title = escape(f"umieval score {c.get('file', '')} ({c.get('shape', 'records')}): {c['steps']} steps")
     table = Table(title=title, title_justify="left",
                   caption=f"×100; 95 % CI: bootstrap over {boot.get('conversations', 0)} conversations, "
                           f"{boot.get('resamples', 0)} resamples, seed {boot.get('seed')}",
@@ -76,7 +77,7 @@ def render_report(report: ScoreReport, out: Console | None = None) -> None:
             t.add_column("predicted action")
             t.add_column("steps", justify="right")
             for name, n in c[key]:
-                t.add_row(name, str(n))
+                t.add_row(escape(name), str(n))
             out.print(t)
 
     if c["quirks"]:
@@ -103,12 +104,11 @@ def render_comparison(result: dict[str, Any], out: Console | None = None) -> Non
     """Per metric: A, B, B − A and its paired 95 % interval, ×100."""
     out = out or console()
     boot = result["bootstrap"]
+    caption = (escape(f"A = {result['a']}\nB = {result['b']}\n")
+               + f"×100; paired bootstrap, {boot['resamples']} resamples, seed {boot['seed']}; an interval that "
+               "excludes 0 marks a difference beyond resampling noise (Hallu.: lower is better)")
     table = Table(title=f"umieval compare: {result['steps']} steps, {result['conversations']} conversations",
-                  title_justify="left",
-                  caption=f"A = {result['a']}\nB = {result['b']}\n×100; paired bootstrap, {boot['resamples']} "
-                          f"resamples, seed {boot['seed']}; an interval that excludes 0 marks a difference "
-                          "beyond resampling noise (Hallu.: lower is better)",
-                  caption_justify="left")  # fmt: skip
+                  title_justify="left", caption=caption, caption_justify="left")  # fmt: skip
     for name, justify in (("metric", "left"), ("A", "right"), ("B", "right"), ("B − A", "right"),
                           ("95 % CI of B − A", "right")):  # fmt: skip
         table.add_column(name, justify=justify)  # type: ignore[arg-type]

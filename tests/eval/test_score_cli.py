@@ -125,3 +125,11 @@ def test_compare_json_and_refusal(mixed: Path, tmp_path: Path) -> None:
 def test_help(args: list[str]) -> None:
     code, out, _ = run(*args)
     assert code == 0 and "Usage:" in out
+
+
+def test_names_with_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
+    from .score_builders import pred_call, ref_call
+
+    path = write_original(tmp_path / "p[1].json", [(ref_call("t", "{}"), pred_call("[bold]x[/bold]", "{}"))])
+    code, out, _ = run("score", str(path), "--bootstrap", "0")
+    assert code == 0 and "[bold]x[/bold]" in out and "p[1].json" in out
