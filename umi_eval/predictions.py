@@ -92,6 +92,18 @@ def _check(obj: dict[str, Any], ref_key: str, pred_key: str) -> tuple[str, str] 
     return None
 
 
+def invalid(record: Any, mode: str | None = None) -> tuple[str, str] | None:
+    """(reason, message) when a umi-shaped record cannot be scored, else None."""
+    if not isinstance(record, dict):
+        return "not_an_object", f"record is a {type(record).__name__}"
+    problem = _check(record, "reference", "prediction")
+    if problem is None and (mode or record.get("mode")) not in ("trio", "single"):
+        problem = ("unknown_mode", f"'mode' is {record.get('mode')!r}, not 'trio' or 'single'")
+    if problem is None and not isinstance(record.get("id"), str):
+        problem = ("missing_key", "no string 'id'")
+    return problem
+
+
 def _conversation_key(obj: dict[str, Any]) -> tuple[str, int] | None:
     """(instruction, assistant turns before the step) from an original record, None without history."""
     history = obj.get("history")
@@ -175,11 +187,7 @@ def _read_umi(path: str, lines: list[bytes]) -> Loaded:
         if not isinstance(obj, dict):
             _reject(loaded, source, "not_an_object", f"line is a JSON {type(obj).__name__}")
             continue
-        problem = _check(obj, "reference", "prediction")
-        if problem is None and obj.get("mode") not in ("trio", "single"):
-            problem = ("unknown_mode", f"'mode' is {obj.get('mode')!r}, not 'trio' or 'single'")
-        if problem is None and not isinstance(obj.get("id"), str):
-            problem = ("missing_key", "no string 'id'")
+        problem = invalid(obj)
         if problem is None and obj["id"] in seen:
             problem = ("duplicate_id", f"step {obj['id']!r} appears earlier in the file")
         if problem:

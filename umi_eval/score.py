@@ -26,7 +26,7 @@ import numpy as np
 
 from umi_data.writers import write_jsonl
 from umi_eval.metrics import METRICS, PLANS, StepScore, contributions, predicted_action, score_step
-from umi_eval.predictions import UMI, Loaded, read_predictions
+from umi_eval.predictions import UMI, Loaded, invalid, read_predictions
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 0
@@ -107,7 +107,13 @@ def score_records(
     confusion = {r: dict.fromkeys(PLANS, 0) for r in PLANS}
     modes: Counter[str] = Counter()
     unnamed_tools = 0
-    for record in records:
+    rejects = list(rejects or [])
+    for n, record in enumerate(records):
+        problem = invalid(record, mode)
+        if problem:  # a record handed in directly (readers reject these already)
+            source = record.get("source") if isinstance(record, dict) else None
+            rejects.append({"source": source or f"record {n}", "reason": problem[0], "message": problem[1]})
+            continue
         step_mode = mode or record["mode"]
         names = {t.get("Name") for t in record["tools"] if isinstance(t, dict)}
         unnamed_tools += sum(1 for t in record["tools"] if not (isinstance(t, dict) and isinstance(t.get("Name"), str)))
@@ -125,7 +131,6 @@ def score_records(
         reasons = _reasons(step)
         if reasons:
             cases.append(_case(record, step, reasons))
-    rejects = list(rejects or [])
     for r in rejects:
         cases.append({"source": r["source"], "id": None, "reasons": [f"rejected_{r['reason']}: {r['message']}"]})
     values = np.zeros((len(steps), len(METRICS)))

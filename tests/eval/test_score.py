@@ -239,3 +239,22 @@ def test_compare_refuses_different_steps(tmp_path: Path) -> None:
     u = write_umi(tmp_path / "u.jsonl", [(f"t{i}#0", r, p) for i, (r, p) in enumerate(MIXED_TRIO)])
     with pytest.raises(StepMismatch, match="same kind"):
         compare(a, u, resamples=10)
+
+
+def test_umi_lines_that_cannot_be_scored_are_rejected_with_their_line(tmp_path: Path) -> None:
+    path = write_umi(tmp_path / "u.jsonl", [("t#0", *MIXED_TRIO[0]), ("t#1", *MIXED_TRIO[1]), ("t#0", *MIXED_TRIO[2])])
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace('"trio"', '"duo"')
+    path.write_text("\n".join([*lines, "{broken", "[1]"]) + "\n")
+    report = score_file(path, resamples=0)
+    assert report.counts["steps"] == 1 and report.counts["records"] == 5
+    assert [(r["source"].rsplit(":", 1)[1], r["reason"]) for r in report.rejects] == [
+        ("3", "unknown_mode"), ("4", "duplicate_id"), ("5", "invalid_json"), ("6", "not_an_object")]
+
+
+def test_score_records_rejects_bad_records_handed_in_directly() -> None:
+    good = {"id": "t#0", "mode": "single", "tools": [], "reference": "a\nconclusion: x", "prediction": "b"}
+    report = score_records([good, {**good, "id": "t#1", "prediction": None}, "nonsense"])
+    assert report.counts["steps"] == 1
+    assert [(r["source"], r["reason"]) for r in report.rejects] == [("record 1", "not_a_string"),
+                                                                    ("record 2", "not_an_object")]  # fmt: skip
