@@ -115,9 +115,10 @@ def score_records(
             rejects.append({"source": source or f"record {n}", "reason": problem[0], "message": problem[1]})
             continue
         step_mode = mode or record["mode"]
-        names = {t.get("Name") for t in record["tools"] if isinstance(t, dict)}
-        unnamed_tools += sum(1 for t in record["tools"] if not (isinstance(t, dict) and isinstance(t.get("Name"), str)))
-        step = score_step(record["reference"], record["prediction"], frozenset(n for n in names if n), step_mode)  # type: ignore[arg-type]
+        names = frozenset(t["Name"] for t in record["tools"] if isinstance(t, dict) and isinstance(t.get("Name"), str))
+        unnamed_tools += len(record["tools"]) - sum(
+            1 for t in record["tools"] if isinstance(t, dict) and isinstance(t.get("Name"), str))
+        step = score_step(record["reference"], record["prediction"], names, step_mode)  # type: ignore[arg-type]
         steps.append(step)
         ids.append(record["id"])
         groups.append(record.get("trajectory_id") or record["id"])
