@@ -106,7 +106,7 @@ def main() -> None:
     """umi data tools: ToolBench / α-UMi / OpenAI-style agent trajectories → canonical,
     JSON-Schema-validated trajectories → α-UMi datasets.
 
-    Exit codes: 0 ok, 1 findings or rejects, 2 usage or I/O error."""
+    Exit codes: 0 ok, 1 findings or rejects, 2 usage or I/O error, 130 interrupted (Ctrl-C)."""
 
 
 @main.command()

@@ -96,7 +96,8 @@ def scan(shards: list[Path]) -> pl.LazyFrame:
     try:
         names = lf.collect_schema().names()
     except (pl.exceptions.PolarsError, OSError) as e:
-        raise NotASplit(f"cannot read {shards[0].parent}: {str(e).splitlines()[0]}") from None
+        where = unreadable_shard(shards)
+        raise NotASplit(where or f"cannot read {shards[0].parent}: {str(e).splitlines()[0]}") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
         raise NotASplit(f"{shards[0].parent} shards lack column(s) {', '.join(missing)}")
@@ -230,6 +231,23 @@ class SplitStats:
         return d
 
 
+def unreadable_shard(shards: list[Path]) -> str | None:
+    """``"<file>: <reason>"`` for the first shard pyarrow cannot read in full, else None.
+
+    Only called once a read of the whole (role, split) has failed: polars' own error (a ZSTD
+    or footer error) does not say which file it came from."""
+    import pyarrow.parquet as pq
+
+    for shard in shards:
+        try:
+            pf = pq.ParquetFile(shard)
+            for _ in pf.iter_batches(batch_size=BATCH_ROWS):
+                pass
+        except Exception as e:  # pyarrow raises OSError, ArrowInvalid, ArrowException …
+            return f"{shard}: not a readable Parquet file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    return None
+
+
 def split_stats(
     role: str,
     split: str,
@@ -237,6 +255,23 @@ def split_stats(
     count_tokens: TokenCounter | None = None,
     top: int = 10,
     keep_lengths: bool = False,
+) -> SplitStats:
+    try:
+        return _split_stats(role, split, shards, count_tokens, top, keep_lengths)
+    except (pl.exceptions.PolarsError, OSError) as e:
+        where = unreadable_shard(shards)
+        if where is None:
+            raise
+        raise NotASplit(where) from e
+
+
+def _split_stats(
+    role: str,
+    split: str,
+    shards: list[Path],
+    count_tokens: TokenCounter | None,
+    top: int,
+    keep_lengths: bool,
 ) -> SplitStats:
     lf = scan(shards)
     names = lf.collect_schema().names()
