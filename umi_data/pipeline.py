@@ -448,7 +448,8 @@ def _write_split(
     summary = SplitSummary(
         outdir="", records=records, accepted=accepted, rejected=records - accepted,
         rejected_by_reason=dict(sorted(reasons.items())), warnings_by_code=dict(sorted(warnings.items())),
-        roles={r: {s: {k: v for k, v in d.items() if k in ("examples", "trajectories")} for s, d in sd.items()} for r, sd in roles.items()},
+        roles={r: {s: {k: d[k] for k in ("examples", "trajectories")} for s, d in sd.items()}
+               for r, sd in roles.items()},
         seconds=0.0, input_bytes=total, output_bytes=0,
     )
     manifest = {
