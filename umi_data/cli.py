@@ -1,11 +1,17 @@
 """``umidata``: the command line. Commands only parse arguments and call one library function.
 
 Exit codes: 0 ok; 1 findings (validate: an error, or a warning under --strict) or rejects
-(convert: any record rejected); 2 usage or I/O error (missing input, unwritable output); 130
-interrupted (Ctrl-C).
+(convert: any record rejected); 2 usage or I/O error (missing input, unwritable output, nothing
+read); 3 internal error (a bug: one line + a traceback file); 130 interrupted (Ctrl-C). The
+policy lives in ``umi_data.cli_errors``, shared by every umi command line.
 """
 
+# ruff: noqa: E402  (Ctrl-C handling is installed before the heavy imports)
 from __future__ import annotations
+
+from umi_data.terminal import interrupt_early
+
+interrupt_early("umidata", "umi_data.cli")
 
 import os
 import sys
@@ -17,11 +23,11 @@ import click
 import orjson
 
 from umi_data import __version__
+from umi_data.cli_errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, GuardedGroup
 from umi_data.findings import CODES
 from umi_data.readers import FORMATS, Unit, expand
 from umi_data.terminal import interactive
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_BYTES = 20_000_000  # show a progress bar only for inputs at least this large
 
 _inputs = click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
@@ -81,32 +87,15 @@ def _summary(summary, quiet: bool) -> None:  # type: ignore[no-untyped-def]
         console.print("  ".join(f"{c}={n}" for c, n in sorted(summary.counts_by_code.items())))
 
 
-EXIT_INTERRUPTED = 130
-
-
-class _Group(click.Group):
-    """Ctrl-C exits 130 with one line (every command writes atomically, so nothing half-written
-    is left), instead of click's "Aborted!" with exit code 1, which means "findings" here."""
-
-    def main(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        kwargs.pop("standalone_mode", None)
-        try:
-            return super().main(*args, standalone_mode=False, **kwargs)
-        except (KeyboardInterrupt, click.exceptions.Abort):
-            click.echo("\ninterrupted: no partial output was left behind", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        except click.ClickException as e:
-            e.show()
-            sys.exit(e.exit_code)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=GuardedGroup, prog="umidata", interrupted="interrupted: no partial output was left behind",
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="umidata")
 def main() -> None:
     """umi data tools: ToolBench / α-UMi / OpenAI-style agent trajectories → canonical,
     JSON-Schema-validated trajectories → α-UMi datasets.
 
-    Exit codes: 0 ok, 1 findings or rejects, 2 usage or I/O error, 130 interrupted (Ctrl-C)."""
+    Exit codes: 0 ok, 1 findings or rejects, 2 usage or I/O error (or nothing read), 3 internal
+    error (a bug; the traceback goes to a file), 130 interrupted."""
 
 
 @main.command()
