@@ -24,6 +24,7 @@ from typing import Any
 import polars as pl
 
 from umi_data.parse import ParseError, parse_caller, parse_global
+from umi_data.shards import unreadable_shard
 
 ROLES = ("global", "planner", "caller", "summarizer")
 SPLITS = ("train", "dev")
@@ -229,23 +230,6 @@ class SplitStats:
             d["unparsed"] = self.unparsed
             d["invalid_json_arguments"] = self.invalid_json_arguments
         return d
-
-
-def unreadable_shard(shards: list[Path]) -> str | None:
-    """``"<file>: <reason>"`` for the first shard pyarrow cannot read in full, else None.
-
-    Only called once a read of the whole (role, split) has failed: polars' own error (a ZSTD
-    or footer error) does not say which file it came from."""
-    import pyarrow.parquet as pq
-
-    for shard in shards:
-        try:
-            pf = pq.ParquetFile(shard)
-            for _ in pf.iter_batches(batch_size=BATCH_ROWS):
-                pass
-        except Exception as e:  # pyarrow raises OSError, ArrowInvalid, ArrowException …
-            return f"{shard}: not a readable Parquet file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-    return None
 
 
 def split_stats(

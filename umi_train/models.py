@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import socket
+import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,8 +23,8 @@ PROBE_TIMEOUT_S = 3.0
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 OFFLINE_HINT = (
-    "pass a local model directory (e.g. one saved with save_pretrained, or `huggingface-cli download NAME "
-    "--local-dir DIR` on a machine with network), or `--model tiny` for the offline demo model"
+    "pass a local model directory (saved with save_pretrained, or fetched where there is network with "
+    "`huggingface-cli download NAME --local-dir DIR`), or `--model tiny` for the offline demo model"
 )
 
 
@@ -44,14 +45,23 @@ def hub_offline() -> bool:
 
 
 def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """One TCP connection to the hub endpoint (``HF_ENDPOINT``), bounded by ``timeout``."""
+    """One TCP connection to the hub endpoint (``HF_ENDPOINT``); name lookup included, the whole
+    probe is bounded by ``timeout`` (a thread: ``getaddrinfo`` itself has no timeout)."""
     url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(result and result[0])
 
 
 def _looks_like_path(name: str) -> bool:
@@ -75,9 +85,9 @@ def check_local_dir(path: Path, name: str) -> None:
     if not any(n.endswith((".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")) for n in present):
         missing.append("weights (*.safetensors)")
     if not present & set(TOKENIZER_FILES):
-        missing.append("a tokenizer (tokenizer.json)")
+        missing.append("tokenizer (tokenizer.json)")
     if missing:
-        what = "is empty" if not present else f"has no {', no '.join(missing)}"
+        what = "is empty" if not present else "has no " + ", no ".join(missing)
         raise UserError(f"--model {name}: the directory {path} {what}; expected a saved transformers model")
 
 
@@ -91,22 +101,20 @@ def resolve_model(name: str) -> tuple[str, bool]:
         return str(path), True
     if _looks_like_path(name):
         parent = next((p for p in path.parents if p.exists()), None)
-        raise UserError(
-            f"--model {name}: no such directory"
-            + (f" ({parent} exists, {path.relative_to(parent).parts[0]!r} in it does not)" if parent else "")
-        )
+        first_missing = parent / path.relative_to(parent).parts[0] if parent is not None else path
+        raise UserError(f"--model {name}: no such local directory ({first_missing} does not exist)")
     if _in_hub_cache(name):
         return name, True
     if hub_offline():
         raise UserError(
-            f"--model {name}: not a local directory and not in the Hugging Face cache, and HF_HUB_OFFLINE is set; "
+            f"--model {name}: not a local directory nor in the Hugging Face cache, and HF_HUB_OFFLINE is set; "
             + OFFLINE_HINT
         )
     if not hub_reachable():
         raise UserError(
-            f"--model {name}: not a local directory, not in the Hugging Face cache, and the hub "
-            f"({os.environ.get('HF_ENDPOINT') or 'huggingface.co'}) cannot be reached within "
-            f"{PROBE_TIMEOUT_S:.0f} s; {OFFLINE_HINT} (set HF_HUB_OFFLINE=1 to skip this check)"
+            f"--model {name}: not a local directory nor in the Hugging Face cache, and the hub "
+            f"({os.environ.get('HF_ENDPOINT') or 'huggingface.co'}) cannot be reached (tried for at most "
+            f"{PROBE_TIMEOUT_S:.0f} s); {OFFLINE_HINT}; without network, set HF_HUB_OFFLINE=1 so the hub is never tried"
         )
     return name, False
 
