@@ -379,10 +379,8 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
 
     manifest_src = cfg.data / "manifest.json"
     if args.process_index == 0:
-        if manifest_src.is_file():
+        if manifest_src.is_file():  # (without one, data_check's note already says so)
             shutil.copyfile(manifest_src, out / "data-manifest.json")
-        else:
-            notes.append(f"no manifest.json in {cfg.data}; the run records no data manifest")
         report = {"role": cfg.role, "train": stats["train"].to_dict(), "dev": stats["dev"].to_dict()}
         write_json_atomic(out / "data-report.json", report)
     # notes (bf16 off, no manifest …) are said once, in the run summary

@@ -215,7 +215,11 @@ def test_hub_probe_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
     import umi_train.models as models
 
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(30))  # a lookup that hangs
+    def hang(*args, **kwargs):  # a name lookup that hangs, then fails
+        time.sleep(3)
+        raise OSError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
     t0 = time.monotonic()
     assert models.hub_reachable(timeout=0.5) is False
     assert time.monotonic() - t0 < 5
