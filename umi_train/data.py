@@ -43,27 +43,16 @@ def load_role(data_dir: Path, role: str, split: str = "train"):
                 f"no train shards for role {role!r} under {data_dir / role} (expected train-*.parquet)"
             )
         return None
-    from umi_data.shards import unreadable_shard
-
     for shard in shards:
-        try:
-            names = pq.read_schema(shard).names
-        except Exception:  # pyarrow: ArrowInvalid, OSError …
-            raise UserError(unreadable_shard([shard]) or f"{shard}: not a readable Parquet file") from None
+        names = pq.read_schema(shard).names
         missing = [c for c in REQUIRED_COLUMNS if c not in names]
         if missing:
             raise UserError(f"{shard}: missing column(s) {', '.join(missing)}")
     # Memory-mapped Arrow (datasets' cache), not an in-memory table: a ToolBench-sized role is
     # gigabytes of prompt text.
-    try:
-        ds = datasets.load_dataset(
-            "parquet", data_files=[str(s) for s in shards], split="train", columns=list(REQUIRED_COLUMNS)
-        )
-    except Exception:  # a corrupt data page (ZSTD error …): datasets' error does not name the file
-        where = unreadable_shard(shards)
-        if where is None:
-            raise
-        raise UserError(where) from None
+    ds = datasets.load_dataset(
+        "parquet", data_files=[str(s) for s in shards], split="train", columns=list(REQUIRED_COLUMNS)
+    )
     if ds.num_rows == 0:
         if split == "train":
             raise UserError(f"role {role!r} has an empty train split under {data_dir / role}")

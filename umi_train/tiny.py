@@ -80,16 +80,7 @@ def make_tiny(shards: list[Path], out_dir: Path, seed: int = 0, vocab_size: int 
     import pyarrow.parquet as pq
 
     tables = (pq.read_table(p, columns=["prompt", "completion"]) for p in shards)
-    try:
-        tokenizer = train_tiny_tokenizer(_texts(tables), vocab_size=vocab_size)
-    except (OSError, ValueError):  # pyarrow: ArrowIOError, ArrowInvalid; name the shard (a ZSTD error does not)
-        from umi_data.shards import unreadable_shard
-        from umi_train import UserError
-
-        where = unreadable_shard(shards)
-        if where is None:
-            raise
-        raise UserError(where) from None
+    tokenizer = train_tiny_tokenizer(_texts(tables), vocab_size=vocab_size)
     model = build_tiny_model(tokenizer, seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)

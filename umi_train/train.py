@@ -29,7 +29,7 @@ from umi_train.runstate import (
     write_json_atomic,
 )
 from umi_train.tracking import REPORT_TO, attach, check_report_to, tracking_callback
-from umi_train.verify import verify_data
+from umi_train.verify import located_read_errors, verify_data
 
 log = logging.getLogger("umi_train")
 
@@ -323,12 +323,9 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
             init_dir = out / "init"
             if not (init_dir / "config.json").is_file():
                 log.info("building the offline tiny model + tokenizer from %s/%s", cfg.data, cfg.role)
-                make_tiny(
-                    role_shards(cfg.data, cfg.role, "train"),
-                    init_dir,
-                    seed=cfg.seed,
-                    vocab_size=cfg.tiny_vocab,
-                )
+                shards = role_shards(cfg.data, cfg.role, "train")
+                with located_read_errors(shards):
+                    make_tiny(shards, init_dir, seed=cfg.seed, vocab_size=cfg.tiny_vocab)
             model_path = str(init_dir)
     model, tokenizer = _load_model_and_tokenizer(cfg, model_path, bf16, local_only)
     init_digest = weights_digest(model)
@@ -341,7 +338,8 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
 
     # 2. Data: tokenize (cached), mask audit, overlong policy.
     stats: dict[str, TokenStats] = {}
-    with args.main_process_first(desc="tokenize"):
+    all_shards = [p for split in ("train", "dev") for p in role_shards(cfg.data, cfg.role, split)]
+    with args.main_process_first(desc="tokenize"), located_read_errors(all_shards):
         tokenized = {
             split: tokenize_role(
                 cfg.data,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,3 +148,20 @@ def _compare(
             f"{role_dir}: the {split} shards hold {rows:,} rows, manifest.json says {expected:,}; {RESPLIT}"
         )
     check.rows[split] = rows
+
+
+@contextmanager
+def located_read_errors(shards: list[Path]) -> Iterator[None]:
+    """Turn a library's read error (pyarrow's ZSTD or footer error, raised through datasets or
+    the tiny tokenizer's trainer, naming no file) into a :class:`UserError` naming the shard."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception:
+        from umi_data.shards import unreadable_shard
+
+        where = unreadable_shard(shards)
+        if where is None:
+            raise
+        raise UserError(f"{where}; {RESPLIT}") from None

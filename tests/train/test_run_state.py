@@ -162,6 +162,22 @@ def test_corrupt_shard_without_manifest_is_named(make_split, tmp_path: Path) -> 
     assert f"{shard}: not a readable Parquet file" in text
 
 
+@pytest.mark.parametrize("model", ["tiny", "TINY_DIR"])  # read while building the tiny model / tokenizing
+def test_corrupt_data_page_without_manifest_is_named(make_split, tmp_path: Path, tiny_dir: Path, model: str) -> None:
+    import pyarrow.parquet as pq
+
+    split = make_split()
+    (split / "manifest.json").unlink()
+    shard = _shard(split)
+    pq.write_table(pq.read_table(shard), shard, compression="zstd")
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 4 : len(data) // 2] = bytes(len(data) // 2 - len(data) // 4)  # zeroed pages, footer intact
+    shard.write_bytes(bytes(data))
+    args = _with_model(str(tiny_dir) if model == "TINY_DIR" else model, tmp_path, split)
+    text = one_line_error(umitrain(*args))
+    assert f"{shard}: not a readable Parquet file (" in text
+
+
 # --- model loading: local first, fast offline (issue 13, item 2; issue 11, item 12) -------------
 
 
