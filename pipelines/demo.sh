@@ -16,7 +16,7 @@ echo "== umidata validate (the bundled example has deliberately bad records)"
 ok_or_findings "$BIN/umidata" validate "${INPUTS[@]}"
 echo
 echo "== umidata convert → $OUT/trajectories.jsonl (+ rejects beside it)"
-ok_or_findings "$BIN/umidata" convert "${INPUTS[@]}" -o "$OUT/trajectories.jsonl"
+ok_or_findings "$BIN/umidata" convert "${INPUTS[@]}" -o "$OUT/trajectories.jsonl" --overwrite
 echo
 echo "== umidata split → $OUT/split"
 ok_or_findings "$BIN/umidata" split "${INPUTS[@]}" -o "$OUT/split" --overwrite --dev-ratio 0.2 \

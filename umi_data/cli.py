@@ -23,7 +23,8 @@ import click
 import orjson
 
 from umi_data import __version__
-from umi_data.cli_errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, GuardedGroup
+from umi_data.cli_errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, GuardedGroup, describe_os_error
+from umi_data.cli_options import allow_empty, read_limits, read_options
 from umi_data.findings import CODES
 from umi_data.readers import FORMATS, Unit, expand
 from umi_data.terminal import interactive
@@ -101,31 +102,39 @@ def main() -> None:
 @main.command()
 @_inputs
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=str),
-              help="Output file: canonical JSONL, Parquet when it ends in .parquet, or α-UMi JSON with "
-                   "--to alpha-umi. Rejects go to <stem>.rejects.jsonl beside it.")  # fmt: skip
+              help="Output file: canonical JSONL (.jsonl), a JSON array (.json), Parquet (.parquet), or "
+                   "α-UMi JSON (.json) with --to alpha-umi. Rejects go to <stem>.rejects.jsonl beside it.")  # fmt: skip
 @_format
 @click.option("--to", "to", type=click.Choice(["umi", "alpha-umi"]), default="umi", show_default=True,
               help="umi: canonical trajectories; alpha-umi: α-UMi stage-2 conversations.")  # fmt: skip
 @_strict
+@click.option("--overwrite", is_flag=True, help="Replace an existing output (never an input).")
+@read_limits
+@allow_empty
 @_quiet
-def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict: bool, quiet: bool) -> None:
+def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict: bool, overwrite: bool,
+            max_record_bytes: int, max_ratio: float, allow_empty: bool, quiet: bool) -> None:  # fmt: skip
     """Convert INPUT files, directories or zips to canonical trajectories (or α-UMi).
 
     Records with an error finding (or a warning under --strict) and duplicates (same id or same
     content as an earlier record) are rejected into <stem>.rejects.jsonl, one JSON line each:
     {source, reason, message, pointer, findings}. Both files are written atomically. Exits 1
-    when any record was rejected."""
+    when any record was rejected; 2 when the output exists (without --overwrite), is or lies
+    inside an input, or no record could be read."""
+    from umi_data.convert import NothingRead, OutputError
     from umi_data.convert import convert as run
 
     _check_inputs(inputs)
-    if os.path.isdir(out):
-        click.echo(f"error: output {out} is a directory", err=True)
-        sys.exit(EXIT_USAGE)
     try:
         with _progress(inputs, quiet) as on_unit:
-            summary = run(inputs, out, fmt=fmt, to=to, strict=strict, on_unit=on_unit)  # type: ignore[arg-type]
+            summary = run(inputs, out, fmt=fmt, to=to, strict=strict, on_unit=on_unit,  # type: ignore[arg-type]
+                          overwrite=overwrite, allow_empty=allow_empty,
+                          read_opts=read_options(max_record_bytes, max_ratio))  # fmt: skip
+    except (OutputError, NothingRead) as e:
+        click.echo(f"umidata convert: error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
     except OSError as e:
-        click.echo(f"error: cannot write {out}: {e}", err=True)
+        click.echo(f"umidata convert: error: cannot write {out}: {describe_os_error(e)}", err=True)
         sys.exit(EXIT_USAGE)
     _summary(summary, quiet)
     if not quiet:
@@ -140,12 +149,16 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
 @_strict
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON report (schemas/findings-report.schema.json), not lines.")  # fmt: skip
+@read_limits
+@allow_empty
 @_quiet
-def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bool, quiet: bool) -> None:
+def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bool, max_record_bytes: int,
+             max_ratio: float, allow_empty: bool, quiet: bool) -> None:  # fmt: skip
     """Check INPUT files, directories or zips and report findings; write nothing.
 
     One line per finding (file:line#/pointer: severity [code] message), then a summary. Exits 1
-    when there is an error (or a warning under --strict), or a duplicate."""
+    when there is an error (or a warning under --strict), or a duplicate; 2 when no record
+    could be read at all."""
     from umi_data.convert import report
     from umi_data.convert import validate as run
 
@@ -159,7 +172,7 @@ def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bo
 
     with _progress(inputs, quiet) as on_unit:
         summary, findings = run(inputs, fmt=fmt, strict=strict, on_unit=on_unit, on_checked=on_checked,
-                                keep_findings=as_json)
+                                keep_findings=as_json, read_opts=read_options(max_record_bytes, max_ratio))
     if as_json:
         sys.stdout.buffer.write(
             orjson.dumps(report(summary, findings, strict), option=orjson.OPT_INDENT_2) + b"\n"
@@ -167,6 +180,10 @@ def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bo
         sys.stdout.flush()
     else:
         _summary(summary, quiet)
+    if summary.nothing_read and not allow_empty:
+        click.echo(f"umidata validate: error: no record could be read from {', '.join(inputs)} (see the "
+                   "findings; --allow-empty accepts it)", err=True)  # fmt: skip
+        sys.exit(EXIT_USAGE)
     sys.exit(EXIT_FINDINGS if summary.rejected else EXIT_OK)
 
 

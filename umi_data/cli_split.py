@@ -10,6 +10,7 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from umi_data.cli_options import allow_empty, read_limits
 from umi_data.pipeline import SplitError, SplitOptions, SplitSummary, read_id_list, split
 from umi_data.readers import FORMATS
 from umi_data.roles import ROLE_NAMES
@@ -61,24 +62,30 @@ def summary_table(s: SplitSummary) -> Table:
               help="Reject trajectories whose id, or ToolBench query id, is listed in this file (JSON list, "
                    "JSON object keys as in ToolBench's test_query_ids/*.json, or one id per line). Repeatable.")
 @click.option("--strict", is_flag=True, help="Reject records with warnings too.")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty OUTDIR.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty OUTDIR (never one that is, holds or lies "
+              "inside an input).")
+@read_limits
+@allow_empty
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], fmt: str | None, template: str,
                   dev_ratio: float, seed: int, shard_size: int | None, workers: int, export: tuple[str, ...],
-                  exclude_files: tuple[str, ...], strict: bool, overwrite: bool, quiet: bool) -> None:
+                  exclude_files: tuple[str, ...], strict: bool, overwrite: bool, max_record_bytes: int,
+                  max_ratio: float, allow_empty: bool, quiet: bool) -> None:
     """Split trajectories into the GLPFT role datasets: global, planner, caller, summarizer.
 
     INPUTS are ToolBench answer trees, files or data.zip, α-UMi stage-2 JSON, OpenAI-style chats
     (JSON/JSONL) or umi trajectories (JSONL/Parquet). Writes OUTDIR/<role>/{train,dev}-*.parquet,
     manifest.json, README.md and rejects.jsonl. Exit 0: all records used; 1: some rejected;
-    2: usage or I/O error.
+    2: usage or I/O error, OUTDIR in use by another run, no record read, or a worker process
+    killed; 3: internal error.
     """
     err = console(stderr=True)
     try:
         exclude = frozenset().union(*(read_id_list(f) for f in exclude_files))
         opts = SplitOptions(roles=roles, dev_ratio=dev_ratio, seed=seed, shard_size=shard_size, template=template,
                             format=fmt, strict=strict, export_glpft_json="glpft-json" in export,
-                            exclude_ids=exclude, workers=workers)
+                            exclude_ids=exclude, workers=workers, max_record_bytes=max_record_bytes,
+                            max_ratio=max_ratio, allow_empty=allow_empty)
         if interactive(quiet):
             with Progress(TextColumn("[bold]split"), BarColumn(), TextColumn("{task.fields[rate]}"),
                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),

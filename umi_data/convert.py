@@ -26,12 +26,13 @@ import orjson
 from umi_data import alpha_umi
 from umi_data.checks import Deduper, check
 from umi_data.findings import Finding
-from umi_data.readers import Record, Unit, read_inputs
+from umi_data.guard import UnsafeOutput, check_output
+from umi_data.readers import DEFAULT_READ, ReadOptions, Record, Unit, expand, read_unit
 from umi_data.trajectory import Trajectory
 from umi_data.writers import (
     atomic_path,
     rejects_path,
-    trajectory_rows,
+    write_json_array,
     write_json_list,
     write_jsonl,
     write_trajectories_parquet,
@@ -39,6 +40,20 @@ from umi_data.writers import (
 
 Target = Literal["umi", "alpha-umi"]
 REPORT_FORMAT = "umi.findings-report/v1"
+# Reject reasons that mean "this input path yielded no record at all" (missing, unreadable,
+# empty, over the size limits), as opposed to a record that was read and rejected.
+UNREAD_REASONS = frozenset({"io_error", "no_input", "too_large"})
+# Output suffix → what ``convert`` writes there (a reader of that suffix reads it back).
+OUTPUT_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
+
+
+class NothingRead(Exception):
+    """No record could be read from any input (exit code 2 unless ``allow_empty``)."""
+
+
+class OutputError(Exception):
+    """The output path cannot be used: it exists (no ``overwrite``), its suffix does not say
+    what to write, or it would overwrite or mix with an input (exit code 2)."""
 
 
 @dataclass(slots=True)
@@ -48,6 +63,7 @@ class Checked:
     record: Record
     findings: list[Finding]
     reason: Finding | None = None
+    blob: bytes = b""  # the accepted trajectory as canonical JSON (what convert writes)
 
     @property
     def rejected(self) -> bool:
@@ -66,11 +82,19 @@ class Summary:
     errors: int = 0
     warnings: int = 0
     counts_by_code: Counter[str] = field(default_factory=Counter)
+    unread: int = 0  # rejects that are input paths yielding no record (UNREAD_REASONS)
+
+    @property
+    def nothing_read(self) -> bool:
+        """No record could be read at all: every "record" is an unreadable input path."""
+        return self.records == self.unread
 
     def add(self, c: Checked) -> None:
         self.records += 1
         if c.rejected:
             self.rejected += 1
+            if c.reason is not None and c.reason.code in UNREAD_REASONS:
+                self.unread += 1
         else:
             self.accepted += 1
         for f in c.findings:
@@ -87,7 +111,10 @@ def judge(rec: Record, strict: bool = False) -> Checked:
     findings = list(rec.findings)
     traj = rec.trajectory
     if traj is not None:
-        findings.extend(check(traj))
+        try:
+            findings.extend(check(traj))
+        except (RecursionError, orjson.JSONEncodeError) as e:  # e.g. a tool schema nested 900 deep
+            findings.append(Finding("too_deep", f"the record is nested too deeply to check ({e})", rec.source))
     blocking = [f for f in findings if f.severity == "error" or strict]
     if traj is None and not blocking:  # a reader must explain a rejection; never drop silently
         findings.append(Finding("schema", "the reader produced no trajectory", rec.source))
@@ -101,12 +128,25 @@ def evaluate(recs: Iterable[Record], strict: bool = False) -> Iterator[Checked]:
     for rec in recs:
         c = judge(rec, strict)
         if not c.rejected and rec.trajectory is not None:
-            dups = dedupe.check(rec.trajectory)
+            try:
+                dups = dedupe.check(rec.trajectory)
+            except (RecursionError, orjson.JSONEncodeError) as e:  # the fingerprint serialises it
+                f = Finding("too_deep", f"the record is nested too deeply to serialise ({e})", rec.source)
+                c.findings.append(f)
+                c.reason = f
+                yield c
+                continue
             c.findings.extend(dups)
             if dups:
                 c.reason = dups[0]
             else:
-                dedupe.add(rec.trajectory)
+                try:  # serialise here, so a record too deep to write is one reject, not a crash
+                    c.blob = orjson.dumps(rec.trajectory.to_dict())
+                except (RecursionError, orjson.JSONEncodeError) as e:
+                    c.reason = Finding("too_deep", f"the record is nested too deeply to write ({e})", rec.source)
+                    c.findings.append(c.reason)
+                else:
+                    dedupe.add(rec.trajectory)
         yield c
 
 
@@ -131,6 +171,30 @@ def alpha_umi_item(t: Trajectory) -> dict[str, Any]:
     }
 
 
+def output_kind(out: str | os.PathLike[str], to: Target = "umi") -> str:
+    """What ``convert`` writes at ``out``, from its suffix: ``jsonl`` (``.jsonl``/``.ndjson``),
+    ``json`` (a JSON array, ``.json``), ``parquet``; ``--to alpha-umi`` writes a JSON list, so
+    only to ``.json``. Any other suffix is refused: umidata would not read the file back."""
+    suffix = os.path.splitext(os.fspath(out))[1].lower()
+    kind = OUTPUT_KINDS.get(suffix)
+    if to == "alpha-umi":
+        if kind != "json":
+            raise OutputError(f"--to alpha-umi writes a JSON list: name the output *.json, not {out}")
+        return "alpha-umi"
+    if kind is None:
+        raise OutputError(f"cannot tell what to write from the name {out}: use .jsonl (one trajectory per line), "
+                          ".json (a JSON array) or .parquet")  # fmt: skip
+    return kind
+
+
+def _read_all(units: list[Unit], fmt: str | None, on_unit: Callable[[Unit], None] | None,
+              opts: ReadOptions) -> Iterator[Record]:  # fmt: skip
+    for unit in units:
+        yield from read_unit(unit, fmt, opts)
+        if on_unit is not None:
+            on_unit(unit)
+
+
 def convert(
     paths: Iterable[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -139,31 +203,54 @@ def convert(
     strict: bool = False,
     on_unit: Callable[[Unit], None] | None = None,
     on_checked: Callable[[Checked], None] | None = None,
+    overwrite: bool = False,
+    allow_empty: bool = False,
+    read_opts: ReadOptions = DEFAULT_READ,
 ) -> Summary:
-    """Write accepted trajectories to ``out`` (canonical JSONL, or Parquet when ``out`` ends in
-    ``.parquet``; α-UMi stage-2 JSON with ``to="alpha-umi"``) and rejects to
+    """Write accepted trajectories to ``out`` (see :func:`output_kind`) and rejects to
     ``<stem>.rejects.jsonl`` beside it (always written, empty when nothing was rejected).
-    Both files appear atomically, and only if the whole run succeeds."""
-    summary = Summary()
+    Both files appear atomically, and only if the whole run succeeds. Raises
+    :class:`OutputError` before reading anything when ``out`` exists without ``overwrite``, or
+    when it or its rejects file is, holds or lies inside an input; :class:`NothingRead` (and
+    writes nothing) when no record could be read, unless ``allow_empty``."""
+    paths = [os.fspath(p) for p in paths]
     out = os.fspath(out)
-    with atomic_path(rejects_path(out)) as rtmp, open(rtmp, "wb") as rf:
+    kind = output_kind(out, to)
+    rej = rejects_path(out)
+    units = expand(paths)
+    try:
+        for target in (out, rej):
+            check_output(target, paths, (u.path for u in units))
+    except UnsafeOutput as e:
+        raise OutputError(str(e)) from e
+    if os.path.isdir(out):
+        raise OutputError(f"output {out} is a directory")
+    if os.path.lexists(out) and not overwrite:
+        raise OutputError(f"{out} already exists; pass --overwrite to replace it")
+    summary = Summary()
+    with atomic_path(rej) as rtmp, open(rtmp, "wb") as rf:
 
-        def accepted() -> Iterator[Trajectory]:
-            for c in evaluate(read_inputs(paths, fmt, on_unit), strict):
+        def accepted() -> Iterator[tuple[Trajectory, bytes]]:
+            for c in evaluate(_read_all(units, fmt, on_unit, read_opts), strict):
                 summary.add(c)
                 if on_checked is not None:
                     on_checked(c)
                 if c.rejected:
                     rf.write(orjson.dumps(reject_row(c)) + b"\n")
                 elif c.trajectory is not None:
-                    yield c.trajectory
+                    yield c.trajectory, c.blob
+            if summary.nothing_read and not allow_empty:
+                raise NothingRead(f"no record could be read from {', '.join(paths)} (see the findings); "
+                                  "nothing was written (--allow-empty accepts it)")  # fmt: skip
 
-        if to == "alpha-umi":
-            write_json_list(out, (alpha_umi_item(t) for t in accepted()))
-        elif out.endswith(".parquet"):
-            write_trajectories_parquet(out, accepted())
+        if kind == "alpha-umi":
+            write_json_list(out, (alpha_umi_item(t) for t, _ in accepted()))
+        elif kind == "parquet":
+            write_trajectories_parquet(out, (t for t, _ in accepted()))
+        elif kind == "json":
+            write_json_array(out, (b for _, b in accepted()))
         else:
-            write_jsonl(out, trajectory_rows(accepted()))
+            write_jsonl(out, (b for _, b in accepted()))
     return summary
 
 
@@ -174,13 +261,14 @@ def validate(
     on_unit: Callable[[Unit], None] | None = None,
     on_checked: Callable[[Checked], None] | None = None,
     keep_findings: bool = True,
+    read_opts: ReadOptions = DEFAULT_READ,
 ) -> tuple[Summary, list[Finding]]:
     """Check every record without writing anything: the summary and every finding (only the
     counts with ``keep_findings=False``, so memory stays flat when findings are streamed out
-    through ``on_checked``)."""
+    through ``on_checked``). ``summary.nothing_read`` says whether any record could be read."""
     summary = Summary()
     findings: list[Finding] = []
-    for c in evaluate(read_inputs(paths, fmt, on_unit), strict):
+    for c in evaluate(_read_all(expand(paths), fmt, on_unit, read_opts), strict):
         summary.add(c)
         if keep_findings:
             findings.extend(c.findings)

@@ -27,15 +27,26 @@ class Code:
 _CODES = [
     # Reading: the record cannot be parsed into a trajectory at all.
     Code("io_error", "error", "The file or archive member cannot be read (permissions, missing, broken archive)."),
-    Code("encoding", "error", "The bytes are not valid UTF-8."),
+    Code("encoding", "error", "The bytes are not valid UTF-8 (UTF-8/16/32 with a byte-order mark are decoded; "
+         "UTF-16 without one is named, with how to convert it)."),
     Code("json_syntax", "error", "The text is not valid JSON (the message gives line and column)."),
     Code("empty_input", "error", "The file holds no record at all."),
+    Code("no_input", "error", "An input directory or archive holds no file umidata reads (.json, .jsonl, .ndjson, "
+         ".parquet, .zip; .gz/.zst compressed), or is empty."),
+    Code("too_large", "error", "A file, line or archive member is over --max-record-bytes, or expands more than "
+         "--max-ratio times its compressed size (a decompression bomb); it is not read."),
+    Code("too_deep", "error", "The JSON is nested deeper than umidata can process (1024 levels to parse, less for "
+         "some fields); the rest of the input is read."),
+    Code("internal_error", "error", "umidata failed on this record (a bug in umidata: please report it with the "
+         "record); the rest of the input is read."),
     Code("unknown_format", "error", "No reader recognises the input; pass --format."),
     Code("schema", "error", "The record does not have the shape its format requires (missing key, wrong type)."),
     Code("no_trajectory", "error", "A ToolBench answer file without `train_messages`: it carries no trajectory."),
     Code("excluded", "error", "`umidata split --exclude-ids`: the trajectory or ToolBench query id is listed (e.g. a test query)."),
     Code("duplicate_id", "error", "Another record already produced this trajectory id; the later one is rejected."),
     # Semantics: the record parses; these describe what it says.
+    Code("duplicate_key", "warning", "A JSON object repeats a key; JSON readers keep the last value and "
+         "ignore the earlier ones."),
     Code("unknown_tool", "warning", "A call names a tool that is not in the tool list (a hallucinated name)."),
     Code("arguments_not_json", "warning", "A call's arguments are not a JSON object."),
     Code("arguments_missing_required", "warning", "A call omits a parameter the tool's schema requires."),

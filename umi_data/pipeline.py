@@ -17,6 +17,7 @@ once complete; an interrupted run leaves no OUTDIR behind.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
@@ -24,11 +25,14 @@ import multiprocessing as mp
 import os
 import shlex
 import shutil
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,9 +42,10 @@ import orjson
 
 from umi_data import __version__
 from umi_data.checks import Deduper, fingerprint
-from umi_data.convert import Checked, judge, reject_row
+from umi_data.convert import UNREAD_REASONS, Checked, judge, reject_row
 from umi_data.findings import Finding
-from umi_data.readers import Record, Unit, expand, parse_unit, read_bytes
+from umi_data.guard import UnsafeOutput, check_output, clean_stale, output_lock
+from umi_data.readers import DEFAULT_READ, ReadOptions, Record, Unit, expand, parse_unit, read_bytes
 from umi_data.roles import ROLE_NAMES, examples, prepare
 from umi_data.shards import ShardWriter, drop_rows
 from umi_data.templates import load_template
@@ -62,6 +67,11 @@ class SplitError(Exception):
     """A usage or I/O problem (exit code 2)."""
 
 
+class WorkerLost(SplitError):
+    """A worker process died (killed, out of memory): nothing is written (exit code 2)."""
+
+
+
 @dataclass(frozen=True)
 class SplitOptions:
     roles: tuple[str, ...] = ROLE_NAMES
@@ -74,10 +84,19 @@ class SplitOptions:
     export_glpft_json: bool = False
     exclude_ids: frozenset[str] = frozenset()
     workers: int = 1
+    max_record_bytes: int = DEFAULT_READ.max_record_bytes
+    max_ratio: float = DEFAULT_READ.max_ratio
+    allow_empty: bool = False
+
+    def read_options(self) -> ReadOptions:
+        """Duplicate JSON keys are looked for under --strict only (a warning then rejects): the
+        check parses each input a second time, which ``split`` cannot afford on every run."""
+        return ReadOptions(self.max_record_bytes, self.max_ratio, duplicate_keys=self.strict)
 
     def manifest_view(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("workers")  # never changes the output
+        d.pop("allow_empty")
         d["roles"] = list(self.roles)
         ids = sorted(self.exclude_ids)
         d["exclude_ids"] = {"count": len(ids), "sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
@@ -175,6 +194,20 @@ class _ShardJob:
         self.export_keys[(role, split_name)].append(key)
 
     def record(self, rec: Record) -> RecordResult:
+        """One record → its examples written, or its reject; a record too deep to render (or
+        that trips a bug) is rejected alone and the run goes on."""
+        try:
+            return self._record(rec)
+        except (RecursionError, orjson.JSONEncodeError) as e:
+            code, msg = "too_deep", f"the record is nested too deeply to render ({e})"
+        except Exception as e:  # a located reject, so one record never aborts a 100k-file run
+            code, msg = "internal_error", f"umidata failed on this record ({type(e).__name__}: {e})"
+        finding = Finding(code, msg, rec.source)
+        res = RecordResult(rec.source.where(), rec.source)
+        res.reject = reject_row(Checked(rec, [*rec.findings, finding], finding))
+        return res
+
+    def _record(self, rec: Record) -> RecordResult:
         res = RecordResult(rec.source.where(), rec.source)
         checked = judge(rec, self.opts.strict)
         traj = checked.trajectory
@@ -192,20 +225,23 @@ class _ShardJob:
         res.split = "dev" if is_dev(traj.id, self.opts.seed, self.opts.dev_ratio) else "train"
         prepared = prepare(traj)
         key = (traj.id, res.where)
+        rows: list[tuple[str, dict[str, Any], bytes | None]] = []  # rendered first: all or nothing
         for role in self.opts.roles:
             n = 0
             for ex in examples(traj, role, self.template, prepared):
                 n += 1
-                self._writer(role, res.split).add({
+                rows.append((role, {
                     "id": ex.id, "trajectory_id": ex.trajectory_id, "step": ex.step, "turn": ex.turn,
                     "role": ex.role, "prompt": ex.prompt, "completion": ex.completion,
                     "decision": ex.decision, "source": res.where,
-                })
-                if self.opts.export_glpft_json:
-                    self._export(role, res.split, key, orjson.dumps({
-                        "tools": prepared.docs, "history": prepared.conv[: ex.turn],
-                        "input": ex.prompt, "target": ex.completion}))
+                }, orjson.dumps({"tools": prepared.docs, "history": prepared.conv[: ex.turn],
+                                 "input": ex.prompt, "target": ex.completion})
+                    if self.opts.export_glpft_json else None))  # fmt: skip
             res.examples[role] = n
+        for role, row, blob in rows:
+            self._writer(role, res.split).add(row)
+            if blob is not None:
+                self._export(role, res.split, key, blob)
         return res
 
     def finish(self) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], list[tuple[str, str]]]]:
@@ -220,6 +256,37 @@ _PROGRESS: Any = None  # shared [bytes read, records read] counters, set in each
 def _init_worker(counter: Any) -> None:
     global _PROGRESS
     _PROGRESS = counter
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker start-up: exit when the main process dies, however it dies (SIGKILL included),
+    instead of running on forever. Linux: the kernel's parent-death signal; elsewhere, and as a
+    fallback, a thread that watches the parent id. Ctrl-C is the main process's to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    armed = False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        armed = libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    if not armed:
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="umi-parent-watch", daemon=True).start()
+
+
+def _init_pool_worker(counter: Any, parent: int) -> None:
+    _die_with_parent(parent)
+    _init_worker(counter)
 
 
 def process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) -> ShardResult:
@@ -237,17 +304,18 @@ def process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) -> 
 
 def _process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) -> ShardResult:
     job = _ShardJob(k, Path(stage), opts)
+    ropts = opts.read_options()
     seen_units: list[tuple[Unit, int, str]] = []
     records: list[RecordResult] = []
     for unit in units:
-        data = read_bytes(unit)
+        data = read_bytes(unit, ropts)
         if isinstance(data, Record):
             seen_units.append((unit, 0, ""))
             records.append(job.record(data))
             continue
         seen_units.append((unit, len(data), hashlib.sha256(data).hexdigest()))
         before = len(records)
-        records.extend(job.record(r) for r in parse_unit(unit, data, opts.format))
+        records.extend(job.record(r) for r in parse_unit(unit, data, opts.format, ropts))
         if _PROGRESS is not None:
             with _PROGRESS.get_lock() if hasattr(_PROGRESS, "get_lock") else nullcontext():
                 _PROGRESS[0] += len(data)
@@ -283,20 +351,30 @@ def _ordered_shards(
             _init_worker(None)
         return
     counter = mp.get_context("fork").Array("q", 2)
-    with ProcessPoolExecutor(
-        max_workers=opts.workers, mp_context=mp.get_context("fork"), initializer=_init_worker, initargs=(counter,)
-    ) as pool:
-        pending: list[Future[ShardResult]] = []
-        next_k = 0
+    before = set(mp.active_children())
+    pool = ProcessPoolExecutor(max_workers=opts.workers, mp_context=mp.get_context("fork"),
+                               initializer=_init_pool_worker, initargs=(counter, os.getpid()))  # fmt: skip
+    pending: list[Future[ShardResult]] = []
+    next_k = 0
 
-        def submit() -> None:
-            nonlocal next_k
-            if next_k < len(groups):
-                pending.append(pool.submit(process_shard, next_k, groups[next_k], str(stage), opts))
-                next_k += 1
+    def submit() -> None:
+        nonlocal next_k
+        if next_k < len(groups):
+            pending.append(pool.submit(process_shard, next_k, groups[next_k], str(stage), opts))
+            next_k += 1
 
-        for _ in range(2 * opts.workers):
-            submit()
+    try:
+        # Workers start with Ctrl-C blocked until their initializer ignores it (the main process
+        # handles it and stops them), so none prints a KeyboardInterrupt traceback.
+        masked = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+        if masked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            for _ in range(2 * opts.workers):
+                submit()
+        finally:
+            if masked:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         while pending:
             head = pending[0]
             while True:
@@ -306,11 +384,24 @@ def _ordered_shards(
                 except FutureTimeout:
                     if tick:
                         tick(counter[0], counter[1])
+                except BrokenProcessPool as e:
+                    raise WorkerLost("a worker process died (killed, or out of memory?) while splitting; "
+                                     "nothing was written — rerun, with fewer --workers if memory is short") from e
             pending.pop(0)
             submit()
             if tick:
                 tick(counter[0], counter[1])
             yield res
+    except BaseException:
+        # Stop the workers now: waiting for their shards would delay Ctrl-C, and a worker still
+        # writing could re-create files in the staging directory being removed.
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in set(mp.active_children()) - before:
+            p.kill()
+        for p in set(mp.active_children()) - before:
+            p.join(timeout=5)
+        raise
+    pool.shutdown(wait=True)
 
 
 @dataclass
@@ -347,32 +438,72 @@ def split(
         load_template(opts.template)
     except (OSError, ValueError) as e:
         raise SplitError(f"cannot load template {opts.template!r}: {e}") from e
-    missing = [p for p in inputs if not os.path.exists(p)]
+    missing = [p for p in inputs if not os.path.lexists(p)]
     if missing:
         raise SplitError(f"input not found: {', '.join(missing)}")
     out = Path(outdir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise SplitError(f"{outdir} exists and is not empty; pass --overwrite to replace it")
+    try:
+        check_output(out, inputs)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+            raise SplitError(f"{outdir} exists and is not empty; pass --overwrite to replace it")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with output_lock(out):
+            clean_stale(out.parent, out.name)  # what killed runs on this OUTDIR left behind
+            return _split_locked(inputs, out, opts, progress, start)
+    except UnsafeOutput as e:
+        raise SplitError(str(e)) from e
+    except OSError as e:
+        raise SplitError(f"cannot write {outdir}: {_os_reason(e)}") from e
+
+
+def _os_reason(e: OSError) -> str:
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    return (e.strerror or str(e)) + (f" ({', '.join(paths)})" if paths else "")
+
+
+def _split_locked(
+    inputs: list[str], out: Path, opts: SplitOptions, progress: Callable[[int, int, int], None] | None, start: float
+) -> SplitSummary:
     units_by_input = [(p, expand([p])) for p in inputs]
     units = [u for _, us in units_by_input for u in us]
+    if out.exists():  # replacing it must not delete anything read, symlinks followed
+        check_output(out, inputs, (u.path for u in units))
     total = sum(u.size for u in units)
+    stage = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        stage = out.parent / f".{out.name}.partial-{os.getpid()}"
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir()
     except OSError as e:
-        raise SplitError(f"cannot create {outdir}: {e}") from e
+        raise SplitError(f"cannot create {out}: {_os_reason(e)}") from e
     try:
         tick = (lambda done, n: progress(done, total, n)) if progress else None
-        summary = _write_split(units_by_input, units, total, stage, opts, tick, outdir=str(outdir))
+        summary = _write_split(units_by_input, units, total, stage, opts, tick, outdir=str(out))
+        unread = sum(n for r, n in summary.rejected_by_reason.items() if r in UNREAD_REASONS)
+        if summary.records == unread and not opts.allow_empty:
+            raise SplitError(f"no record could be read from the inputs ({summary.records} input path(s) unreadable: "
+                             f"{_first_rejects(stage)}); nothing was written (--allow-empty writes an empty split)")
         _commit(stage, out)
+    except OSError as e:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise SplitError(f"cannot write {out}: {_os_reason(e)}") from e
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     summary.outdir = str(out)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _first_rejects(stage: Path, n: int = 3) -> str:
+    """The first rejects, one phrase each, for a message."""
+    parts = []
+    with contextlib.suppress(OSError), open(stage / "rejects.jsonl", "rb") as f:
+        for line, _ in zip(f, range(n), strict=False):
+            r = orjson.loads(line)
+            src = r["source"]
+            where = src["file"] + (f"!{src['member']}" if src.get("member") else "")
+            parts.append(f"{where}: [{r['reason']}] {r['message']}")
+    return "; ".join(parts) or "no input"
 
 
 def _commit(stage: Path, out: Path) -> None:

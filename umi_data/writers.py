@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from umi_data.guard import clean_stale
 from umi_data.trajectory import Trajectory
 
 
@@ -28,7 +29,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     on any exception it is removed. Parent directories are created."""
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    clean_stale(dest.parent, dest.name)  # temporary files of killed runs (their pid is gone)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -39,18 +41,36 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, dest)
+    except OSError as e:
+        tmp_path.unlink(missing_ok=True)
+        if e.filename is None:  # a failed write() names no file: say which output it was
+            raise OSError(e.errno, e.strerror or str(e), str(dest)) from e
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
 
 
 def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
-    """One compact JSON value per line (orjson, key order kept); returns the number of rows."""
+    """One compact JSON value per line (orjson, key order kept; ``bytes`` rows are written as
+    they are, already serialised); returns the number of rows."""
     n = 0
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         for row in rows:
-            f.write(orjson.dumps(row) + b"\n")
+            f.write((row if isinstance(row, bytes) else orjson.dumps(row)) + b"\n")
             n += 1
+    return n
+
+
+def write_json_array(path: str | os.PathLike[str], blobs: Iterable[bytes]) -> int:
+    """Serialised JSON values as one JSON array, one value per line; returns the count."""
+    n = 0
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        for blob in blobs:
+            f.write(b",\n" if n else b"[\n")
+            f.write(blob)
+            n += 1
+        f.write(b"\n]\n" if n else b"[]\n")
     return n
 
 

@@ -44,7 +44,8 @@ def test_convert_toolbench(toolbench_dir: Path, tmp_path: Path) -> None:
     assert set(rejects[0]) == {"source", "reason", "message", "pointer", "findings"}
     assert "records read: 15 = accepted 13 + rejected 2" in res.output
     first = out.read_bytes()
-    assert run("convert", toolbench_dir, "-o", out).exit_code == 1
+    assert run("convert", toolbench_dir, "-o", out).exit_code == 2  # never replaced without --overwrite
+    assert run("convert", toolbench_dir, "-o", out, "--overwrite").exit_code == 1
     assert out.read_bytes() == first  # deterministic
 
 
@@ -75,7 +76,7 @@ def test_convert_examples_and_duplicates(tmp_path: Path) -> None:
     assert "openai-chats.jsonl:1" in rejects[2]["message"] and rejects[2]["pointer"] == "/id"
     # same content, different id -> duplicate_trajectory
     dup = write_jsonl(tmp_path / "d.jsonl", [good_chat(id="a"), good_chat(id="b")])
-    run("convert", dup, "-o", out)
+    run("convert", dup, "-o", out, "--overwrite")
     assert [r["reason"] for r in _jsonl(tmp_path / "o.rejects.jsonl")] == ["duplicate_trajectory"]
     ex = run("convert", EXAMPLES / "toolbench-mini", "-o", tmp_path / "ex.jsonl")
     assert ex.exit_code == 1 and len(_jsonl(tmp_path / "ex.jsonl")) == 8
@@ -119,17 +120,17 @@ def test_exit_code_2(tmp_path: Path) -> None:
 
 
 def test_atomic_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    out = tmp_path / "o.jsonl"
+    out = tmp_path / "o.json"
     out.write_text("previous\n")
 
     def boom(traj):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("umi_data.convert.alpha_umi_item", boom)
-    res = run("convert", EXAMPLES / "openai-chats.jsonl", "-o", out, "--to", "alpha-umi")
+    res = run("convert", EXAMPLES / "openai-chats.jsonl", "-o", out, "--to", "alpha-umi", "--overwrite")
     assert res.exit_code == 130 and "interrupted" in res.output  # Ctrl-C: exit 130, one line
     assert out.read_text() == "previous\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.json"]
     assert writers.rejects_path("a/b.parquet") == Path("a/b.rejects.jsonl")
 
 

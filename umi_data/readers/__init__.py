@@ -11,8 +11,10 @@ forces a reader for every record.
 
 from __future__ import annotations
 
+import codecs
 import os
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -33,7 +35,31 @@ READERS: dict[str, ModuleType] = {
     openai.FORMAT: openai,
 }
 FORMATS = tuple(READERS)
-INPUT_SUFFIXES = (".json", ".jsonl", ".zip", ".parquet")
+# Suffixes read below a directory or inside a zip (case-insensitive); ``.gz`` / ``.zst`` may follow
+# any of the first four. A file given by name is read whatever its suffix (as JSON by default).
+INPUT_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet", ".zip")
+COMPRESSIONS = (".gz", ".zst")
+_KINDS = ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "json"), (".parquet", "parquet"))
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOptions:
+    """Bounds that keep one hostile input from exhausting memory, and the optional slower checks.
+
+    ``max_record_bytes``: a JSON file, a JSONL line, or anything decompressed (a zip member, a
+    ``.gz``/``.zst`` file) may be at most this large (a plain JSONL or Parquet file may be larger:
+    it holds many records); ``max_ratio``: a compressed input may expand
+    to at most this many times its compressed size once past ``ratio_floor`` bytes (a zip bomb is
+    refused from its header, before anything is inflated); ``duplicate_keys``: look for repeated
+    JSON object keys (a second parse with Python's json, ~3× orjson's time)."""
+
+    max_record_bytes: int = 1 << 30
+    max_ratio: float = 100.0
+    ratio_floor: int = 16 << 20
+    duplicate_keys: bool = True
+
+
+DEFAULT_READ = ReadOptions()
 
 
 @dataclass(slots=True)
@@ -51,35 +77,110 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Unit:
-    """A file, or a member of a zip archive (``member``), read as a whole by one worker."""
+    """A file, or a member of a zip archive (``member``), read as a whole by one worker.
+
+    ``problem`` — ``(code, message)`` — marks an input path that yields no bytes to read (an
+    unreadable or empty directory, a broken archive): it becomes one located reject, so no input
+    path is ever skipped silently."""
 
     path: str
     member: str | None = None
     size: int = 0  # bytes, as listed when the input was expanded (0 when unknown)
+    problem: tuple[str, str] | None = None
+
+
+def input_kind(name: str) -> tuple[str | None, str | None]:
+    """``(kind, compression)`` from a file name, case-insensitively: kind ``json`` / ``jsonl``
+    (also ``.ndjson``) / ``parquet`` / ``zip`` or None; compression ``gz`` / ``zst`` or None."""
+    n = name.lower()
+    comp = next((c[1:] for c in COMPRESSIONS if n.endswith(c)), None)
+    if comp:
+        n = n[: -len(comp) - 1]
+    elif n.endswith(".zip"):
+        return "zip", None
+    return next((k for suffix, k in _KINDS if n.endswith(suffix)), None), comp
+
+
+def _readable(name: str) -> bool:
+    return input_kind(name)[0] is not None
 
 
 def _is_answer_member(name: str) -> bool:
     p = PurePosixPath(name)
-    return p.suffix == ".json" and p.parent.name.endswith("_answer")
+    return p.suffix.lower() == ".json" and p.parent.name.endswith("_answer")
+
+
+def _zip_units(path: str) -> list[Unit]:
+    """The members of a zip archive worth reading. An archive holding ToolBench ``*_answer/``
+    folders is ToolBench's ``data.zip``: only those folders hold trajectories (the rest are tool
+    and query definitions, GBs of them). Any other archive: every readable member
+    (``__MACOSX/`` resource forks aside)."""
+    try:
+        infos = [i for i in _archive(path).infolist() if not i.is_dir()]
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as e:
+        return [Unit(path, None, _file_size(path), ("io_error", f"corrupt or truncated zip archive: {e}"))]
+    infos.sort(key=lambda i: i.filename)
+    answers = [i for i in infos if _is_answer_member(i.filename)]
+    chosen = answers or [i for i in infos if _readable(i.filename) and input_kind(i.filename)[0] != "zip"
+                         and not i.filename.startswith("__MACOSX/")]  # fmt: skip
+    if not chosen:
+        return [Unit(path, None, _file_size(path), ("no_input", f"the archive holds {len(infos)} file(s), none "
+                     f"readable ({', '.join(INPUT_SUFFIXES[:-1])}, optionally .gz/.zst)"))]  # fmt: skip
+    return [Unit(path, i.filename, i.file_size) for i in chosen]
+
+
+def _walk(top: str) -> tuple[list[str], list[Unit], int]:
+    """Files below ``top`` (symlinked directories followed, each real directory once, so a link
+    loop ends), the units for directories that cannot be listed, and how many files were seen."""
+    files: list[str] = []
+    problems: list[Unit] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    n_seen = 0
+
+    def unreadable(e: OSError) -> None:
+        problems.append(Unit(str(e.filename or top), None, 0,
+                             ("io_error", f"cannot list directory: {e.strerror or e}")))  # fmt: skip
+
+    for root, dirs, names in os.walk(top, onerror=unreadable, followlinks=True):
+        try:
+            st = os.stat(root)
+        except OSError as e:
+            unreadable(e)
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen_dirs:  # a symlink back to a directory already read
+            dirs[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        n_seen += len(names)
+        files.extend(os.path.join(root, f) for f in names if _readable(f))
+    return sorted(files), problems, n_seen
 
 
 def expand(paths: Iterable[str | os.PathLike[str]]) -> list[Unit]:
-    """Files below directories (sorted, by suffix), zip members that are ToolBench answer
-    files, and the files given. A missing path still becomes a unit so it is reported."""
+    """Every input path → units, in a stable order: files below directories (by suffix,
+    case-insensitive, symlinks followed loop-proof), zip members (an archive given by name or
+    found in a directory), and files given by name. A path that yields nothing readable (missing,
+    unlistable, empty, a broken archive) still becomes a unit carrying its ``problem``, so it is
+    reported where it is."""
     units: list[Unit] = []
     for p in map(str, paths):
         if os.path.isdir(p):
-            found = sorted(
-                os.path.join(root, f)
-                for root, _dirs, files in os.walk(p)
-                for f in files
-                if f.endswith(INPUT_SUFFIXES)
-            )
-            units.extend(Unit(f, None, _file_size(f)) for f in found)
-        elif p.endswith(".zip") and zipfile.is_zipfile(p):
-            infos = _archive(p).infolist()
-            units.extend(Unit(p, i.filename, i.file_size) for i in sorted(infos, key=lambda i: i.filename)
-                         if _is_answer_member(i.filename))
+            files, problems, n_seen = _walk(p)
+            found: list[Unit] = []
+            for f in files:
+                if input_kind(f)[0] == "zip":
+                    found.extend(_zip_units(f))
+                else:
+                    found.append(Unit(f, None, _file_size(f)))
+            if not found and not problems:
+                what = f"holds {n_seen} file(s), none readable" if n_seen else "is empty"
+                found.append(Unit(p, None, 0, ("no_input", f"the directory {what} (readable: "
+                                               f"{', '.join(INPUT_SUFFIXES)}, optionally .gz/.zst)")))  # fmt: skip
+            units.extend(sorted(found + problems, key=lambda u: (u.path, u.member or "")))
+        elif input_kind(p)[0] == "zip" and os.path.isfile(p):
+            units.extend(_zip_units(p))
         else:
             units.append(Unit(p, None, _file_size(p)))
     return units
@@ -130,8 +231,10 @@ def _one(obj: Any, source: Source, unit: Unit, index: int | None, fmt: str | Non
 
 
 def _decode_error(data: bytes, err: Exception, one_line: bool = False) -> tuple[str, str]:
-    """(code, message) for bytes that failed to parse: encoding first, then JSON syntax.
-    ``one_line``: the bytes are one JSONL line, whose number the source already gives."""
+    """(code, message) for bytes that failed to parse: nesting depth, encoding, then JSON
+    syntax. ``one_line``: the bytes are one JSONL line, whose number the source already gives."""
+    if "depth limit" in str(err) or "ecursion" in str(err):
+        return "too_deep", f"JSON nested deeper than {MAX_DEPTH} levels ({err})"
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as u:
@@ -148,43 +251,202 @@ def _decode_error(data: bytes, err: Exception, one_line: bool = False) -> tuple[
     except json.JSONDecodeError as j:
         where = f"column {j.colno}" if one_line else f"line {j.lineno}, column {j.colno}"
         return "json_syntax", f"{j.msg} ({where})"
+    except RecursionError:
+        return "too_deep", f"JSON nested deeper than {MAX_DEPTH} levels"
     return "json_syntax", str(err)
 
 
-def _read_bytes(unit: Unit) -> bytes:
-    if unit.member is None:
-        with open(unit.path, "rb") as f:
-            return f.read()
-    return _archive(unit.path).read(unit.member)
+MAX_DEPTH = 1024  # orjson's parse limit; deeper input is rejected as too_deep
+_CHUNK = 1 << 20
+_UTF16 = ("looks like UTF-16{} without a byte-order mark; convert it to UTF-8, e.g. "
+          "`iconv -f UTF-16{} -t UTF-8 IN > OUT`")
 
 
-def read_bytes(unit: Unit) -> bytes | Record:
-    """The unit's bytes, or the ``io_error`` record that says why they cannot be read."""
+class _Refused(Exception):
+    """A unit that is not read, with the (code, message) finding that says why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def _inflate(read: Callable[[int], bytes], compressed: int, what: str, opts: ReadOptions) -> bytes:
+    """Read a decompressing stream chunk by chunk, refusing it as soon as it grows past
+    ``max_record_bytes`` or ``max_ratio`` × its compressed size, so a bomb costs at most that
+    much memory."""
+    limit = opts.max_record_bytes
+    if compressed and opts.max_ratio:
+        limit = min(limit, max(opts.ratio_floor, int(compressed * opts.max_ratio)))
+    buf = bytearray()
+    while chunk := read(_CHUNK):
+        buf += chunk
+        if len(buf) > limit:
+            raise _Refused("too_large", _too_large(what, len(buf), compressed, opts, streaming=True))
+    return bytes(buf)
+
+
+def _too_large(what: str, size: int, compressed: int, opts: ReadOptions, streaming: bool = False) -> str:
+    more = "over" if not streaming else "already over"
+    if size > opts.max_record_bytes:
+        return (f"{what} is {more} {_size(opts.max_record_bytes)} (size {_size(size)}); raise "
+                "--max-record-bytes to read it")  # fmt: skip
+    return (f"{what} expands {more} {opts.max_ratio:g}× its compressed size ({_size(compressed)} → "
+            f"{_size(size)}): a decompression bomb? raise --max-ratio to read it")  # fmt: skip
+
+
+def _read_bytes(unit: Unit, opts: ReadOptions) -> bytes:
+    if unit.problem is not None:
+        raise _Refused(*unit.problem)
+    if unit.member is not None:
+        zf = _archive(unit.path)
+        info = zf.getinfo(unit.member)
+        declared, packed = info.file_size, info.compress_size
+        if declared > opts.max_record_bytes or (
+            opts.max_ratio and declared > opts.ratio_floor and declared > packed * opts.max_ratio
+        ):
+            raise _Refused("too_large", _too_large("the archive member", declared, packed, opts))
+        with zf.open(info) as f:
+            return _inflate(f.read, packed, "the archive member", opts)
+    kind, comp = input_kind(unit.path)
+    with open(unit.path, "rb") as raw:
+        size = os.fstat(raw.fileno()).st_size
+        if comp is None:
+            if kind not in ("jsonl", "parquet") and size > opts.max_record_bytes:  # those hold many records
+                raise _Refused("too_large", _too_large("the file", size, 0, opts)
+                               + " (or write it as JSONL: the limit then applies per line)")  # fmt: skip
+            return raw.read()
+        if comp == "gz":
+            import gzip
+
+            with gzip.GzipFile(fileobj=raw) as g:
+                return _inflate(g.read, size, "the decompressed file", opts)
+        import pyarrow as pa  # zstd: pyarrow's codec, already a dependency
+
+        with pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd") as z:
+            return _inflate(z.read, size, "the decompressed file", opts)
+
+
+def read_bytes(unit: Unit, opts: ReadOptions = DEFAULT_READ) -> bytes | Record:
+    """The unit's bytes (decompressed), or the record that says why they cannot be read:
+    ``io_error`` (permissions, corrupt or truncated archive), ``too_large``, ``no_input``."""
+    base = Source("unknown", unit.path, member=unit.member)
     try:
-        return _read_bytes(unit)
-    except (OSError, KeyError, zipfile.BadZipFile) as e:
-        base = Source("unknown", unit.path, member=unit.member)
-        return Record(base, None, [Finding("io_error", f"cannot read: {e}", base)])
+        return _read_bytes(unit, opts)
+    except _Refused as e:
+        return Record(base, None, [Finding(e.code, str(e), base)])
+    except (OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as e:
+        if unit.member is not None or input_kind(unit.path)[1] is not None:
+            msg = f"corrupt or truncated {'archive member' if unit.member else 'compressed file'}: {e}"
+        else:
+            msg = f"cannot read: {e.strerror or e}" if isinstance(e, OSError) else f"cannot read: {e}"
+        return Record(base, None, [Finding("io_error", msg, base)])
+    except Exception as e:  # pyarrow's ArrowException (zstd) and the like
+        if type(e).__module__.startswith("pyarrow"):
+            return Record(base, None, [Finding("io_error", f"corrupt or truncated compressed file: {e}", base)])
+        raise
 
 
-def read_unit(unit: Unit, fmt: str | None = None) -> Iterator[Record]:
+def read_unit(unit: Unit, fmt: str | None = None, opts: ReadOptions = DEFAULT_READ) -> Iterator[Record]:
     """All records of one unit, in order."""
-    data = read_bytes(unit)
+    data = read_bytes(unit, opts)
     if isinstance(data, Record):
         yield data
         return
-    yield from parse_unit(unit, data, fmt)
+    yield from parse_unit(unit, data, fmt, opts)
 
 
-def parse_unit(unit: Unit, data: bytes, fmt: str | None = None) -> Iterator[Record]:
+def _as_utf8(data: bytes) -> bytes:
+    """UTF-8 bytes of a text with a byte-order mark (UTF-8, UTF-16, UTF-32); text without one
+    is returned as is. Raises ``_Refused('encoding', …)`` for UTF-16/32 without a BOM (NUL bytes
+    in the first characters: a JSON text in UTF-8 never has any) or a BOM that does not decode."""
+    head = data[:4]
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                       (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                       (codecs.BOM_UTF16_BE, "utf-16")):  # fmt: skip
+        if head.startswith(bom):
+            try:
+                return data.decode(codec).encode("utf-8")
+            except UnicodeError as e:
+                raise _Refused("encoding", f"starts with a {codec.upper()} byte-order mark but is not "
+                               f"valid {codec.upper()}: {e}") from e  # fmt: skip
+    if b"\x00" in head:
+        order = "BE" if head[:1] == b"\x00" else "LE"
+        raise _Refused("encoding", _UTF16.format(f" ({order})" if len(head) > 1 else "", order))
+    return data
+
+
+def _safe_one(obj: Any, source: Source, unit: Unit, index: int | None, fmt: str | None) -> Record:
+    """``_one``, but one record that makes a reader fail never aborts the run: too deep for
+    Python's recursion, or a reader bug (``internal_error``: reported, the run goes on)."""
+    try:
+        rec = _one(obj, source, unit, index, fmt)
+        if rec.trajectory is not None and (bad := _type_problem(rec.trajectory)) is not None:
+            return Record(source, None, [*rec.findings, Finding("schema", bad[1], source, bad[0])])
+        return rec
+    except RecursionError:
+        return Record(source, None, [Finding("too_deep", "the record is nested too deeply to process", source)])
+    except Exception as e:  # reported as a located finding, never swallowed
+        return Record(source, None, [Finding("internal_error", f"the reader failed on this record "
+                                             f"({type(e).__name__}: {e})", source)])  # fmt: skip
+
+
+_STR_FIELDS = ("content", "thought", "error", "call_id", "name", "raw")
+
+
+def _type_problem(t: Trajectory) -> tuple[str, str] | None:
+    """(pointer into the canonical trajectory, message) for the first field of a type the
+    renderers cannot use (a reader let a number or an object through where text belongs), so
+    such a record is a ``schema`` reject rather than a crash or a garbled prompt further down.
+    Cheap (a few µs): plain attribute reads, no schema engine."""
+    if not isinstance(t.id, str) or not t.id:
+        return "/id", "the trajectory id must be a non-empty string"
+    if not isinstance(t.instruction, str):
+        return "/instruction", f"the instruction must be text, not {type(t.instruction).__name__}"
+    for i, tool in enumerate(t.tools):
+        params = tool.parameters
+        if not isinstance(tool.name, str) or not isinstance(tool.description, str):
+            return f"/tools/{i}", "a tool's name and description must be text"
+        if not isinstance(params, dict):
+            return f"/tools/{i}/parameters", "a tool's parameters must be a JSON Schema object"
+        props = params.get("properties")
+        if props is not None and not (isinstance(props, dict) and all(isinstance(v, dict) for v in props.values())):
+            return f"/tools/{i}/parameters/properties", "`properties` must map names to JSON Schema objects"
+    for i, turn in enumerate(t.turns):
+        for v in (turn.content, turn.thought, turn.error, turn.call_id, turn.name, turn.raw):
+            if v is not None and not isinstance(v, str):
+                key = next(k for k in _STR_FIELDS if getattr(turn, k) is v)
+                return f"/turns/{i}/{key}", f"`{key}` must be text or null, not {type(v).__name__}"
+        if turn.calls:
+            for j, call in enumerate(turn.calls):
+                if not isinstance(call.name, str) or not isinstance(call.arguments, str):
+                    return f"/turns/{i}/calls/{j}", "a call's name and arguments must be text"
+    return None
+
+
+def parse_unit(
+    unit: Unit, data: bytes, fmt: str | None = None, opts: ReadOptions = DEFAULT_READ
+) -> Iterator[Record]:
     """All records in the bytes of one unit (already read, e.g. to hash them too)."""
     base = Source(fmt or "unknown", unit.path, member=unit.member)
-    name = unit.member or unit.path
-    if name.endswith(".parquet"):
+    kind = input_kind(unit.member or unit.path)[0]
+    if kind == "parquet":
         yield from _read_parquet(unit, data, fmt)
         return
-    if name.endswith(".jsonl"):
-        yield from _read_jsonl(unit, data, fmt)
+    try:
+        data = _as_utf8(data)
+    except _Refused as e:
+        yield Record(base, None, [Finding(e.code, str(e), base)])
+        return
+    if kind == "jsonl":
+        yield from _read_jsonl(unit, data, fmt, opts)
         return
     try:
         obj = orjson.loads(data)
@@ -192,30 +454,89 @@ def parse_unit(unit: Unit, data: bytes, fmt: str | None = None) -> Iterator[Reco
         code, msg = _decode_error(data, e)
         yield Record(base, None, [Finding(code, msg, base)])
         return
+    dups = duplicate_keys(data) if opts.duplicate_keys else []
     if isinstance(obj, list):
         if not obj:
             yield Record(base, None, [Finding("empty_input", "the JSON list holds no record", base)])
         for i, item in enumerate(obj):
             src = Source(base.format, unit.path, index=i, member=unit.member)
-            yield _one(item, src, unit, i, fmt)
+            prefix = f"/{i}"
+            yield _with_dups(_safe_one(item, src, unit, i, fmt),
+                             [(p[len(prefix):], k) for p, k in dups if p == prefix or p.startswith(prefix + "/")])
     else:
-        yield _one(obj, base, unit, None, fmt)
+        yield _with_dups(_safe_one(obj, base, unit, None, fmt), dups)
 
 
-def _read_jsonl(unit: Unit, data: bytes, fmt: str | None) -> Iterator[Record]:
+def _with_dups(rec: Record, dups: list[tuple[str, str]]) -> Record:
+    for pointer, key in dups:
+        rec.findings.append(Finding("duplicate_key", f"the key {key!r} appears more than once in this object; "
+                                    "JSON readers keep the last one, so the earlier ones were ignored",
+                                    rec.source, pointer))  # fmt: skip
+    return rec
+
+
+class _DupDict(dict):  # type: ignore[type-arg]
+    dups: list[str]
+
+
+def duplicate_keys(data: bytes | str) -> list[tuple[str, str]]:
+    """``(pointer of the object, key)`` for every key repeated within one JSON object (orjson,
+    like every JSON parser, silently keeps the last one). A second parse with Python's json,
+    whose object hook sees the pairs; [] when there are none or the text does not parse."""
+    import json
+
+    found = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal found
+        d = dict(items)
+        if len(d) == len(items):
+            return d
+        found = True
+        dd = _DupDict(d)
+        seen: set[str] = set()
+        dd.dups = [k for k, _ in items if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+        return dd
+
+    try:
+        obj = json.loads(data, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return []
+    if not found:
+        return []
+    out: list[tuple[str, str]] = []
+    stack: list[tuple[str, Any]] = [("", obj)]
+    while stack:
+        ptr, x = stack.pop()
+        if isinstance(x, dict):
+            out.extend((ptr, k) for k in dict.fromkeys(getattr(x, "dups", ())))
+            stack.extend((f"{ptr}/{_escape(k)}", v) for k, v in x.items())
+        elif isinstance(x, list):
+            stack.extend((f"{ptr}/{i}", v) for i, v in enumerate(x))
+    return sorted(out)
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _read_jsonl(unit: Unit, data: bytes, fmt: str | None, opts: ReadOptions = DEFAULT_READ) -> Iterator[Record]:
     seen = False
     for lineno, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
             continue
         seen = True
         src = Source(fmt or "unknown", unit.path, line=lineno, member=unit.member)
+        if len(line) > opts.max_record_bytes:
+            yield Record(src, None, [Finding("too_large", _too_large("the line", len(line), 0, opts), src)])
+            continue
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as e:
             code, msg = _decode_error(line, e, one_line=True)
             yield Record(src, None, [Finding(code, msg, src)])
             continue
-        yield _one(obj, src, unit, lineno, fmt)
+        yield _with_dups(_safe_one(obj, src, unit, lineno, fmt), duplicate_keys(line) if opts.duplicate_keys else [])
     if not seen:
         src = Source(fmt or "unknown", unit.path, member=unit.member)
         yield Record(src, None, [Finding("empty_input", "the file holds no line", src)])
@@ -228,27 +549,30 @@ def _read_parquet(unit: Unit, data: bytes, fmt: str | None) -> Iterator[Record]:
     base = Source(fmt or "unknown", unit.path, member=unit.member)
     try:
         table = pq.read_table(pa.BufferReader(data), columns=["trajectory"])
+        texts = table.column("trajectory").to_pylist()
     except (pa.ArrowException, OSError, KeyError) as e:
-        yield Record(base, None, [Finding("io_error", f"not a umi trajectory Parquet file: {e}", base)])
+        yield Record(base, None, [Finding("io_error", f"not a readable umi trajectory Parquet file: {e}", base)])
         return
-    for i, text in enumerate(table.column("trajectory").to_pylist()):
+    for i, text in enumerate(texts):
         src = Source(base.format, unit.path, index=i, member=unit.member)
         try:
             obj = orjson.loads(text)
-        except orjson.JSONDecodeError as e:
-            yield Record(src, None, [Finding("json_syntax", str(e), src)])
+        except (orjson.JSONDecodeError, TypeError) as e:
+            code, msg = _decode_error(text.encode() if isinstance(text, str) else b"", e, one_line=True)
+            yield Record(src, None, [Finding(code, msg, src)])
             continue
-        yield _one(obj, src, unit, i, fmt)
+        yield _safe_one(obj, src, unit, i, fmt)
 
 
 def read_inputs(
     paths: Iterable[str | os.PathLike[str]],
     fmt: str | None = None,
     on_unit: Callable[[Unit], None] | None = None,
+    opts: ReadOptions = DEFAULT_READ,
 ) -> Iterator[Record]:
     """Every record of every input, in a stable order; ``on_unit`` is told when a unit is done
     (progress reporting)."""
     for unit in expand(paths):
-        yield from read_unit(unit, fmt)
+        yield from read_unit(unit, fmt, opts)
         if on_unit is not None:
             on_unit(unit)

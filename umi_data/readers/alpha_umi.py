@@ -36,14 +36,18 @@ def read(obj: Any, source: Source, traj_id: str) -> tuple[Trajectory | None, lis
     if not isinstance(obj.get("instruction"), str):
         problems.append(("/instruction", "`instruction` must be a string"))
     tools = obj.get("tools")
-    if not isinstance(tools, list) or not all(isinstance(t, dict) and isinstance(t.get("Name"), str) for t in tools):
+    if not isinstance(tools, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("Name"), str) and isinstance(t.get("input") or {}, dict)
+        and isinstance(t.get("function", ""), str) for t in tools
+    ):
         problems.append(("/tools", "`tools` must be a list of {Name, function, input} docs"))
     convs = obj.get("conversations")
     if not isinstance(convs, list):
         problems.append(("/conversations", "`conversations` must be a list"))
         convs = []
     for i, item in enumerate(convs):
-        if not isinstance(item, dict) or item.get("from") not in FROM_TO_TURN or not isinstance(item.get("value"), str):
+        if not isinstance(item, dict) or not isinstance(item.get("from"), str) or item["from"] not in FROM_TO_TURN \
+                or not isinstance(item.get("value"), str):
             problems.append((f"/conversations/{i}", "each item needs `from` in user/assistant/caller/observation/"
                              "conclusion and a string `value`"))
     if problems:

@@ -84,6 +84,14 @@ def _observation(content: Any) -> tuple[str, str | None, bool]:
         return (text[text.index(key) + len(key) :] if key in text else ""), None, True
 
 
+class _BadShape(Exception):
+    """A message whose shape no rule applies to: the record is a ``schema`` reject."""
+
+    def __init__(self, pointer: str, message: str) -> None:
+        super().__init__(message)
+        self.pointer, self.message = pointer, message
+
+
 def turns_from_chain(
     query: str, chain: list[dict[str, Any]], source: Source, pointer: str = ""
 ) -> tuple[list[Turn], list[Finding], list[dict[str, Any]]]:
@@ -99,6 +107,9 @@ def turns_from_chain(
         content = msg.get("content")
         if role == "assistant":
             fc = msg.get("function_call")
+            if fc and not isinstance(fc, dict):
+                raise _BadShape(where + "/function_call", "`function_call` must be an object with `name` and "
+                                "`arguments`")
             if not fc:
                 dropped.append({"index": i, "message": msg})
                 findings.append(Finding("dropped_message", "assistant message without a function call "
@@ -138,7 +149,7 @@ def read(obj: Any, source: Source, traj_id: str) -> tuple[Trajectory | None, lis
     if not isinstance(gen, dict):
         return None, [Finding("schema", "`answer_generation` is not an object", source, "/answer_generation")]
     messages = gen.get("train_messages")
-    if not messages:
+    if messages is None or messages == []:
         return None, [Finding("no_trajectory", f"no `train_messages` (valid_data={gen.get('valid_data')}, "
                               f"finish_type={gen.get('finish_type')}): nothing to train on",
                               source, "/answer_generation")]
@@ -147,8 +158,10 @@ def read(obj: Any, source: Source, traj_id: str) -> tuple[Trajectory | None, lis
         problems.append(("/answer_generation/query", "`query` must be a string"))
     if not isinstance(gen.get("function"), list):
         problems.append(("/answer_generation/function", "`function` must be a list of function specs"))
-    chain = messages[-1] if isinstance(messages, list) else None
-    if not isinstance(chain, list) or not all(isinstance(m, dict) for m in chain):
+    if not isinstance(messages, list):
+        problems.append(("/answer_generation/train_messages", "`train_messages` must be a list of message "
+                         f"chains, not {type(messages).__name__ if messages is not None else 'null'}"))
+    elif not isinstance(messages[-1], list) or not all(isinstance(m, dict) for m in messages[-1]):
         ptr = f"/answer_generation/train_messages/{len(messages) - 1}"
         problems.append((ptr, "the last chain must be a list of messages"))
     if problems:
@@ -160,7 +173,10 @@ def read(obj: Any, source: Source, traj_id: str) -> tuple[Trajectory | None, lis
                                   f"/answer_generation/function/{k}")]
         tools.append(Tool(f["name"], str(f.get("description") or ""), f.get("parameters") or {}))
     pointer = f"/answer_generation/train_messages/{len(messages) - 1}"
-    turns, findings, dropped = turns_from_chain(gen["query"], chain, source, pointer)
+    try:
+        turns, findings, dropped = turns_from_chain(gen["query"], messages[-1], source, pointer)
+    except _BadShape as e:
+        return None, [Finding("schema", e.message, source, e.pointer)]
     metadata: dict[str, Any] = {k: gen[k] for k in _METADATA_KEYS if k in gen}
     if dropped:
         metadata["dropped_messages"] = dropped
