@@ -6,18 +6,30 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint clean bench bench-train
 
+# Set-up says one line per step; pip's own output goes to $(SETUP_LOG) and is shown (its last
+# lines) only when a step fails.
+SETUP_LOG := $(VENV)/setup.log
+PIP := $(BIN)/pip install --disable-pip-version-check --no-input
+define pip_step
+	@echo "setup: $(1)"
+	@$(PIP) $(2) >> $(SETUP_LOG) 2>&1 || { echo "setup failed; last lines of $(SETUP_LOG):"; tail -n 25 $(SETUP_LOG); exit 1; }
+endef
+
+EXTRAS := train,dev,lora
+# CPU build of torch first, so the train extra does not pull a CUDA build.
 $(STAMP): pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	# CPU build of torch first, so the train extra does not pull a CUDA build.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[train,dev,lora]"
-	touch $(STAMP)
+	@echo "setup: creating the virtual environment $(VENV) with $(PY)"
+	@$(PY) -m venv $(VENV) && : > $(SETUP_LOG)
+	$(call pip_step,upgrading pip,--upgrade pip)
+	$(call pip_step,installing PyTorch 2.13.0 (CPU build; the largest download),torch==2.13.0)
+	$(call pip_step,installing umi with its train/dev/lora extras (transformers / accelerate / datasets / peft / ruff / pytest …),-e ".[$(EXTRAS)]")
+	@touch $(STAMP)
+	@echo "setup: done ($(VENV); pip's log in $(SETUP_LOG))"
 
 setup: $(STAMP)
 
 demo: $(STAMP)
-	bash pipelines/demo.sh
+	@bash pipelines/demo.sh
 
 test: $(STAMP)
 	$(BIN)/ruff check umi_data umi_train umi_eval tests benchmarks

@@ -7,7 +7,6 @@ import sys
 import time
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -15,7 +14,8 @@ from umi_data.cli_options import allow_empty, read_limits
 from umi_data.pipeline import SplitError, SplitOptions, SplitSummary, read_id_list, split
 from umi_data.readers import FORMATS
 from umi_data.roles import ROLE_NAMES
-from umi_data.terminal import interactive
+from umi_data.templates import BUILTIN
+from umi_data.terminal import console, interactive
 
 
 def _roles(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -24,6 +24,10 @@ def _roles(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[st
     if bad or not roles:
         raise click.BadParameter(f"choose from {', '.join(ROLE_NAMES)} (comma-separated), got {value!r}")
     return roles
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB" if n >= 100_000 else f"{n / 1e3:,.1f} kB"
 
 
 def summary_table(s: SplitSummary) -> Table:
@@ -43,7 +47,8 @@ def summary_table(s: SplitSummary) -> Table:
               help="Role datasets to write, comma-separated.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Force a reader instead of detecting it.")
 @click.option("--template", default="alpha-umi", show_default=True,
-              help="Built-in template name or a JSON template file.")
+              help=f"Built-in template ({', '.join(sorted(BUILTIN))}) or a JSON template file (README: "
+                   "'Custom templates').")
 @click.option("--dev-ratio", default=0.02, show_default=True, type=float,
               help="Share of trajectories (not steps) in the dev split.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the train/dev assignment.")
@@ -82,7 +87,7 @@ def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], 
     """
     from umi_data.cli import check_dataset_info  # one helper for every command
 
-    err = Console(stderr=True)
+    err = console(stderr=True)
     check_dataset_info(dataset_info)
     try:
         exclude = frozenset().union(*(read_id_list(f) for f in exclude_files))
@@ -112,13 +117,17 @@ def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], 
         err.print(f"[red]I/O error:[/red] {e}", highlight=False)
         sys.exit(2)
     if not quiet:
-        out = Console()
+        out = console()
         out.print(summary_table(summary))
         reasons = ", ".join(f"{k} {v}" for k, v in summary.rejected_by_reason.items()) or "none"
         warns = ", ".join(f"{k} {v}" for k, v in summary.warnings_by_code.items()) or "none"
         out.print(f"records {summary.records} = accepted {summary.accepted} + rejected {summary.rejected}"
                   f" ({reasons}); rejects in {summary.outdir}/rejects.jsonl", highlight=False)
         out.print(f"warnings kept: {warns}", highlight=False)
-        out.print(f"{summary.input_bytes / 1e6:,.1f} MB in → {summary.output_bytes / 1e6:,.1f} MB out in "
-                  f"{summary.seconds:.1f} s; see {summary.outdir}/README.md", highlight=False)
+        if summary.accepted:
+            out.print(f"{_mb(summary.input_bytes)} in → {_mb(summary.output_bytes)} of datasets out "
+                      f"in {summary.seconds:.1f} s; see {summary.outdir}/README.md", highlight=False)
+        else:
+            out.print(f"{_mb(summary.input_bytes)} in → no examples written: every record was rejected "
+                      f"({summary.seconds:.1f} s); see {summary.outdir}/rejects.jsonl", highlight=False)
     sys.exit(1 if summary.rejected else 0)

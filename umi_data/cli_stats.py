@@ -38,12 +38,11 @@ def _decision_text(mix: dict[str, int] | None) -> str:
 
 
 def render(stats: list[SplitStats], outdir: str, tokenizer: str | None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    if not console.is_terminal:  # piped or captured: do not wrap tables at 80 columns
-        console = Console(width=160)
+    from umi_data.terminal import console as make_console
+
+    console = make_console()  # piped or captured: wide, so tables are not wrapped at 80 columns
     overview = Table(title=f"umidata stats {outdir}", title_justify="left")
     for name, justify in (
         ("role", "left"),
@@ -115,9 +114,11 @@ def render(stats: list[SplitStats], outdir: str, tokenizer: str | None) -> None:
     show_default=True,
     help="How many tools to list per role and split.",
 )
-def stats(outdir: Path, tokenizer: Path | None, plot_path: Path | None, as_json: bool, top: int) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors (check a split, or just --plot).")
+def stats(outdir: Path, tokenizer: Path | None, plot_path: Path | None, as_json: bool, top: int, quiet: bool) -> None:
     """Examples, trajectories, length distributions, decision mix and most-used tools of a
-    `umidata split` OUTDIR, per role and split."""
+    `umidata split` OUTDIR, per role and split. Every shard is read: an unreadable one is an
+    error naming the file (exit 2)."""
     # polars is imported here, not at start-up: every other umidata command stays quick to start.
     from umi_data.stats import NotASplit, TokenizerError, collect, plot, to_json
 
@@ -131,6 +132,8 @@ def stats(outdir: Path, tokenizer: Path | None, plot_path: Path | None, as_json:
             plot(result, plot_path, unit="tokens" if tokenizer is not None else "chars")
         except OSError as e:
             _fail(f"cannot write {plot_path}: {e.strerror or e}", code=1)
+    if quiet:
+        return
     if as_json:
         payload = to_json(outdir, result, tokenizer)
         if plot_path is not None:

@@ -110,7 +110,9 @@ def parse_planner(text: str) -> PlannerOutput:
     ``clean=True``. Noise is repaired with ``clean=False``: ``</s>`` and white space at the
     end, a marker without the newline before it, a marker followed by more text (the first
     marker wins, what follows is dropped). Text without any marker is a plain message
-    (``decision=None``, the text is the thought)."""
+    (``decision=None``, the text is the thought) and never clean: a planner output must end
+    in a decision marker, so a caller of this parser (evaluation, an agent loop) must not take
+    it for a well-formed step."""
     body, noisy = strip_eos(text)
     trimmed = body.rstrip()
     noisy = noisy or trimmed != body
@@ -118,8 +120,8 @@ def parse_planner(text: str) -> PlannerOutput:
     if decision is not None:
         return PlannerOutput(thought, decision, canonical and not noisy)
     m = _ANY_MARKER_RE.search(trimmed)
-    if m is None:  # a plain message: kept as it is, less the end-of-sequence token
-        return PlannerOutput(body, None, body == text)
+    if m is None:  # a plain message: kept as it is, less the end-of-sequence token; no decision
+        return PlannerOutput(body, None, False)
     span = trimmed[: m.start()]
     return PlannerOutput(span if span.strip() else None, _MARKER_DECISION[m["m"]], False)
 

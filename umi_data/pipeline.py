@@ -20,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import json
 import multiprocessing as mp
 import os
+import shlex
 import shutil
 import signal
 import threading
@@ -420,7 +422,7 @@ class SplitSummary:
     roles: dict[str, dict[str, dict[str, int]]]
     seconds: float
     input_bytes: int
-    output_bytes: int
+    output_bytes: int  # bytes of the role datasets written (shards, glpft-json)
 
 
 def split(
@@ -482,7 +484,7 @@ def _split_locked(
         raise SplitError(f"cannot create {out}: {_os_reason(e)}") from e
     try:
         tick = (lambda done, n: progress(done, total, n)) if progress else None
-        summary = _write_split(units_by_input, units, total, stage, opts, tick)
+        summary = _write_split(units_by_input, units, total, stage, opts, tick, outdir=str(out))
         unread = sum(n for r, n in summary.rejected_by_reason.items() if r in UNREAD_REASONS)
         if summary.records == unread and not opts.allow_empty:
             raise SplitError(f"no record could be read from the inputs ({summary.records} input path(s) unreadable: "
@@ -536,6 +538,7 @@ def _write_split(
     stage: Path,
     opts: SplitOptions,
     tick: Callable[[int, int], None] | None,
+    outdir: str = "OUTDIR",
 ) -> SplitSummary:
     for role in opts.roles:
         (stage / role).mkdir()
@@ -583,7 +586,8 @@ def _write_split(
     summary = SplitSummary(
         outdir="", records=records, accepted=accepted, rejected=records - accepted,
         rejected_by_reason=dict(sorted(reasons.items())), warnings_by_code=dict(sorted(warnings.items())),
-        roles={r: {s: {k: v for k, v in d.items() if k != "files"} for s, d in sd.items()} for r, sd in roles.items()},
+        roles={r: {s: {k: d[k] for k in ("examples", "trajectories")} for s, d in sd.items()}
+               for r, sd in roles.items()},
         seconds=0.0, input_bytes=total, output_bytes=0,
     )
     manifest = {
@@ -605,8 +609,10 @@ def _write_split(
         },
     }
     (stage / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
-    (stage / "README.md").write_text(dataset_card(manifest), encoding="utf-8")
-    summary.output_bytes = sum(p.stat().st_size for p in stage.rglob("*") if p.is_file())
+    (stage / "README.md").write_text(dataset_card(manifest, outdir), encoding="utf-8")
+    # the datasets written (shards, glpft-json), not the rejects ledger or the card
+    datasets_dirs = [stage / r for r in opts.roles] + [stage / "glpft-json"]
+    summary.output_bytes = sum(p.stat().st_size for d in datasets_dirs for p in d.rglob("*") if p.is_file())
     return summary
 
 
@@ -633,10 +639,23 @@ def _name_shards(
             names = [f"{s}-{i:05d}-of-{len(parts):05d}.parquet" for i in range(len(parts))]
             for path, name in zip(parts, names, strict=True):
                 os.replace(path, stage / role / name)
-            roles.setdefault(role, {})[s] = {"files": names}
+            # sizes and digests let `umitrain` refuse a split with a missing, changed or corrupt shard
+            roles.setdefault(role, {})[s] = {
+                "files": names,
+                "bytes": [(stage / role / n).stat().st_size for n in names],
+                "sha256": [_sha256_file(stage / role / n) for n in names],
+            }
             if opts.export_glpft_json:
                 _join_export(stage, role, s, shard_exports, drop)
     return roles
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _join_export(
@@ -665,8 +684,12 @@ def _join_export(
         out.write(b"\n]\n")
 
 
-def dataset_card(manifest: dict[str, Any]) -> str:
-    """The OUTDIR/README.md: what each role dataset is for, counts, template, how to load it."""
+def dataset_card(manifest: dict[str, Any], outdir: str = "OUTDIR") -> str:
+    """The OUTDIR/README.md: what each role dataset is for, counts, template, how to load it.
+
+    The loading snippet names OUTDIR as the user gave it, so it can be pasted as is."""
+    first = "planner" if "planner" in manifest["roles"] else next(iter(manifest["roles"]), "planner")
+    role_dir = json.dumps(Path(outdir, first).as_posix(), ensure_ascii=False)
     lines = [
         "# α-UMi role datasets (umi)",
         "",
@@ -694,10 +717,10 @@ def dataset_card(manifest: dict[str, Any]) -> str:
         "",
         "```python",
         "from datasets import load_dataset",
-        'planner = load_dataset("parquet", data_dir="OUTDIR/planner")',
+        f'{first} = load_dataset("parquet", data_dir={role_dir})',
         "```",
         "",
-        "or train it with `umitrain train --data OUTDIR --role planner --model PATH -o RUN`.",
+        f"or train it with `umitrain train --data {shlex.quote(outdir)} --role {first} --model PATH -o RUN`.",
         "Schemas: `schemas/role-example.schema.json`, `schemas/manifest.schema.json` in the umi repository.",
         "",
     ]

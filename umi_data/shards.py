@@ -11,6 +11,7 @@ split), all inside a staging directory that replaces OUTDIR at the end.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -98,3 +99,17 @@ def drop_rows(path: str, keys: set[tuple[str, str]]) -> int:
             for batch in table.to_batches(max_chunksize=2_000):
                 w.write_table(pa.Table.from_batches([batch], schema=EXAMPLE_SCHEMA))
     return table.num_rows
+
+
+def unreadable_shard(paths: list[Path] | list[str]) -> str | None:
+    """``"<file>: not a readable Parquet file (<reason>)"`` for the first file pyarrow cannot read
+    in full, else None. For the error path only: polars' and datasets' own errors (a ZSTD or
+    footer error) do not say which file they came from."""
+    for path in paths:
+        try:
+            for _ in pq.ParquetFile(path).iter_batches(batch_size=2_000):
+                pass
+        except Exception as e:  # pyarrow raises OSError, ArrowInvalid, ArrowException …
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return f"{path}: not a readable Parquet file ({reason})"
+    return None

@@ -24,6 +24,7 @@ from typing import Any
 import polars as pl
 
 from umi_data.parse import ParseError, parse_caller, parse_global
+from umi_data.shards import unreadable_shard
 
 ROLES = ("global", "planner", "caller", "summarizer")
 SPLITS = ("train", "dev")
@@ -96,7 +97,8 @@ def scan(shards: list[Path]) -> pl.LazyFrame:
     try:
         names = lf.collect_schema().names()
     except (pl.exceptions.PolarsError, OSError) as e:
-        raise NotASplit(f"cannot read {shards[0].parent}: {str(e).splitlines()[0]}") from None
+        where = unreadable_shard(shards)
+        raise NotASplit(where or f"cannot read {shards[0].parent}: {str(e).splitlines()[0]}") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
         raise NotASplit(f"{shards[0].parent} shards lack column(s) {', '.join(missing)}")
@@ -237,6 +239,23 @@ def split_stats(
     count_tokens: TokenCounter | None = None,
     top: int = 10,
     keep_lengths: bool = False,
+) -> SplitStats:
+    try:
+        return _split_stats(role, split, shards, count_tokens, top, keep_lengths)
+    except (pl.exceptions.PolarsError, OSError) as e:
+        where = unreadable_shard(shards)
+        if where is None:
+            raise
+        raise NotASplit(where) from e
+
+
+def _split_stats(
+    role: str,
+    split: str,
+    shards: list[Path],
+    count_tokens: TokenCounter | None,
+    top: int,
+    keep_lengths: bool,
 ) -> SplitStats:
     lf = scan(shards)
     names = lf.collect_schema().names()

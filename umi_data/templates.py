@@ -68,7 +68,18 @@ def load_template(name_or_path: str) -> Template:
     """A built-in template by name, or a JSON template file."""
     if name_or_path in BUILTIN:
         return BUILTIN[name_or_path]
-    data = json.loads(Path(name_or_path).read_text(encoding="utf-8"))
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ValueError(
+            f"not a built-in template ({', '.join(sorted(BUILTIN))}) nor a JSON template file "
+            "(format: README, 'Custom templates')"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"template {name_or_path}: not a JSON file ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"template {name_or_path}: expected a JSON object with `prompts` and `cues`")
     roles = set(ALPHA_UMI_PROMPTS)
     if set(data.get("prompts", {})) != roles or set(data.get("cues", {})) != roles:
         raise ValueError(f"template {name_or_path}: `prompts` and `cues` must each have exactly {sorted(roles)}")

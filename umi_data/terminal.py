@@ -40,3 +40,17 @@ def interrupt_early(prog: str, module: str) -> None:
         and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     ):
         signal.signal(signal.SIGINT, early_interrupt_handler)
+
+
+PIPED_WIDTH = 200  # rich's 80-column default would wrap tables and summary lines in logs and pipes
+
+
+def console(stderr: bool = False):  # type: ignore[no-untyped-def]
+    """A rich console; when not writing to a terminal, wide and without soft wrapping, so piped
+    output keeps one table row or summary line per line."""
+    from rich.console import Console
+
+    c = Console(stderr=stderr)
+    if not c.is_terminal:
+        c = Console(stderr=stderr, width=PIPED_WIDTH, soft_wrap=True)
+    return c

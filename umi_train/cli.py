@@ -1,17 +1,27 @@
-"""`umitrain`: thin click wrappers; the work lives in train.py / glpft.py / tiny.py."""
+"""`umitrain`: thin click wrappers; the work lives in train.py / glpft.py / tiny.py.
+
+Exit codes (``umi_data.cli_errors``): 0 ok, 2 usage or I/O error (bad path, role, option, a split
+that does not match its manifest, a run dir holding a different run), 3 internal error (one line
++ a traceback file), 130 interrupted (re-running the same command resumes).
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
-import click
+from umi_data.terminal import interrupt_early
 
-from umi_train import ROLES, UserError, __version__
+interrupt_early("umitrain", "umi_train")  # Ctrl-C while torch is still importing: one line, exit 130
+
+import click  # noqa: E402
+
+from umi_data.cli_errors import GuardedGroup  # noqa: E402
+from umi_train import ROLES, UserError, __version__  # noqa: E402
+from umi_train.tracking import REPORT_TO  # noqa: E402
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -26,24 +36,20 @@ def _setup_logging(quiet: bool) -> None:
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
 
 
-def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A mistake the user can fix prints one line and exits 2; no traceback."""
-
-    @wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except UserError as exc:
-            click.echo(f"umitrain: error: {exc}", err=True)
-            sys.exit(2)
-
-    return run
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=GuardedGroup,
+    prog="umitrain",
+    usage_errors=(UserError,),
+    interrupted="interrupted: nothing half-written is used; run the same command again to resume",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="umitrain")
 def main() -> None:
-    """Train α-UMi planner / caller / summarizer models with GLPFT."""
+    """Train α-UMi planner / caller / summarizer models with GLPFT.
+
+    Exit codes: 0 ok, 2 usage or I/O error (also: a split that does not match its manifest.json,
+    a run directory holding a different run), 3 internal error (one line + a traceback file),
+    130 interrupted (Ctrl-C; the same command resumes)."""
 
 
 _OVERRIDES = [
@@ -80,7 +86,20 @@ _OVERRIDES = [
     click.option("--lora", help="LoRA, e.g. r=16,alpha=32,dropout=0.05,target=q_proj+v_proj (needs peft)."),
     click.option("--attn-implementation", help="e.g. sdpa, eager, flash_attention_2 [model default]."),
     click.option("--num-proc", type=int, help="Tokenization processes [auto]."),
+    click.option(
+        "--report-to",
+        type=click.Choice(REPORT_TO),
+        help="Experiment tracker (transformers' integration) [none]; tensorboard writes RUNDIR/runs/RUN_NAME.",
+    ),
+    click.option("--run-name", help="Tracker run name [the run directory's name; glpft: NAME-<role>]."),
 ]
+_OVERWRITE = click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace a run in the output dir that was trained from different data, model or options "
+    "(without it such a re-run is refused; an identical finished run is skipped).",
+)
+_QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-step logs; summary only.")
 
 
 def _override_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -110,6 +129,8 @@ def _collect(kwargs: dict[str, Any]) -> dict[str, Any]:
         "lora",
         "attn_implementation",
         "num_proc",
+        "report_to",
+        "run_name",
     )
     out = {n: kwargs.pop(n) for n in names}
     if out["lora"] is not None:
@@ -121,12 +142,12 @@ def _collect(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 @main.command()
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="An `umidata split` output dir.")
-@click.option("--role", required=True, help=f"One of: {', '.join(ROLES)}.")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="Role dataset to train on.")
 @click.option(
     "--model",
-    default="tiny",
-    show_default=True,
-    help="Local model dir or hub name, or `tiny` (offline random tiny LLaMA + BPE tokenizer).",
+    required=True,
+    help="Local model dir (checked first), hub name (from the local cache, or downloaded), or `tiny` "
+    "(offline random tiny LLaMA + BPE tokenizer, for demos and tests).",
 )
 @click.option("-o", "--output-dir", required=True, type=click.Path(path_type=Path), help="Run directory.")
 @click.option(
@@ -136,9 +157,9 @@ def _collect(kwargs: dict[str, Any]) -> dict[str, Any]:
     help="auto: continue from RUNDIR's last checkpoint; never: start over; or a checkpoint dir.",
 )
 @click.option("--trust-remote-code", is_flag=True, help="Allow the model repo's own Python code (off).")
-@click.option("--quiet", is_flag=True, help="No progress bars or per-step logs; summary only.")
+@_OVERWRITE
+@_QUIET
 @_override_options
-@_user_errors
 def train(
     data: Path,
     role: str,
@@ -146,6 +167,7 @@ def train(
     output_dir: Path,
     resume: str,
     trust_remote_code: bool,
+    overwrite: bool,
     quiet: bool,
     **kwargs: Any,
 ) -> None:
@@ -154,8 +176,6 @@ def train(
     from umi_train.glpft import recipe_defaults
     from umi_train.train import TrainConfig, format_summary, train_role
 
-    if role not in ROLES:
-        raise UserError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
     opts = {**recipe_defaults(role), **_collect(kwargs)}
     cfg = TrainConfig(
         data=data,
@@ -164,6 +184,7 @@ def train(
         model=model,
         resume=resume,
         trust_remote_code=trust_remote_code,
+        overwrite=overwrite,
         quiet=quiet,
         **opts,
     )
@@ -194,9 +215,9 @@ def train(
     help="auto: skip finished stages, resume interrupted ones; never: retrain everything.",
 )
 @click.option("--trust-remote-code", is_flag=True, help="Allow the model repo's own Python code (off).")
-@click.option("--quiet", is_flag=True, help="No progress bars or per-step logs; summaries only.")
+@_OVERWRITE
+@_QUIET
 @_override_options
-@_user_errors
 def glpft(
     pipeline: Path,
     data: Path | None,
@@ -205,6 +226,7 @@ def glpft(
     sets: tuple[str, ...],
     resume: str,
     trust_remote_code: bool,
+    overwrite: bool,
     quiet: bool,
     **kwargs: Any,
 ) -> None:
@@ -220,6 +242,7 @@ def glpft(
         "resume": resume,
         "quiet": quiet,
         "trust_remote_code": trust_remote_code or None,
+        "overwrite": overwrite or None,
     }
     result = run_glpft(
         pipeline,
@@ -234,12 +257,15 @@ def glpft(
 @main.command()
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="An `umidata split` output dir.")
 @click.option(
-    "--role", default="global", show_default=True, help="Role whose train text trains the tokenizer."
+    "--role",
+    type=click.Choice(ROLES),
+    default="global",
+    show_default=True,
+    help="Role whose train text trains the tokenizer.",
 )
 @click.option("-o", "--output-dir", required=True, type=click.Path(path_type=Path))
 @click.option("--vocab-size", default=2000, show_default=True)
 @click.option("--seed", default=42, show_default=True)
-@_user_errors
 def tiny(data: Path, role: str, output_dir: Path, vocab_size: int, seed: int) -> None:
     """Build the offline tiny model + tokenizer (what `--model tiny` uses) into a directory."""
     from umi_train.data import role_shards

@@ -7,13 +7,13 @@ so a re-run skips finished stages and resumes an interrupted one from its last c
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from umi_train import UserError
+from umi_train.runstate import write_json_atomic
 from umi_train.train import CONFIG_KEYS, MODEL_DIR, TrainConfig, format_summary, parse_lora, train_role
 
 log = logging.getLogger("umi_train")
@@ -27,7 +27,7 @@ RECIPE: dict[str, dict[str, Any]] = {
     "summarizer": {"epochs": 2, "lr": 1e-5, "warmup_ratio": 0.4, "weight_decay": 0.01},
 }
 TOP_KEYS = {"model", "data", "output_dir", "common", "stage1", "stage2", "lora"}
-STAGE_KEYS = CONFIG_KEYS - {"data", "role", "output_dir", "model", "callbacks"}
+STAGE_KEYS = CONFIG_KEYS - {"data", "role", "output_dir", "model", "callbacks", "overwrite"}
 
 
 def recipe_defaults(role: str) -> dict[str, Any]:
@@ -153,7 +153,10 @@ def run_glpft(
         stage = 1 if role == "global" else 2
         run_dir = stage1_dir if stage == 1 else out / f"stage2-{role}"
         init = model if stage == 1 else str(stage1_dir / MODEL_DIR)
-        cfg = TrainConfig(data=data, role=role, output_dir=run_dir, model=init, **{**opts, **extra})
+        stage_opts = {**opts, **extra}
+        if stage_opts.get("run_name"):  # one tracker run per stage
+            stage_opts["run_name"] = f"{stage_opts['run_name']}-{role}"
+        cfg = TrainConfig(data=data, role=role, output_dir=run_dir, model=init, **stage_opts)
         log.info("GLPFT stage %d: %s -> %s (init %s)", stage, role, run_dir, init)
         summary = train_role(cfg, init_from=init)
         if summary:
@@ -161,7 +164,7 @@ def run_glpft(
         summaries.append(summary)
     result = {"pipeline": str(path), "output_dir": str(out), "stages": summaries}
     if all(summaries):
-        (out / "glpft-summary.json").write_text(json.dumps(result, indent=2))
+        write_json_atomic(out / "glpft-summary.json", result)
     return result
 
 

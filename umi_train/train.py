@@ -16,8 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from umi_data.terminal import interactive
-from umi_train import ROLES, UserError
+from umi_train import ROLES, UserError, __version__
 from umi_train.data import OVERLONG_POLICIES, TokenStats, role_shards, tokenize_role
+from umi_train.models import TINY, model_key, resolve_model
+from umi_train.runstate import (
+    RUN_FILE,
+    clear_run,
+    complete_checkpoint,
+    decide,
+    identity,
+    last_complete_checkpoint,
+    write_json_atomic,
+)
+from umi_train.tracking import REPORT_TO, attach, check_report_to, tracking_callback
+from umi_train.verify import located_read_errors, verify_data
 
 log = logging.getLogger("umi_train")
 
@@ -58,6 +70,9 @@ class TrainConfig:
     num_proc: int | None = None
     tiny_vocab: int = 2000
     quiet: bool = False
+    report_to: str = "none"  # tensorboard | wandb | mlflow | none (transformers' integrations)
+    run_name: str | None = None  # tracker run name [RUNDIR's name]
+    overwrite: bool = False  # replace a run trained from different data / model / options
     callbacks: list[Any] = field(default_factory=list)  # library use only (tests, notebooks)
 
     def __post_init__(self) -> None:
@@ -70,6 +85,8 @@ class TrainConfig:
             raise UserError(f"--resume must be auto, never or a checkpoint directory, got {self.resume!r}")
         if self.max_length < 8:
             raise UserError(f"--max-length {self.max_length} is too small")
+        if self.report_to not in REPORT_TO:
+            raise UserError(f"--report-to {self.report_to!r}: expected one of {', '.join(REPORT_TO)}")
 
 
 CONFIG_KEYS = frozenset(f.name for f in fields(TrainConfig)) - {"callbacks"}
@@ -111,11 +128,11 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _load_model_and_tokenizer(cfg: TrainConfig, model_path: str, bf16: bool):
+def _load_model_and_tokenizer(cfg: TrainConfig, model_path: str, bf16: bool, local_only: bool = True):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
+    kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code, "local_files_only": local_only}
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path, use_fast=True, **kwargs)
         mkw: dict[str, Any] = {"dtype": torch.float32, **kwargs}
@@ -131,7 +148,27 @@ def _load_model_and_tokenizer(cfg: TrainConfig, model_path: str, bf16: bool):
         raise UserError(f"{model_path}: the tokenizer has no EOS token")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # only used for padding; labels are padded with -100
+    # umi drops or trims over-long examples itself and says so in the summary: transformers'
+    # "Token indices sequence length is longer than …" warning would only repeat it, less precisely
+    tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
     return model, tokenizer
+
+
+class _DropMessages(logging.Filter):
+    """Library log lines that umi handles or that carry nothing for the user."""
+
+    NOISE = ("mtime may not be reliable",)  # checkpoint rotation on a fast run: harmless fallback
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(n in record.getMessage() for n in self.NOISE)
+
+
+def _quiet_library_logs() -> None:
+    flt = _DropMessages()
+    for name in ("transformers.trainer_utils", "transformers.trainer"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(flt)
 
 
 def _checkpointing_args(args_cls, on: bool) -> dict[str, Any]:
@@ -190,33 +227,58 @@ def _as_callback(clock: _RunClock):
 
 def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]:
     """Train ``cfg.role`` from ``cfg.model`` (or resume), save the model, return the run summary."""
-    import torch
-    from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
-
     out = cfg.output_dir
-    role_shards(cfg.data, cfg.role, "train")  # validates data dir and role early
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    check_report_to(cfg.report_to)
+    data_check = verify_data(cfg.data, cfg.role)  # refuses missing, extra, changed or corrupt shards
+    model_ref, local_only = resolve_model(cfg.model)  # local first; fails fast offline
+    options = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    ident = identity(data_check.digest, model_key(cfg.model), options)
     previous = read_summary(out)
-    if cfg.resume == "auto" and previous and previous.get("status") == "done":
-        log.info("%s: already finished (%s); skipping. Use --resume never to train again.", out, SUMMARY)
-        return {**previous, "skipped": True}
+    finished = bool(previous and previous.get("status") == "done")
     ckpt_root = out / CHECKPOINTS
-    if cfg.resume == "never" and out.exists() and int(os.environ.get("RANK", "0")) == 0:
-        for stale in (ckpt_root, out / MODEL_DIR, out / SUMMARY):  # one rank clears, before any rank writes
-            if stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)
-            elif stale.exists():
-                stale.unlink(missing_ok=True)
+    if cfg.resume == "never":
+        action = "clear" if out.exists() else "fresh"
+    elif cfg.resume == "auto":
+        has_ckpt = ckpt_root.is_dir() and any(ckpt_root.glob("checkpoint-*"))
+        action = decide(out, ident, finished, has_ckpt, cfg.overwrite)
+    else:
+        if not complete_checkpoint(Path(cfg.resume)):
+            raise UserError(f"--resume {cfg.resume}: not a complete checkpoint (no readable trainer_state.json)")
+        action = "resume"
+    if action == "skip":
+        return {**previous, "skipped": True}
+    if action == "clear" and rank0:  # one rank clears, before any rank writes
+        clear_run(out, (CHECKPOINTS, MODEL_DIR, SUMMARY, RUN_FILE, "data-report.json", "data-manifest.json",
+                        "adapter", "init"))
     out.mkdir(parents=True, exist_ok=True)
+    run_name = cfg.run_name or out.resolve().name
+    umi_config = {
+        "umi_version": __version__,
+        "role": cfg.role,
+        "data": str(cfg.data),
+        "data_digest": data_check.digest,
+        "manifest_sha256": data_check.manifest_sha256,
+        "split_umi_version": data_check.umi_version,
+        "model": cfg.model,
+        "init_from": init_from or cfg.model,
+        "run_name": run_name,
+    }
+    if rank0:
+        write_json_atomic(out / RUN_FILE, {**umi_config, "identity": ident})
     last_ckpt: str | None = None
-    if cfg.resume == "auto" and ckpt_root.is_dir():
-        last_ckpt = get_last_checkpoint(str(ckpt_root))
-    elif cfg.resume not in ("auto", "never"):
+    if cfg.resume == "auto":
+        last_ckpt = last_complete_checkpoint(ckpt_root, main_process=rank0)
+    elif cfg.resume != "never":
         last_ckpt = cfg.resume
+    import torch  # after the checks above: a wrong path or an offline hub fails before this import
+    from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments, set_seed
+
+    _quiet_library_logs()
 
     cuda = torch.cuda.is_available()
     bf16 = cfg.bf16 and cuda and torch.cuda.is_bf16_supported()
-    notes: list[str] = []
+    notes: list[str] = list(data_check.notes)
     if cfg.bf16 and not bf16:
         notes.append("bf16 switched off: no CUDA device with bf16 support (training in fp32)")
     progress = interactive(cfg.quiet)
@@ -240,7 +302,8 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         save_total_limit=cfg.save_total_limit,
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
-        report_to="none",
+        report_to=cfg.report_to,
+        run_name=run_name,
         seed=cfg.seed,
         disable_tqdm=not progress,
         include_num_input_tokens_seen="non_padding",
@@ -252,27 +315,31 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
     )
 
     # 1. Model + tokenizer (the offline tiny model is built once per run dir, then reloaded on resume).
-    model_path = cfg.model
+    model_path = model_ref
     with args.main_process_first(desc="prepare model"):
-        if cfg.model == "tiny":
+        if cfg.model == TINY:
             from umi_train.tiny import make_tiny
 
             init_dir = out / "init"
             if not (init_dir / "config.json").is_file():
                 log.info("building the offline tiny model + tokenizer from %s/%s", cfg.data, cfg.role)
-                make_tiny(
-                    role_shards(cfg.data, cfg.role, "train"),
-                    init_dir,
-                    seed=cfg.seed,
-                    vocab_size=cfg.tiny_vocab,
-                )
+                shards = role_shards(cfg.data, cfg.role, "train")
+                with located_read_errors(shards):
+                    make_tiny(shards, init_dir, seed=cfg.seed, vocab_size=cfg.tiny_vocab)
             model_path = str(init_dir)
-    model, tokenizer = _load_model_and_tokenizer(cfg, model_path, bf16)
+    model, tokenizer = _load_model_and_tokenizer(cfg, model_path, bf16, local_only)
     init_digest = weights_digest(model)
+    limit = tokenizer.model_max_length
+    if isinstance(limit, int) and 0 < limit < cfg.max_length:
+        notes.append(
+            f"--max-length {cfg.max_length} is above the model's {limit} tokens (tokenizer model_max_length): "
+            f"examples longer than {limit} tokens are trained on positions the model was not built for"
+        )
 
     # 2. Data: tokenize (cached), mask audit, overlong policy.
     stats: dict[str, TokenStats] = {}
-    with args.main_process_first(desc="tokenize"):
+    all_shards = [p for split in ("train", "dev") for p in role_shards(cfg.data, cfg.role, split)]
+    with args.main_process_first(desc="tokenize"), located_read_errors(all_shards):
         tokenized = {
             split: tokenize_role(
                 cfg.data,
@@ -301,11 +368,7 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         ok, packing_reason = packing_supported(model, packed)
         if ok:
             batching, collate = mode, packed  # the Trainer gets the very collator the probe checked
-        else:
-            log.warning(
-                "packing refused, falling back to dynamic padding + length-grouped batches: %s",
-                packing_reason,
-            )
+        # else: the summary's batching line says "dynamic padding" and why (said once, there)
     packing = batching != "pad"
     # packed batches gain nothing from length grouping (rows are filled across lengths); padding does
     args.train_sampling_strategy = "random" if packing else "group_by_length"
@@ -314,16 +377,14 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
 
     manifest_src = cfg.data / "manifest.json"
     if args.process_index == 0:
-        if manifest_src.is_file():
+        if manifest_src.is_file():  # (without one, data_check's note already says so)
             shutil.copyfile(manifest_src, out / "data-manifest.json")
-        else:
-            notes.append(f"no manifest.json in {cfg.data}; the run records no data manifest")
         report = {"role": cfg.role, "train": stats["train"].to_dict(), "dev": stats["dev"].to_dict()}
-        (out / "data-report.json").write_text(json.dumps(report, indent=2))
-    for note in notes:
-        log.warning(note)
+        write_json_atomic(out / "data-report.json", report)
+    # notes (bf16 off, no manifest …) are said once, in the run summary
 
     clock = _RunClock()
+    tracker = tracking_callback(umi_config, out / "runs" / run_name) if cfg.report_to != "none" else None
     trainer = Trainer(
         model=model,
         args=args,
@@ -331,8 +392,10 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         eval_dataset=dev_ds,
         data_collator=collate or make_collator(tokenizer, "pad", pad_multiple),
         processing_class=tokenizer,
-        callbacks=[_as_callback(clock), *cfg.callbacks],
+        callbacks=[_as_callback(clock), *cfg.callbacks, *([tracker] if tracker else [])],
     )
+    if tracker is not None:
+        attach(trainer, tracker)
     if not progress:
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
@@ -341,21 +404,27 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
     result = trainer.train(resume_from_checkpoint=last_ckpt)
     dev_loss = trainer.evaluate()["eval_loss"] if dev_ds is not None else None
 
-    # 4. Save: safetensors weights + tokenizer + the data manifest, in one loadable directory.
+    # 4. Save: safetensors weights + tokenizer + the data manifest, in one loadable directory,
+    #    written beside model/ and renamed into place (a kill never leaves a half-written model/).
     model_dir = out / MODEL_DIR
+    partial = out / f".{MODEL_DIR}.partial"
+    if trainer.is_world_process_zero():
+        shutil.rmtree(partial, ignore_errors=True)
     final = trainer.model
     if cfg.lora and trainer.is_world_process_zero():
         final.save_pretrained(out / "adapter")
         final = final.merge_and_unload()
     if cfg.lora:
-        final.save_pretrained(model_dir, is_main_process=trainer.is_world_process_zero())
+        final.save_pretrained(partial, is_main_process=trainer.is_world_process_zero())
     else:
-        trainer.save_model(str(model_dir))
+        trainer.save_model(str(partial))
     if not trainer.is_world_process_zero():
         return {}
-    tokenizer.save_pretrained(model_dir)
+    tokenizer.save_pretrained(partial)
     if (out / "data-manifest.json").is_file():
-        shutil.copyfile(out / "data-manifest.json", model_dir / "data-manifest.json")
+        shutil.copyfile(out / "data-manifest.json", partial / "data-manifest.json")
+    shutil.rmtree(model_dir, ignore_errors=True)
+    os.replace(partial, model_dir)
 
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
     summary: dict[str, Any] = {
@@ -365,6 +434,10 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         "init_from": init_from or cfg.model,
         "init_digest": init_digest,
         "data": str(cfg.data),
+        "data_digest": data_check.digest,
+        "manifest_sha256": data_check.manifest_sha256,
+        "report_to": cfg.report_to,
+        "run_name": run_name,
         "output_dir": str(out),
         "model_dir": str(model_dir),
         "examples": {k: v.to_dict() for k, v in stats.items()},
@@ -392,7 +465,7 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         "seconds": round(clock.seconds, 3),
         "tokens_per_second": round(clock.tokens / clock.seconds, 1) if clock.seconds else None,
     }
-    (out / SUMMARY).write_text(json.dumps(summary, indent=2))
+    write_json_atomic(out / SUMMARY, summary)  # last: its presence means the run is complete
     return summary
 
 
@@ -445,7 +518,10 @@ BATCHING_LABELS = {
 def format_summary(s: dict[str, Any]) -> str:
     """The one-screen end-of-run report."""
     if s.get("skipped"):
-        return f"{s['role']}: already finished in {s['output_dir']} (skipped; --resume never to retrain)"
+        return (
+            f"{s['role']}: already finished in {s['output_dir']} from the same data, model and options "
+            "(skipped; --overwrite or --resume never to retrain)"
+        )
     tr = s["examples"]["train"]
     dev = s["examples"]["dev"]
     dropped = tr["dropped_overlong"] + tr["dropped_completion_too_long"]

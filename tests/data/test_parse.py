@@ -54,7 +54,8 @@ def check_round_trip(traj: Trajectory) -> dict[str, int]:
             if role == "planner":
                 out = parse_planner(ex.completion)
                 assert (out.thought, out.decision) == (turn.thought, turn.decision), where
-                assert out.clean == (turn.raw is None), where
+                # clean: a canonical value with a decision marker (a plain message has none)
+                assert out.clean == (turn.raw is None and turn.decision is not None), where
             elif role == "caller":
                 calls, clean = parse_caller_clean(ex.completion)
                 assert turn.raw is None, where
@@ -177,8 +178,9 @@ def test_planner_examples_and_noise() -> None:
     assert out == PlannerOutput("I will call X.", "call", False)
     out = parse_planner("Next: give up. I cannot do more.")
     assert out == PlannerOutput(None, "give_up", False)
-    # no marker: a plain message
-    assert parse_planner("Should I try again?") == PlannerOutput("Should I try again?", None, True)
+    # no decision marker: a plain message, never a clean planner parse (issue 13)
+    assert parse_planner("Should I try again?") == PlannerOutput("Should I try again?", None, False)
+    assert parse_planner("Based the the information, I will").clean is False
     assert parse_planner("Should I try again?</s>") == PlannerOutput("Should I try again?", None, False)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Callable
@@ -87,6 +88,7 @@ def write_split(
         "train": [r for t in trajs[:n_traj] for r in t],
         "dev": [r for t in trajs[n_traj:] for r in t],
     }
+    roles: dict[str, dict] = {}
     for role in ROLES:
         for split, rows in split_rows.items():
             chosen = [r for r in rows if role == "global" or r["role"] == role]
@@ -110,8 +112,18 @@ def write_split(
                         ]
                     ),
                 )
-                pq.write_table(table, out / role / f"{split}-{i:05d}-of-{k:05d}.parquet")
-    (out / "manifest.json").write_text(json.dumps({"kind": "umidata-split", "seed": seed, "fixture": True}))
+                path = out / role / f"{split}-{i:05d}-of-{k:05d}.parquet"
+                pq.write_table(table, path)
+                entry = roles.setdefault(role, {}).setdefault(
+                    split, {"files": [], "bytes": [], "sha256": [], "examples": 0, "trajectories": 0}
+                )
+                entry["files"].append(path.name)
+                entry["bytes"].append(path.stat().st_size)
+                entry["sha256"].append(hashlib.sha256(path.read_bytes()).hexdigest())
+                entry["examples"] += len(part)
+    # the manifest `umidata split` writes, as far as umitrain reads it (files, sizes, digests, rows)
+    manifest = {"format": "umi.split/v1", "umi_version": "fixture", "options": {"seed": seed}, "roles": roles}
+    (out / "manifest.json").write_text(json.dumps(manifest))
     return out
 
 

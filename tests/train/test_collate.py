@@ -140,7 +140,7 @@ def test_probe_refuses_attention_that_ignores_boundaries(tiny_dir: Path, mode: s
 def test_trainer_falls_back_to_padding_and_says_so(
     split_dir: Path, tiny_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from umi_train.train import TrainConfig, train_role
+    from umi_train.train import TrainConfig, format_summary, train_role
 
     cfg = TrainConfig(
         data=split_dir,
@@ -157,5 +157,7 @@ def test_trainer_falls_back_to_padding_and_says_so(
     with caplog.at_level(logging.WARNING, logger="umi_train"):
         summary = train_role(cfg)
     assert summary["packing"] is False and "attend to each other" in summary["packing_reason"]
-    assert any("falling back to dynamic padding" in r.getMessage() for r in caplog.records)
+    # said once, in the summary's batching line (issue 13: no separate warning repeating it)
+    assert "dynamic padding, length-grouped: packed examples attend to each other" in format_summary(summary)
+    assert not any("dynamic padding" in r.getMessage() for r in caplog.records)
     assert summary["steps"] == 2

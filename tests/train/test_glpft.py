@@ -46,6 +46,15 @@ def test_tiny_pipeline_runs_both_stages_from_stage1_weights(split_dir: Path, tmp
         echo=lambda _: None,
     )
     assert all(s.get("skipped") for s in again["stages"])
+    # a changed stage-2 option: stage 1 and the planner are still skipped, the caller is refused
+    with pytest.raises(UserError, match=r"stage2-caller holds a finished run with different inputs \(lr "):
+        run_glpft(
+            PIPELINES / "tiny-glpft.yaml",
+            {"data": str(split_dir), "output_dir": str(out)},
+            (*sets, "stage2.caller.lr=1e-4"),
+            {"quiet": True},
+            echo=lambda _: None,
+        )
 
 
 def test_toolbench_pipeline_is_the_published_recipe() -> None:

@@ -19,18 +19,13 @@ from umi_train.train import TrainConfig, read_summary, train_role
 FAST = {"gradient_checkpointing": False, "quiet": True, "tiny_vocab": 600, "logging_steps": 1}
 
 
+PLANNER = {"max_steps": 36, "lr": 3e-3, "warmup_ratio": 0.1, "batch_size": 4, "save_steps": 12, **FAST}
+
+
 @pytest.fixture(scope="module")
 def planner_run(split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     cfg = TrainConfig(
-        data=split_dir,
-        role="planner",
-        output_dir=tmp_path_factory.mktemp("run") / "planner",
-        max_steps=36,
-        lr=3e-3,
-        warmup_ratio=0.1,
-        batch_size=4,
-        save_steps=12,
-        **FAST,
+        data=split_dir, role="planner", output_dir=tmp_path_factory.mktemp("run") / "planner", **PLANNER
     )
     return train_role(cfg)
 
@@ -66,7 +61,7 @@ def test_run_dir_holds_weights_tokenizer_manifest_and_reports(planner_run: dict,
 
 
 def test_finished_run_is_skipped(planner_run: dict, split_dir: Path) -> None:
-    cfg = TrainConfig(data=split_dir, role="planner", output_dir=Path(planner_run["output_dir"]), **FAST)
+    cfg = TrainConfig(data=split_dir, role="planner", output_dir=Path(planner_run["output_dir"]), **PLANNER)
     again = train_role(cfg)
     assert again["skipped"] is True and again["steps"] == 36
 
@@ -84,7 +79,7 @@ KILLER = textwrap.dedent("""
 
     train_role(TrainConfig(data=Path(sys.argv[1]), role="caller", output_dir=Path(sys.argv[2]), max_steps=20,
                            lr=3e-3, warmup_ratio=0.1, save_steps=10, gradient_checkpointing=False,
-                           quiet=True, tiny_vocab=600, logging_steps=1, callbacks=[Kill()]))
+                           quiet=True, logging_steps=1, callbacks=[Kill()]))
 """)
 
 
@@ -109,6 +104,12 @@ def test_killed_run_resumes_from_its_checkpoint(split_dir: Path, tmp_path: Path)
             str(split_dir),
             "--role",
             "caller",
+            "--model",
+            "tiny",
+            "--epochs",
+            "2",
+            "--weight-decay",
+            "0",
             "-o",
             str(out),
             "--max-steps",
@@ -160,10 +161,9 @@ def _err(result) -> str:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--data", "NOPE", "--role", "planner", "-o", "R"], "data directory not found"),
-        (["train", "--data", "SPLIT", "--role", "critic", "-o", "R"], "unknown role 'critic'"),
+        (["train", "--data", "NOPE", "--role", "planner", "--model", "tiny", "-o", "R"], "data directory not found"),
         (
-            ["train", "--data", "SPLIT", "--role", "planner", "-o", "R", "--lora", "rank"],
+            ["train", "--data", "SPLIT", "--role", "planner", "--model", "tiny", "-o", "R", "--lora", "rank"],
             "expected key=value",
         ),
         (["glpft", "NOPE.yaml"], "pipeline file not found"),
