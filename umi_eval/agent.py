@@ -57,13 +57,12 @@ from umi_data.roles import examples
 from umi_data.templates import ALPHA_UMI, Template
 from umi_data.trajectory import Call, Source, Tool, Trajectory, Turn, derive_outcome
 from umi_data.writers import atomic_path
-from umi_eval.backends import Backend, Decoding, Generation
+from umi_eval.backends import Backend, Decoding, Generation, OpenAIBackend
 from umi_eval.queries import Query, Reject
+from umi_eval.route import postprocess, route
 from umi_eval.tools import Executor, Observation, call_tool, decode_arguments, error_content, schema_errors
 
 FORMAT = "umi-run"
-ROUTES = (("Next: give up.", "give_up"), ("Next: conclusion.", "conclude"), ("Next: caller.", "call"))
-_EMPTY = ("", ".", ",")
 _TOOL_ERRORS = ("tool_error", "timeout", "unavailable", "no_record", "invalid_arguments")
 # ToolBench's DFSDT "diversity" message (``Algorithms/DFS.py``), as it appears in the training data.
 DIVERSITY = (
@@ -112,6 +111,15 @@ class LoopConfig:
         return d
 
 
+class RunError(Exception):
+    """Nothing to run (no query read): a usage error."""
+
+
+class ModelError(Exception):
+    """A backend could not complete a prompt (server error): the query is not written, it is
+    listed in the rejects file and runs again on resume."""
+
+
 class _Locked:
     """Serialises calls to a backend that is not known to be thread-safe (a model in this
     process); ``thread_safe = True`` on a backend (an HTTP client) lets threads overlap."""
@@ -122,7 +130,7 @@ class _Locked:
         self._lock = threading.Lock()
 
     def generate(self, prompts: list[str], decoding: Decoding) -> list[Generation]:
-        if getattr(self.backend, "thread_safe", False):
+        if isinstance(self.backend, OpenAIBackend) or getattr(self.backend, "thread_safe", False):
             return self.backend.generate(prompts, decoding)
         with self._lock:
             return self.backend.generate(prompts, decoding)
@@ -172,18 +180,19 @@ class _Run:
         if attempt:
             decoding = dataclasses.replace(decoding, seed=decoding.seed + attempt)
         gen = backend.generate([prompt], decoding)[0]
+        if gen.error:
+            raise ModelError(f"{backend.name}: {gen.error}")
         self.st.prompt_tokens += gen.prompt_tokens
         self.st.completion_tokens += gen.completion_tokens
         if gen.truncated and attempt == 0:
             self.st.find("prompt_truncated", turn, "the prompt was cut from the left to fit the model's input")
-        text = gen.text[2:] if gen.text.startswith(": ") else gen.text
-        return text.rstrip()
+        return postprocess(gen.text).rstrip()
 
     def _planner_text(self, backend: Backend, prompt: str, turn: int) -> str:
         attempts = self.cfg.planner_attempts if self.cfg.decoding.temperature > 0 else 1
         for attempt in range(attempts):
             text = self._generate(backend, prompt, turn, attempt)
-            if text.strip() not in _EMPTY:
+            if text != "none":
                 return text
         self.st.find("planner_empty", turn, f"empty planner output after {attempts} attempt(s); it became `none`")
         return "none"
@@ -195,14 +204,15 @@ class _Run:
         at = len(turns)
         prompt = self._prompt("planner", turns, Turn("planner", decision="give_up"))
         text = self._planner_text(self.models.planner, prompt, at)  # type: ignore[arg-type]
-        decision, cut = next(((d, text[: text.index(m) + len(m)]) for m, d in ROUTES if m in text), (None, text))
-        if decision is None:
+        r = route(text)
+        decision = r.decision
+        if not r.marked:
             self.st.find("planner_no_marker", at, "planner output has no `Next: …` marker; routed to the caller")
             planner = Turn("planner", thought=text, decision="call")
         else:
-            parsed = parse_planner(cut)
+            parsed = parse_planner(r.thought)
             planner = Turn("planner", thought=parsed.thought, decision=decision)  # type: ignore[arg-type]
-        if decision is None or text != cut or not parse_planner(cut).clean:
+        if not r.marked or text != r.thought or not parse_planner(r.thought).clean:
             self.st.raw.append({"turn": at, "role": "planner", "text": text})
         if decision == "give_up":
             return _Step([planner], "give_up")
@@ -233,7 +243,7 @@ class _Run:
         return _Step([planner, *self._execute(Turn("caller", calls=calls), at + 1)], "call")
 
     def _conclusion(self, answer: str, at: int) -> Turn:
-        if answer.strip() in _EMPTY:
+        if answer == "none":
             self.st.find("empty_answer", at, "the summarizer gave no answer; it became `none`")
             answer = "none"
         return Turn("conclusion", content=answer)
@@ -513,7 +523,7 @@ def run(
             seen.add(item.id)
             queries.append(item)
     if not queries and not rejects:
-        raise ValueError("no query in the input")
+        raise RunError("no query in the input")
     summary.queries = len(queries)
     done, _cut = _done_ids(out)
     todo = [q for q in queries if q.id not in done]
