@@ -60,7 +60,7 @@ from umi_data.writers import atomic_path
 from umi_eval.backends import Backend, Decoding, Generation, OpenAIBackend
 from umi_eval.queries import Query, Reject
 from umi_eval.route import postprocess, route
-from umi_eval.tools import Executor, Observation, call_tool, decode_arguments, error_content, schema_errors
+from umi_eval.tools import Executor, Observation, call_tool, decode_arguments, failed, schema_errors
 
 FORMAT = "umi-run"
 _TOOL_ERRORS = ("tool_error", "timeout", "unavailable", "no_record", "invalid_arguments")
@@ -253,7 +253,7 @@ class _Run:
             calls, clean = parse_caller_clean(text)
         except ParseError as e:
             self.st.find("caller_unparsable", at, str(e))
-            obs = Observation(error_content("No such function name: none"), "unparsable_call")
+            obs = failed("unparsable_call", "No such function name: none")
             return [Turn("caller", calls=[], raw=text), self._observation(obs, None)]
         if not clean:
             self.st.raw.append({"turn": at, "role": "caller", "text": text})
@@ -267,7 +267,7 @@ class _Run:
             self.st.calls += 1
             if tool is None:
                 self.st.find("unknown_tool", at, f"call to {call.name!r}, which is not in the tool list")
-                obs = Observation(error_content(f"No such function name: {call.name}"), "unknown_tool")
+                obs = failed("unknown_tool", f"No such function name: {call.name}")
                 out.append(self._observation(obs, call.name))
                 continue
             args, why = decode_arguments(call.arguments)
@@ -281,8 +281,8 @@ class _Run:
                         self.st.find("arguments_schema", at, f"{tool.name}: " + "; ".join(errors))
             obs, _attempts = call_tool(self.executor, tool, call.arguments, {"routes": self.q.routes},
                                        self.cfg.timeout, self.cfg.retries)  # fmt: skip
-            if obs.error:
-                self.st.find(obs.error, at, f"{tool.name}: {obs.content[:200]}")
+            if obs.code:
+                self.st.find(obs.code, at, f"{tool.name}: {(obs.error or obs.content)[:200]}")
             out.append(self._observation(obs, tool.name))
         return out
 

@@ -54,12 +54,18 @@ MAX_RESPONSE_BYTES = 1_000_000  # an http answer is read up to this size, the re
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """What the agent sees after a call. ``error`` is a stable code when the call failed
-    (``tool_error``, ``invalid_arguments``, ``timeout``, ``unavailable``, ``no_record``,
-    ``unknown_tool``, ``unparsable_call``); ``content`` is the text the planner reads."""
+    """What the agent sees after a call: ``content`` is the text the planner reads; a failed call
+    has a stable ``code`` (``tool_error``, ``invalid_arguments``, ``timeout``, ``unavailable``,
+    ``no_record``, ``unknown_tool``, ``unparsable_call``) and the tool's ``error`` text."""
 
     content: str
+    code: str | None = None
     error: str | None = None
+
+
+def failed(code: str, message: str) -> Observation:
+    """A failed call: ToolBench's ``{"error": message, "response": ""}`` as the content."""
+    return Observation(error_content(message), code, message)
 
 
 class Executor(Protocol):
@@ -128,11 +134,11 @@ def call_tool(
         try:
             return _with_timeout(lambda: executor.execute(tool, arguments, ctx), timeout), attempts
         except TimeoutError as e:
-            failure = Observation(error_content(f"Timeout: {e}"), "timeout")
+            failure = failed("timeout", f"Timeout: {e}")
         except TransientError as e:
-            failure = Observation(error_content(f"Tool unavailable: {e}"), "unavailable")
+            failure = failed("unavailable", f"Tool unavailable: {e}")
         except Exception as e:  # an executor bug must not end the run
-            return Observation(error_content(f"{type(e).__name__}: {e}"), "tool_error"), attempts
+            return failed("tool_error", f"{type(e).__name__}: {e}"), attempts
         if attempts > retries:
             return failure, attempts
         time.sleep(backoff * attempts)
@@ -252,17 +258,17 @@ class PythonExecutor:
     def execute(self, tool: Tool, arguments: str, context: dict[str, Any]) -> Observation:
         fn = self._funcs.get(tool.name)
         if fn is None:
-            return Observation(error_content(f"No such function name: {tool.name}"), "unknown_tool")
+            return failed("unknown_tool", f"No such function name: {tool.name}")
         args, why = decode_arguments(arguments)
         if args is None:
-            return Observation(error_content(f"Invalid arguments: {why}"), "invalid_arguments")
+            return failed("invalid_arguments", f"Invalid arguments: {why}")
         errors = schema_errors(self._params[tool.name], args)
         if errors:
-            return Observation(error_content("Invalid arguments: " + "; ".join(errors)), "invalid_arguments")
+            return failed("invalid_arguments", "Invalid arguments: " + "; ".join(errors))
         try:
             result = fn(**args)
         except Exception as e:  # the tool's failure is the agent's observation
-            return Observation(error_content(f"{type(e).__name__}: {e}"), "tool_error")
+            return failed("tool_error", f"{type(e).__name__}: {e}")
         text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
         return Observation(text)
 
@@ -296,7 +302,11 @@ class ReplayExecutor:
             return found
         with self._lock:
             self.misses += 1
-        return Observation(error_content(f"{NO_RECORD} for {tool.name} with these arguments"), "no_record")
+        return failed("no_record", f"{NO_RECORD} for {tool.name} with these arguments")
+
+
+def _recorded(content: str, error: str | None) -> Observation:
+    return Observation(content, "tool_error" if error else None, error or None)
 
 
 def _record_trajectory(traj: Trajectory, out: dict[tuple[str, str], Observation]) -> None:
@@ -306,7 +316,7 @@ def _record_trajectory(traj: Trajectory, out: dict[tuple[str, str], Observation]
         if turn.role == "caller":
             pending = [(c.name, normalise_arguments(c.arguments)) for c in turn.calls or []]
         elif turn.role == "observation" and pending:
-            out.setdefault(pending.pop(0), Observation(turn.content or "", turn.error))
+            out.setdefault(pending.pop(0), _recorded(turn.content or "", turn.error))
         elif turn.role != "user":
             pending = []
 
@@ -324,7 +334,7 @@ def _record_tree(node: dict[str, Any], out: dict[tuple[str, str], Observation]) 
                 if c.get("node_type") == "Action Input" and isinstance(obs, str) and n["description"] != "Finish":
                     response, error, _ = toolbench_observation(obs)
                     key = (n["description"], normalise_arguments(str(c.get("description") or "")))
-                    out.setdefault(key, Observation(response, error))
+                    out.setdefault(key, _recorded(response, error))
         stack.extend(reversed([c for c in children if isinstance(c, dict)]))
 
 
@@ -386,15 +396,15 @@ class HttpExecutor:
         except urllib.error.HTTPError as e:
             if e.code >= 500:
                 raise TransientError(f"HTTP {e.code} from {self.url}") from e
-            return Observation(error_content(f"HTTP {e.code} {e.reason}"), "tool_error")
+            return failed("tool_error", f"HTTP {e.code} {e.reason}")
         except (urllib.error.URLError, ConnectionError) as e:
             if isinstance(getattr(e, "reason", None), TimeoutError):
                 raise TimeoutError(f"no answer from {self.url} within {self.timeout:g} s") from e
             raise TransientError(f"{self.url}: {getattr(e, 'reason', e)}") from e
         response, error, _ = toolbench_observation(body.decode("utf-8", "replace"))
         if not response and error:
-            return Observation(error_content(str(error)), "tool_error")
-        return Observation(response, "tool_error" if error else None)
+            return failed("tool_error", str(error))
+        return Observation(response, "tool_error" if error else None, str(error) if error else None)
 
 
 # --- --tools SPEC ----------------------------------------------------------------------------------------

@@ -5,7 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from umi_eval.backends import Decoding, Generation
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared" / "data"
+EXAMPLES = REPO / "examples"
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"reference data not available: {path}")
+    return path
 
 TOOLS_PY = '''
 import time
