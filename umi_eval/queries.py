@@ -106,10 +106,16 @@ def _tools(value: Any) -> list[Tool]:
     return tools
 
 
+# Keys that mark a trajectory (umi, α-UMi, OpenAI, ToolBench answer) rather than a bare query.
+_TRAJECTORY_KEYS = ("format", "conversations", "messages", "answer_generation")
+
+
 def _from_object(obj: Any, source: Source, stem: str, index: int | None) -> Query | Reject | None:
     """A query from a JSON object; ``None`` when it is not a query shape (try the readers)."""
     if not isinstance(obj, dict):
         return Reject(source, "schema", "a query must be a JSON object")
+    if any(k in obj for k in _TRAJECTORY_KEYS):
+        return None
     if "api_list" in obj and "query" in obj:  # ToolBench query file entry
         source.format = "toolbench-query"
         if not isinstance(obj["query"], str) or not isinstance(obj["api_list"], list):
@@ -117,7 +123,7 @@ def _from_object(obj: Any, source: Source, stem: str, index: int | None) -> Quer
         built = [toolbench_tool(a) for a in obj["api_list"] if isinstance(a, dict)]
         qid = obj.get("query_id", index)
         return Query(f"{stem}/{qid}", obj["query"], [t for t, _ in built], source, {t.name: r for t, r in built})
-    if "instruction" in obj and "format" not in obj:
+    if "instruction" in obj:
         source.format = "query"
         if not isinstance(obj["instruction"], str):
             return Reject(source, "schema", "`instruction` must be a string")

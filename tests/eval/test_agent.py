@@ -280,3 +280,24 @@ def _one_trajectory(tmp: Path) -> Path:
     path = tmp / "one.jsonl"
     path.write_text(json.dumps(traj.to_dict()) + "\n", encoding="utf-8")
     return path
+
+
+def test_readme_python_tools_example(tmp_path):
+    """The README's own-tools example, taken from the README text, runs through the loop."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### The agent loop: `umieval run`", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 20
+    (tmp_path / "my_tools.py").write_text(code, encoding="utf-8")
+    ex = make_executor(f"python:{tmp_path / 'my_tools.py'}")
+    assert [t.name for t in ex.tools] == ["get_weather", "convert"]  # WEATHER/RATES are not tools
+    assert ex.tools[1].parameters["properties"] == {"amount": {"type": "number"}, "to": {"type": "string"}}
+    model = Scripted(planner=["Weather first.\n Next: caller.", "Try Atlantis.\n Next: caller.",
+                              "Enough.\n Next: conclusion."],
+                     caller=['Action: get_weather\nAction Input: {"city": "Paris", "unit": "F"}',
+                             'Action: get_weather\nAction Input: {"city": "Atlantis"}'],
+                     summarizer=["69.8 F in Paris."])  # fmt: skip
+    traj = run_one(model, ex, tmp_path, text="How warm is it in Paris, in Fahrenheit?")
+    assert json.loads(traj.turns[3].content) == {"city": "Paris", "temp": 69.8, "unit": "F"}
+    assert traj.turns[6].error == "KeyError: \"unknown city 'Atlantis'\""
+    assert traj.outcome == "answered" and codes(traj) == ["tool_error"]

@@ -299,3 +299,16 @@ def test_cli_usage_errors_and_help(tmp_path):
 
 def test_role_of_matches_template_cues():
     assert role_of("x caller: ") == "caller" and role_of("x conclusion: ") == "summarizer"
+
+
+def test_trajectory_files_are_queries_too(tmp_path):
+    # an α-UMi stage-2 file has `instruction` and `tools` but is a trajectory: umidata's reader
+    # reads it (tools rebuilt from the α-UMi docs), not the bare-query rule
+    path = tmp_path / "stage2.json"
+    doc = {"Name": "get_weather_for_meteo", "function": "Weather.", "input": {"city": "string, city name"}}
+    path.write_text(json.dumps([{"tools": [doc], "instruction": "Weather?", "conversations": [
+        {"from": "user", "value": "Weather?"}, {"from": "assistant", "value": "No.\n Next: give up."}]}]))
+    (q,) = read_queries([str(path)])
+    assert isinstance(q, Query) and q.id == "stage2/0" and q.instruction == "Weather?"
+    assert q.tools[0].name == "get_weather_for_meteo"
+    assert q.tools[0].parameters["properties"] == {"city": {"type": "string", "description": "city name"}}
