@@ -28,4 +28,11 @@ echo
 echo "== umitrain glpft (tiny random model, CPU): stage 1 on global, then planner, caller, summarizer"
 "$BIN/umitrain" glpft pipelines/tiny-glpft.yaml --data "$OUT/split" -o "$OUT/glpft" --quiet
 echo
-echo "Done. Datasets: $OUT/split (see $OUT/split/README.md); models: $OUT/glpft/*/model"
+echo "== umieval run: the tiny trio acts on the bundled queries, tools answered from the recordings"
+rm -f "$OUT/runs.jsonl"  # the models were just retrained: run every query again
+ok_or_findings "$BIN/umieval" run examples/toolbench-mini/answer -o "$OUT/runs.jsonl" \
+  --tools replay:examples/toolbench-mini/answer --max-new-tokens 128 \
+  --planner "$OUT/glpft/stage2-planner/model" --caller "$OUT/glpft/stage2-caller/model" \
+  --summarizer "$OUT/glpft/stage2-summarizer/model"
+echo
+echo "Done. Datasets: $OUT/split (see $OUT/split/README.md); models: $OUT/glpft/*/model; runs: $OUT/runs.jsonl"

@@ -457,9 +457,12 @@ def _done_ids(path: Path) -> tuple[set[str], int]:
             f.truncate(keep)
         data = data[:keep]
     ids = set()
-    for line in data.splitlines():
+    for n, line in enumerate(data.splitlines(), start=1):
         if line.strip():
-            ids.add(orjson.loads(line)["id"])
+            try:
+                ids.add(orjson.loads(line)["id"])
+            except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+                raise RunError(f"{path}:{n} is not a run file line ({e}); choose another --output") from None
     return ids, cut
 
 
@@ -469,17 +472,22 @@ class _Appender:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
         self.lock = threading.Lock()
 
     def write(self, obj: dict[str, Any]) -> None:
         line = orjson.dumps(obj) + b"\n"
         with self.lock:
+            if self.fd is None:  # closed after Ctrl-C: this query runs again on resume
+                return
             os.write(self.fd, line)
             os.fsync(self.fd)
 
     def close(self) -> None:
-        os.close(self.fd)
+        with self.lock:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
 
 
 def _sort_output(path: Path, order: list[str]) -> None:

@@ -120,7 +120,10 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
                           on_start=bar.start, on_done=bar.advance)  # fmt: skip
         except KeyboardInterrupt:
             click.echo(f"\ninterrupted: finished queries are in {out}; rerun the same command to resume", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            sys.stderr.flush()
+            # Threads still in a model or tool call would hold the exit; every line written so far
+            # is complete and fsynced, so nothing is lost by not waiting for them.
+            os._exit(EXIT_INTERRUPTED)
         except RunError as e:  # nothing to run at all
             _fail(EXIT_USAGE, str(e))
         except OSError as e:

@@ -312,3 +312,55 @@ def test_trajectory_files_are_queries_too(tmp_path):
     assert isinstance(q, Query) and q.id == "stage2/0" and q.instruction == "Weather?"
     assert q.tools[0].name == "get_weather_for_meteo"
     assert q.tools[0].parameters["properties"] == {"city": {"type": "string", "description": "city name"}}
+
+
+class _Completions(ThreadingHTTPServer):
+    """An OpenAI-compatible completions server on 127.0.0.1 playing a scripted trio: call the
+    weather tool, then conclude once an observation is in the history."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _CompletionsHandler)
+
+
+class _CompletionsHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["prompt"]
+        role = role_of(prompt)
+        text = {"caller": 'Action: get_weather\nAction Input: {"city": "Paris"}', "summarizer": "21 C."}.get(
+            role, "Done.\n Next: conclusion." if "observation: " in prompt else "Look.\n Next: caller.")
+        data = json.dumps({"choices": [{"text": text}], "usage": {"prompt_tokens": 7, "completion_tokens": 3}})
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data.encode())
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_cli_run_against_an_openai_compatible_server(tmp_path):
+    srv = _Completions()
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        q = tmp_path / "q.jsonl"
+        q.write_text("".join(json.dumps({"id": f"w{i}", "instruction": f"Weather {i}?"}) + "\n" for i in range(3)))
+        out = tmp_path / "runs.jsonl"
+        args = ["run", str(q), "-o", str(out), "--tools", f"python:{write_tools(tmp_path)}", "--backend", "openai",
+                "--base-url", f"http://127.0.0.1:{srv.server_address[1]}/v1", "--planner", "p", "--caller", "c",
+                "--summarizer", "s", "--concurrency", "2"]  # fmt: skip
+        res = CliRunner().invoke(umieval, args)
+        assert res.exit_code == 0, res.output
+        assert "answered 3, gave up 0, step limit 0" in res.output
+        assert "per query: 2.0 steps, 1.0 calls, 40 tokens" in res.output  # 4 requests × (7 + 3)
+        runs = [json.loads(x) for x in out.read_text().splitlines()]
+        assert [r["id"] for r in runs] == ["w0", "w1", "w2"]
+        assert runs[0]["metadata"]["run"]["models"]["planner"].startswith("p@http://127.0.0.1")
+        res = CliRunner().invoke(umieval, args)  # resumed: nothing left to do
+        assert res.exit_code == 0 and "ran 0 + already done 3" in res.output
+        out.write_text("not json\n")
+        res = CliRunner().invoke(umieval, args)
+        assert res.exit_code == 2 and "is not a run file line" in res.output
+    finally:
+        srv.shutdown()
+        srv.server_close()
