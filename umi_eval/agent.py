@@ -318,8 +318,9 @@ class _Run:
             for i in range(self.cfg.width):
                 if self.st.steps >= self.cfg.max_steps:
                     return "step_limit"
-                if i > 0:
-                    state = [*state, Turn("user", content=self._diversity(state, children))]
+                diversity = self._diversity(state, children) if i > 0 else None
+                if diversity is not None:
+                    state = [*state, Turn("user", content=diversity)]
                 s = self.step(state)
                 child = state + s.turns
                 children.append(child)
@@ -340,7 +341,9 @@ class _Run:
         end = expand(root, 0)
         return last[0], end or "exhausted"
 
-    def _diversity(self, state: list[Turn], children: list[list[Turn]]) -> str:
+    def _diversity(self, state: list[Turn], children: list[list[Turn]]) -> str | None:
+        """ToolBench's message before a further child; ``None`` when no earlier child made a call
+        (ToolBench adds the message only when it has candidates to list)."""
         previous = []
         for child in children:
             new = child[len(state) :]
@@ -351,9 +354,11 @@ class _Run:
             output = json.dumps({"error": (obs.error or "") if obs else "", "response": obs.content if obs else ""})
             previous.append({"name": caller.calls[0].name, "arguments": caller.calls[0].arguments,
                              "function_output": output, "mento-carlo-action-value": 0.0})  # fmt: skip
-        text = json.dumps(previous, indent=2) + "\n" if previous else ""
+        if not previous:
+            return None
+        text = json.dumps(previous, indent=2) + "\n"
         last = state[-1] if state else None
-        if previous and last is not None and last.role == "observation":
+        if last is not None and last.role == "observation":
             text += f"again, your former observation: {last.content}\n"
         return DIVERSITY.replace("{previous}", text)
 

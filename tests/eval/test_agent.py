@@ -200,6 +200,11 @@ def test_dfsdt_depth_limit_then_exhausted(executor, tmp_path):
     traj = run_one(model, executor, tmp_path, LoopConfig(search="dfsdt", width=2, max_depth=2, max_steps=50))
     # width 2, depth 2: 2 children of the root, each with 2 children = 6 steps, then nothing is left
     assert traj.metadata["steps"] == 6 and traj.metadata["end"] == "exhausted"
+    # the last path explored: root -(diversity)- 2nd child -(diversity)- its 2nd child
+    users = [t.content for t in traj.turns if t.role == "user"]
+    assert len(users) == 3 and traj.outcome == "incomplete"
+    assert "again, your former observation" not in users[1]  # the root state has no observation
+    assert "again, your former observation: {" in users[2]
 
 
 def test_resume_concurrency_and_determinism(executor, tmp_path):
