@@ -548,14 +548,16 @@ def run(
                                                            models.single)))  # type: ignore[arg-type]  # fmt: skip
     appender = _Appender(out)
 
-    def one(q: Query) -> tuple[Query, Trajectory | None, float, str]:
+    def one(q: Query) -> tuple[Query, Trajectory | None, float, tuple[str, str]]:
         t0 = time.perf_counter()
         try:
             traj = run_query(q, locked, executor, cfg, tools_spec)
+        except ModelError as e:
+            return q, None, time.perf_counter() - t0, ("model_error", str(e))
         except Exception as e:  # one query's crash is reported, the run goes on
-            return q, None, time.perf_counter() - t0, f"{type(e).__name__}: {e}"
+            return q, None, time.perf_counter() - t0, ("internal_error", f"{type(e).__name__}: {e}")
         appender.write(traj.to_dict())
-        return q, traj, time.perf_counter() - t0, ""
+        return q, traj, time.perf_counter() - t0, ("", "")
 
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="umieval-run")
     crashed: list[tuple[int, dict[str, Any]]] = []
@@ -581,6 +583,8 @@ def run(
         with atomic_path(rpath) as tmp:
             tmp.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rejects))
         summary.rejects_file = str(rpath)
+    else:
+        rpath.unlink(missing_ok=True)  # a previous run's rejects no longer apply
     return summary
 
 
@@ -590,7 +594,7 @@ def _collect(finished: Iterable[Any], summary: RunSummary, crashed: list[tuple[i
         q, traj, seconds, error = fut.result()
         if traj is None:
             summary.failed += 1
-            crashed.append((rank[q.id], Reject(q.source, "internal_error", error).to_dict()))
+            crashed.append((rank[q.id], Reject(q.source, *error).to_dict()))
         else:
             summary.add(traj, seconds)
         if on_done is not None:

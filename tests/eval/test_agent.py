@@ -306,3 +306,18 @@ def test_readme_python_tools_example(tmp_path):
     assert json.loads(traj.turns[3].content) == {"city": "Paris", "temp": 69.8, "unit": "F"}
     assert traj.turns[6].error == "KeyError: \"unknown city 'Atlantis'\""
     assert traj.outcome == "answered" and codes(traj) == ["tool_error"]
+
+
+def test_model_error_rejects_the_query_and_resume_reruns_it(executor, tmp_path):
+    class Broken(Scripted):
+        def generate(self, prompts, decoding):
+            from umi_eval.backends import Generation
+
+            return [Generation("", error="HTTP 503: overloaded") for _ in prompts]
+
+    out = tmp_path / "runs.jsonl"
+    s = run([query()], trio(Broken(planner=["x"])), executor, out)
+    assert (s.ran, s.failed, s.rejected) == (0, 1, 1) and s.reject_codes == {"model_error": 1}
+    assert out.read_text() == "" and (tmp_path / "runs.rejects.jsonl").exists()
+    s = run([query()], trio(Scripted(planner=["Stop.\n Next: give up."])), executor, out)
+    assert (s.ran, s.resumed, s.rejected) == (1, 0, 0) and not (tmp_path / "runs.rejects.jsonl").exists()
