@@ -15,3 +15,8 @@ from umi_eval import __version__
 @click.version_option(__version__, prog_name="umieval")
 def main() -> None:
     """Evaluate α-UMi models: build test steps, generate, score, and run the agent loop."""
+
+
+from umi_eval.cli_generate import generate_cmd  # noqa: E402
+
+main.add_command(generate_cmd)
