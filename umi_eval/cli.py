@@ -17,6 +17,8 @@ def main() -> None:
     """Evaluate α-UMi models: build test steps, generate, score, and run the agent loop."""
 
 
+from umi_eval.cli_generate import generate_cmd  # noqa: E402
 from umi_eval.cli_run import run_cmd  # noqa: E402
 
+main.add_command(generate_cmd)
 main.add_command(run_cmd)

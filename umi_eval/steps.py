@@ -6,6 +6,9 @@ gold history before that turn. Steps come from the canonical trajectories of umi
 or from a ``umidata split`` directory (its dev — or train — trajectories, re-read from the inputs
 its manifest lists).
 
+Records are checked as ``umidata validate`` checks them; one that is rejected there is not
+evaluated either, except a trajectory that merely ends mid-way (``no_terminal_turn``).
+
 Which turns are steps: the spec's rule, an assistant value *containing* ``Next: caller.``,
 ``Next: conclusion.`` or ``Next: give up.`` (give-up beats conclusion beats caller, as routing).
 The reference is the spec's string (§1.2) for the trio and the global target (§1.7) for a single
@@ -47,6 +50,11 @@ from umi_eval.route import EOS, marker_decision
 PROMPT_STYLES = ("umi", "original")
 _SECOND = {"call": "caller", "conclude": "conclusion"}
 SPLIT_FORMAT = "umi.split/v1"  # umi_data.pipeline.SPLIT_FORMAT (not imported: it pulls pyarrow writers in)
+
+
+# Findings that reject a record for training but not for evaluation: a trajectory that ends mid-way
+# still has teacher-forced steps (the original evaluates every conversation of a test file).
+EVALUABLE = frozenset({"no_terminal_turn"})
 
 
 class StepsError(Exception):
@@ -250,8 +258,9 @@ def load_steps(
             out.records += 1
             checked = judge(rec)
             src = rec.source.to_dict()
-            if checked.reason is not None or traj is None:
-                r = checked.reason
+            blocking = [f for f in checked.findings if f.severity == "error" and f.code not in EVALUABLE]
+            if blocking or traj is None:
+                r = blocking[0] if blocking else checked.reason
                 out.issues.append(Issue(r.code if r else "schema", r.message if r else "no trajectory", src))
                 continue
             if traj.id in seen:
