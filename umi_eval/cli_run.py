@@ -12,6 +12,8 @@ from umi_data.templates import load_template
 from umi_data.terminal import interactive
 from umi_eval.agent import LoopConfig, Models, RunError, run
 from umi_eval.backends import DTYPES, Backend, BackendError, Decoding, OpenAIBackend, TransformersBackend
+from umi_eval.cli_generate import resolve_models
+from umi_eval.generate import GenerateError
 from umi_eval.queries import read_queries
 from umi_eval.tools import ToolSpecError, make_executor
 
@@ -30,7 +32,10 @@ def _fail(code: int, message: str) -> None:
 @click.option("--planner", help="Planner checkpoint dir (transformers) or served model name (openai).")
 @click.option("--caller", help="Caller checkpoint dir or served model name.")
 @click.option("--summarizer", help="Summarizer checkpoint dir or served model name.")
-@click.option("--model", help="One model for every role, with the global (GLPFT stage-1) prompt.")
+@click.option("--glpft-run", type=click.Path(path_type=str, file_okay=False),
+              help="A `umitrain glpft` output dir: the trio (and --model's stage-1 model) are taken from it.")
+@click.option("--model", help="One model for every role, with the global (GLPFT stage-1) prompt "
+              "(a --glpft-run dir means its stage-1 model).")
 @click.option("--tools", "tools_spec", required=True,
               help="python:MODULE_OR_FILE.py | replay:TRAJECTORIES[,…] | http://HOST:PORT/PATH (ToolBench server).")
 @click.option("--search", type=click.Choice(["plain", "dfsdt"]), default="plain", show_default=True,
@@ -64,7 +69,8 @@ def _fail(code: int, message: str) -> None:
 @click.option("--template", default="alpha-umi", show_default=True, help="Built-in template name or JSON file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary.")
 def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str | None, summarizer: str | None,
-            model: str | None, tools_spec: str, search: str, width: int, max_depth: int, max_steps: int,
+            glpft_run: str | None, model: str | None, tools_spec: str, search: str, width: int, max_depth: int,
+            max_steps: int,
             max_observation_length: int, tool_timeout: float, tool_retries: int, concurrency: int, backend: str,
             base_url: str | None, max_new_tokens: int, max_input_tokens: int, temperature: float, top_p: float,
             top_k: int, seed: int, device: str, dtype: str, trust_remote_code: bool, template: str,
@@ -81,11 +87,10 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
     missing = [p for p in queries if not os.path.lexists(p)]
     if missing:
         _fail(EXIT_USAGE, f"no such input: {', '.join(missing)}")
-    trio = (planner, caller, summarizer)
-    if model and any(trio):
-        _fail(EXIT_USAGE, "give either --model or --planner/--caller/--summarizer, not both")
-    if not model and not all(trio):
-        _fail(EXIT_USAGE, "give --planner, --caller and --summarizer (or --model for one model)")
+    try:
+        mode, names = resolve_models(planner, caller, summarizer, model, glpft_run, backend)
+    except GenerateError as e:
+        _fail(EXIT_USAGE, str(e))
     if backend == "openai" and not base_url:
         _fail(EXIT_USAGE, "--backend openai needs --base-url")
     try:
@@ -110,7 +115,10 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
         return loaded[name]
 
     try:
-        models = Models(single=load(model)) if model else Models(*(load(m) for m in trio))  # type: ignore[arg-type]
+        if mode == "single":
+            models = Models(single=load(names["model"]))
+        else:
+            models = Models(*(load(names[r]) for r in ("planner", "caller", "summarizer")))
     except BackendError as e:
         _fail(EXIT_USAGE, str(e))
     with ExitStack() as stack:
