@@ -174,6 +174,9 @@ _PY_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", boo
                              list: "array", dict: "object", tuple: "array", type(None): "null"}  # fmt: skip
 
 
+_BY_NAME: dict[Any, Any] = {t.__name__: t for t in _PY_TYPES}
+
+
 def _json_type(annotation: Any) -> dict[str, Any]:
     """JSON Schema of a parameter annotation; ``{}`` (anything) when it has none we know."""
     if annotation in _PY_TYPES:
@@ -191,7 +194,10 @@ def _json_type(annotation: Any) -> dict[str, Any]:
 def tool_from_function(fn: Callable[..., Any]) -> Tool:
     """A tool from a typed signature: parameters without a default are required; the
     docstring's first paragraph is the description."""
-    hints = inspect.get_annotations(fn, eval_str=True)
+    try:
+        hints = inspect.get_annotations(fn, eval_str=True)
+    except Exception:  # an annotation that does not evaluate: read the names as written
+        hints = {k: _BY_NAME.get(v, v) for k, v in inspect.get_annotations(fn).items()}
     props: dict[str, Any] = {}
     required: list[str] = []
     for p in inspect.signature(fn).parameters.values():
@@ -227,12 +233,15 @@ def load_module(target: str) -> types.ModuleType:
             raise ToolSpecError(f"python tools: cannot import {target}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:  # the user's module failed to import: say where, no traceback
+            raise ToolSpecError(f"python tools: importing {target} failed: {type(e).__name__}: {e}") from e
         return module
     try:
         return importlib.import_module(target)
-    except ImportError as e:
-        raise ToolSpecError(f"python tools: cannot import {target!r} ({e})") from e
+    except Exception as e:
+        raise ToolSpecError(f"python tools: cannot import {target!r} ({type(e).__name__}: {e})") from e
 
 
 class PythonExecutor:

@@ -364,3 +364,14 @@ def test_cli_run_against_an_openai_compatible_server(tmp_path):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_python_module_problems_are_usage_errors(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('no config')\n")
+    with pytest.raises(ToolSpecError, match=r"importing .* failed: RuntimeError: no config"):
+        make_executor(f"python:{broken}")
+    lazy = tmp_path / "lazy.py"  # postponed annotations naming a type that does not exist
+    lazy.write_text("from __future__ import annotations\n\ndef f(a: int, b: Missing) -> str:\n    return 'x'\n")
+    (f,) = make_executor(f"python:{lazy}").tools
+    assert f.parameters["properties"] == {"a": {"type": "integer"}, "b": {}}
