@@ -29,6 +29,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import os
 import sys
 import threading
 import time
@@ -422,8 +423,9 @@ class HttpExecutor:
 def make_executor(spec: str, timeout: float = 30.0) -> Executor:
     """``python:MODULE`` / ``replay:PATH[,PATH…]`` / ``http:URL`` (``http://…`` works as is)."""
     kind, sep, target = spec.partition(":")
+    key = os.environ.get("TOOLBENCH_KEY", "")  # ToolBench's hosted server wants one; a local one does not
     if kind in ("http", "https") and target.startswith("//"):
-        return HttpExecutor(spec, timeout=timeout)
+        return HttpExecutor(spec, key=key, timeout=timeout)
     if not sep or not target:
         raise ToolSpecError(f"--tools {spec!r}: expected python:MODULE, replay:PATH or http:URL")
     if kind == "python":
@@ -438,5 +440,5 @@ def make_executor(spec: str, timeout: float = 30.0) -> Executor:
             raise ToolSpecError(f"replay: no trajectory could be read from {target}")
         return executor
     if kind == "http":
-        return HttpExecutor(target, timeout=timeout)
+        return HttpExecutor(target, key=key, timeout=timeout)
     raise ToolSpecError(f"--tools {spec!r}: unknown executor {kind!r} (python, replay, http)")
