@@ -375,3 +375,10 @@ def test_python_module_problems_are_usage_errors(tmp_path):
     lazy.write_text("from __future__ import annotations\n\ndef f(a: int, b: Missing) -> str:\n    return 'x'\n")
     (f,) = make_executor(f"python:{lazy}").tools
     assert f.parameters["properties"] == {"a": {"type": "integer"}, "b": {}}
+
+
+def test_http_sends_the_toolbench_key(server, monkeypatch):
+    monkeypatch.setenv("TOOLBENCH_KEY", "k-123")
+    ex = make_executor(f"http:http://127.0.0.1:{server.server_address[1]}/virtual")
+    call_tool(ex, Tool("a_for_b"), "{}")
+    assert server.requests[-1]["toolbench_key"] == "k-123"
