@@ -321,3 +321,14 @@ def test_model_error_rejects_the_query_and_resume_reruns_it(executor, tmp_path):
     assert out.read_text() == "" and (tmp_path / "runs.rejects.jsonl").exists()
     s = run([query()], trio(Scripted(planner=["Stop.\n Next: give up."])), executor, out)
     assert (s.ran, s.resumed, s.rejected) == (1, 0, 0) and not (tmp_path / "runs.rejects.jsonl").exists()
+
+
+def test_several_action_pairs_are_parallel_calls(executor, tmp_path):
+    two = CALL + '\nAction: get_weather\nAction Input: {"city": "Oslo"}'
+    model = Scripted(planner=["Both.\n Next: caller.", "Stop.\n Next: give up."], caller=[two])
+    traj = run_one(model, executor, tmp_path)
+    assert [c.arguments for c in traj.turns[2].calls] == ['{"city": "Paris"}', '{"city": "Oslo"}']
+    assert [json.loads(t.content)["city"] for t in traj.turns[3:5]] == ["Paris", "Oslo"]
+    assert traj.metadata["calls"] == 2 and codes(traj) == []
+    code, out = validate(tmp_path / "runs.jsonl")
+    assert code == 0 and '"parallel_calls"' in out
