@@ -8,6 +8,7 @@ single-model path). Session-scoped: the memorisation test and the agent loop tes
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,5 +95,13 @@ def train_memorised(root: Path, roles: tuple[str, ...] = ROLES, steps: int = 100
 
 
 @pytest.fixture(scope="session")
-def memorised(tmp_path_factory: pytest.TempPathFactory) -> Memorised:
-    return train_memorised(tmp_path_factory.mktemp("memorised"))
+def memorised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Memorised]:
+    """Also runs the tests that use it on one torch thread: on a loaded 2-core machine a second
+    thread makes the tiny model's generation ~30x slower (threads spin waiting for each other)."""
+    import torch
+
+    m = train_memorised(tmp_path_factory.mktemp("memorised"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield m
+    torch.set_num_threads(threads)
