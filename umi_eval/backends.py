@@ -160,6 +160,7 @@ class TransformersBackend:
         # umitrain padded with EOS when a tokenizer had no pad token; the attention mask hides it.
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.eos_id = tok.eos_token_id
+        tok.model_max_length = 1 << 60  # we cut prompts ourselves (left truncation): no length warning
 
     def _encode(self, prompts: Sequence[str], limit: int) -> list[tuple[list[int], bool]]:
         # exactly umi_train.data._encode's prompt tokenization, then the spec's left truncation

@@ -17,6 +17,11 @@ def main() -> None:
     """Evaluate α-UMi models: build test steps, generate, score, and run the agent loop."""
 
 
+from umi_eval.cli_score import compare, score  # noqa: E402  (the commands register on the group above)
+
+main.add_command(score)
+main.add_command(compare)
+
 from umi_eval.cli_generate import generate_cmd  # noqa: E402
 from umi_eval.cli_run import run_cmd  # noqa: E402
 

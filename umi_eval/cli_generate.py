@@ -50,25 +50,27 @@ def resolve_models(
     return "trio", {r: str(v) for r, v in trio.items()}
 
 
-def _scores(path: str) -> tuple[dict[str, float] | None, str | None]:
-    """Scores of the prediction file via ``umi_eval.score`` (helper score's module) when installed.
+def _scores(path: str) -> tuple[dict[str, float] | None, dict[str, Any] | None, str | None]:
+    """(metrics, 95 % intervals, note) of the prediction file, scored by ``umi_eval.score``."""
+    from umi_eval.predictions import ShapeError
+    from umi_eval.score import score_file
 
-    INTEGRATION POINT: ``score_file(path)`` returns a report whose ``metrics`` (attribute or key)
-    maps plan_acc, act_em, hallu, arg_f1, rouge_l to fractions (notes/eval-contract.md)."""
     try:
-        from umi_eval.score import score_file  # type: ignore[attr-defined]
-    except ImportError:
-        return None, "umi_eval.score is not available in this build; run `umieval score` on the file"
-    report = score_file(path)
-    metrics = report.get("metrics") if isinstance(report, dict) else getattr(report, "metrics", None)
-    return (dict(metrics) if metrics else None), None
+        report = score_file(path)
+    except (OSError, ShapeError) as e:
+        return None, None, f"not scored: {e}"
+    if not report.ids:
+        return None, None, "no step to score"
+    return dict(report.metrics), dict(report.ci or {}), None
 
 
 METRIC_LABELS = (("plan_acc", "Plan ACC"), ("act_em", "Act. EM"), ("hallu", "Hallu."), ("arg_f1", "Arg. F1"),
                  ("rouge_l", "R-L"))  # fmt: skip
 
 
-def format_summary(s: GenerateSummary, metrics: dict[str, float] | None, note: str | None) -> str:
+def format_summary(
+    s: GenerateSummary, metrics: dict[str, float] | None, ci: dict[str, Any] | None, note: str | None
+) -> str:
     rate = f"{s.generated / s.model_seconds:.2f} steps/s in the models" if s.model_seconds else "no model time"
     routes = ", ".join(f"{k} {v}" for k, v in sorted(s.routes.items())) or "none"
     issues = ", ".join(f"{k} {v}" for k, v in sorted(s.issues.items()))
@@ -84,8 +86,14 @@ def format_summary(s: GenerateSummary, metrics: dict[str, float] | None, note: s
         f"  not steps  {issues}; see {s.rejects}" if issues else f"  not steps  none ({s.rejects} is empty)",
     ]
     if metrics:
-        lines.append("  scores     " + "  ".join(f"{label} {100 * metrics[k]:.2f}" for k, label in METRIC_LABELS
-                                                 if k in metrics))  # fmt: skip
+        keys = [(k, label) for k, label in METRIC_LABELS if k in metrics]
+        lines.append("  scores     " + "".join(f"{label:>13}" for _, label in keys) + "   (×100)")
+        lines.append("             " + "".join(f"{100 * metrics[k]:>13.2f}" for k, _ in keys))
+        if ci and any(ci.get(k) for k, _ in keys):
+            iv = [ci.get(k) for k, _ in keys]
+            lines.append("             " + "".join(f"{f'{100 * v[0]:.1f}–{100 * v[1]:.1f}' if v else '':>13}"
+                                                   for v in iv) + "   (95 % interval)")  # fmt: skip
+        lines.append(f"             full table: umieval score {s.out}")
     elif note:
         lines.append(f"  scores     {note}")
     return "\n".join(lines)
@@ -122,6 +130,8 @@ def format_summary(s: GenerateSummary, metrics: dict[str, float] | None, note: s
               help="auto (all GPUs via device_map=auto, else CPU), cpu, cuda, cuda:N.")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
               help="auto = bfloat16 on a GPU that has it, else float32.")
+@click.option("--threads", type=click.IntRange(1), help="CPU threads for torch (default: torch's own choice; "
+              "1 is fastest for small models on a busy machine).")
 @click.option("--attn-implementation", help="e.g. sdpa, flash_attention_2 (transformers).")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a checkpoint's own Python code (off by default).")
 @click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(0, min_open=True),
@@ -144,7 +154,8 @@ def format_summary(s: GenerateSummary, metrics: dict[str, float] | None, note: s
 def generate_cmd(inputs: tuple[str, ...], out: str, planner: str | None, caller: str | None,
                  summarizer: str | None, run: str | None, model: str | None, backend: str, base_url: str | None,
                  prompts: str, max_new_tokens: int, max_input_tokens: int, temperature: float, top_p: float,
-                 top_k: int, seed: int, batch_size: int, device: str, dtype: str, attn_implementation: str | None,
+                 top_k: int, seed: int, batch_size: int, device: str, dtype: str, threads: int | None,
+                 attn_implementation: str | None,
                  trust_remote_code: bool, timeout: float, retries: int, concurrency: int, chunk_size: int,
                  fmt: str | None, template: str, split: str, limit: int | None, overwrite: bool, as_json: bool,
                  quiet: bool) -> None:  # fmt: skip
@@ -168,10 +179,18 @@ def generate_cmd(inputs: tuple[str, ...], out: str, planner: str | None, caller:
             bopts = {"base_url": base_url, "timeout": timeout, "retries": retries, "concurrency": concurrency}
         opts = GenerateOptions(mode, models, backend, decoding, prompts,
                                {k: v for k, v in bopts.items() if v is not None}, chunk_size)  # fmt: skip
+        if backend == "transformers" and threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        if backend == "transformers" and not interactive(quiet):
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # weight-loading bars only on a terminal, like ours
         with _progress(quiet) as (on_start, on_steps):
             summary = generate(inputs, out, opts, fmt=fmt, template=template, split=split, overwrite=overwrite,
                                limit=limit, on_start=on_start, on_steps=on_steps)  # fmt: skip
-        metrics, note = _scores(out)
+        metrics, ci, note = _scores(out)
     except (GenerateError, StepsError, BackendError, OSError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_USAGE)
@@ -182,9 +201,9 @@ def generate_cmd(inputs: tuple[str, ...], out: str, planner: str | None, caller:
         click.echo("internal error (please report):\n" + traceback.format_exc(), err=True)
         sys.exit(EXIT_INTERNAL)
     if as_json:
-        click.echo(json.dumps({**summary.to_dict(), "metrics": metrics}, indent=2))
+        click.echo(json.dumps({**summary.to_dict(), "metrics": metrics, "ci": ci}, indent=2))
     elif not quiet:
-        click.echo(format_summary(summary, metrics, note))
+        click.echo(format_summary(summary, metrics, ci, note))
     sys.exit(EXIT_FINDINGS if (summary.issues or summary.errors) else EXIT_OK)
 
 

@@ -10,7 +10,8 @@ finished chunk is on disk.
 The output is umi's prediction file (``notes/eval-contract.md``): a header line, then one JSON
 line per step in step order, appended as chunks finish (each line one ``write``, flushed and
 fsynced per chunk). A rerun with the same models and options resumes: steps already in the file
-are skipped, a torn last line is cut off. A rerun with different models or options is refused.
+are skipped, a torn last line is cut off, and steps the backend failed on (``errors``) are
+generated again (their new lines come at the end). A rerun with different models or options is refused.
 Marked turns that make no step and rejected records go to ``<out>.rejects.jsonl``.
 """
 
@@ -27,7 +28,7 @@ from typing import Any
 import orjson
 
 from umi_data import __version__
-from umi_data.writers import rejects_path, write_jsonl
+from umi_data.writers import atomic_path, rejects_path, write_jsonl
 from umi_eval.backends import Backend, Decoding, Generation, close, open_backend
 from umi_eval.route import compose, postprocess, route
 from umi_eval.steps import Prompts, Step, StepSet, load_steps
@@ -133,11 +134,19 @@ def _read_existing(out: Path, header: dict[str, Any], overwrite: bool) -> set[st
         with open(out, "rb+") as f:
             f.truncate(end)
     done: set[str] = set()
+    keep = [lines[0]]
     for line in lines[1:]:
         try:
-            done.add(orjson.loads(line)["id"])
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            row = orjson.loads(line)
+            if row.get("errors"):
+                continue  # the backend failed on this step last time: try it again
+            done.add(row["id"])
+            keep.append(line)
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             raise GenerateError(f"{out}: unreadable line {line[:80]!r}; pass --overwrite to start over") from None
+    if len(keep) < len(lines):
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(b"".join(x + b"\n" for x in keep))
     return done
 
 

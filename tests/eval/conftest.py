@@ -8,6 +8,7 @@ single-model path). Session-scoped: the memorisation test and the agent loop tes
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,8 @@ class Memorised:
 
 
 def train_memorised(root: Path, roles: tuple[str, ...] = ROLES, steps: int = 100) -> Memorised:
+    import torch
+
     from umi_data.pipeline import SplitOptions, split
     from umi_train.train import TrainConfig, train_role
 
@@ -76,16 +79,29 @@ def train_memorised(root: Path, roles: tuple[str, ...] = ROLES, steps: int = 100
     split_dir = root / "split"
     split([str(data)], str(split_dir), SplitOptions(dev_ratio=0.0))
     models: dict[str, str] = {}
-    for role in roles:
-        cfg = TrainConfig(
-            data=split_dir, role=role, output_dir=root / role, model="tiny", epochs=1000, max_steps=steps,
-            lr=5e-3, warmup_ratio=0.05, scheduler="constant_with_warmup", batch_size=8, bf16=False,
-            gradient_checkpointing=False, save_steps=10_000, logging_steps=50, tiny_vocab=400, quiet=True,
-        )  # fmt: skip
-        models[role] = train_role(cfg)["model_dir"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: a second thread only spins (≈40 s of one core for four roles)
+    try:
+        for role in roles:
+            cfg = TrainConfig(
+                data=split_dir, role=role, output_dir=root / role, model="tiny", epochs=1000, max_steps=steps,
+                lr=5e-3, warmup_ratio=0.05, scheduler="constant_with_warmup", batch_size=8, bf16=False,
+                gradient_checkpointing=False, save_steps=10_000, logging_steps=50, tiny_vocab=400, quiet=True,
+            )  # fmt: skip
+            models[role] = train_role(cfg)["model_dir"]
+    finally:
+        torch.set_num_threads(threads)
     return Memorised(data, split_dir, models)
 
 
 @pytest.fixture(scope="session")
-def memorised(tmp_path_factory: pytest.TempPathFactory) -> Memorised:
-    return train_memorised(tmp_path_factory.mktemp("memorised"))
+def memorised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Memorised]:
+    """Also runs the tests that use it on one torch thread: on a loaded 2-core machine a second
+    thread makes the tiny model's generation ~30x slower (threads spin waiting for each other)."""
+    import torch
+
+    m = train_memorised(tmp_path_factory.mktemp("memorised"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield m
+    torch.set_num_threads(threads)
