@@ -21,3 +21,9 @@ from umi_eval.cli_score import compare, score  # noqa: E402  (the commands regis
 
 main.add_command(score)
 main.add_command(compare)
+
+from umi_eval.cli_generate import generate_cmd  # noqa: E402
+from umi_eval.cli_run import run_cmd  # noqa: E402
+
+main.add_command(generate_cmd)
+main.add_command(run_cmd)
