@@ -131,7 +131,7 @@ def main() -> None:
         rows.append(f"| {r['mode']} | {r['steps']} | {routes} | {r['wall_seconds']} | {r['model_seconds']} | "
                     f"{r['steps_per_second_model']} | {r['generated_tokens_per_second']} |")  # fmt: skip
     where = f"{report['machine']['gpu']}" if args.gpu else f"CPU, {args.threads} torch thread(s)"
-    md = (f"# umieval generate throughput\n\n{report['models']} on {', '.join(inputs)}; {where}; batch "
+    md = (f"# umieval generate throughput\n\n{report['models']} on {', '.join(report['inputs'])}; {where}; batch "
           f"{backend_options['batch_size']}, greedy, max_new_tokens {args.max_new_tokens}; load average "
           f"{load_before[0]:.1f} before, {report['machine']['load_average_after'][0]:.1f} after.\n\n"
           + "\n".join(rows) + "\n")  # fmt: skip
