@@ -8,6 +8,7 @@ compare on different steps); 3 internal error; 130 interrupted.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,6 +72,8 @@ def score(file: str, as_json: bool, cases_out: str | None, resamples: int, seed:
     records could not be scored (they are counted, listed and written to --cases)."""
     from umi_eval.score import score_file, write_cases
 
+    if cases_out and os.path.exists(cases_out) and os.path.samefile(cases_out, file):
+        _fail("score", f"--cases {cases_out} is the input file; it would be overwritten")
     with _guard("score"):
         report = score_file(file, resamples=resamples, seed=seed)
         if cases_out:

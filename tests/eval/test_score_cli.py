@@ -86,6 +86,12 @@ def test_usage_and_io_errors_exit_2(tmp_path: Path) -> None:
     assert "closest shape: alpha-umi predictions.json (missing key 'predictions'" in err
 
 
+def test_cases_never_overwrite_the_input(mixed: Path) -> None:
+    before = mixed.read_bytes()
+    code, _, err = run("score", str(mixed), "--cases", str(mixed))
+    assert code == 2 and "is the input file" in err and mixed.read_bytes() == before
+
+
 def test_internal_error_exits_3_and_ctrl_c_130(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import umi_eval.score
 
