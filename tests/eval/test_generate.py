@@ -134,3 +134,42 @@ def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
         assert res.exit_code == 2, (args, res.output)
         assert "error:" in res.output and "Traceback" not in res.output
     assert not list(tmp_path.glob("o.*"))  # nothing written when a model cannot be opened
+
+
+def test_cli_ctrl_c_keeps_finished_chunks_and_a_crash_exits_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import umi_eval.generate as gen
+
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps(TRAJECTORIES))
+    models = oracles(data)
+    calls = {"planner": 0}
+
+    class Interrupting(Oracle):
+        def generate(self, prompts, decoding):  # type: ignore[no-untyped-def]
+            calls["planner"] += 1
+            if calls["planner"] == 2:
+                raise KeyboardInterrupt
+            return super().generate(prompts, decoding)
+
+    def fake_open(kind: str, model: str, **_: object) -> Oracle:
+        role = {"p": "planner", "c": "caller", "s": "summarizer"}[model]
+        return Interrupting(models[role].answers) if role == "planner" else models[role]
+
+    monkeypatch.setattr(gen, "open_backend", fake_open)
+    out = tmp_path / "p.jsonl"
+    args = ["generate", str(data), "-o", str(out), "--planner", "p", "--caller", "c", "--summarizer", "s",
+            "--chunk-size", "2", "--quiet"]  # fmt: skip
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 130 and "rerun" in res.output
+    assert len(out.read_text().splitlines()) == 1 + 2  # the header and the first chunk
+    res = CliRunner().invoke(main, [*args, "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["done_before"] == 2
+    assert len(out.read_text().splitlines()) == 1 + 5
+
+    def broken_open(kind: str, model: str, **_: object) -> Oracle:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(gen, "open_backend", broken_open)
+    res = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert res.exit_code == 3 and "internal error" in res.output
+    assert len(out.read_text().splitlines()) == 1 + 5  # --overwrite never got to truncate the file
