@@ -83,8 +83,9 @@ def main() -> None:
     work = args.work or Path(tmp.name)  # type: ignore[union-attr]
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    reused = args.glpft_run is None and (work / "glpft" / "glpft-summary.json").is_file()
     run = args.glpft_run or tiny_run(args.from_alpha_umi / "raw_data_stage_2.json", work)
-    train_seconds = round(time.perf_counter() - t0, 1) if args.glpft_run is None else None
+    train_seconds = round(time.perf_counter() - t0, 1) if args.glpft_run is None and not reused else None
     inputs = args.inputs or [str(args.from_alpha_umi / "raw_data_stage_2.json")]
     if args.gpu and not torch.cuda.is_available():
         sys.exit("--gpu: no CUDA device")
@@ -110,7 +111,7 @@ def main() -> None:
         "decoding": decoding.to_dict(),
         "backend_options": backend_options,
         "torch_threads": args.threads,
-        "tiny_run_seconds": train_seconds,
+        "tiny_run_seconds": train_seconds,  # None: an existing run (--glpft-run, or one already in --work)
         "results": results,
         "machine": {
             "platform": platform.platform(),
@@ -131,7 +132,7 @@ def main() -> None:
         rows.append(f"| {r['mode']} | {r['steps']} | {routes} | {r['wall_seconds']} | {r['model_seconds']} | "
                     f"{r['steps_per_second_model']} | {r['generated_tokens_per_second']} |")  # fmt: skip
     where = f"{report['machine']['gpu']}" if args.gpu else f"CPU, {args.threads} torch thread(s)"
-    md = (f"# umieval generate throughput\n\n{report['models']} on {', '.join(inputs)}; {where}; batch "
+    md = (f"# umieval generate throughput\n\n{report['models']} on {', '.join(report['inputs'])}; {where}; batch "
           f"{backend_options['batch_size']}, greedy, max_new_tokens {args.max_new_tokens}; load average "
           f"{load_before[0]:.1f} before, {report['machine']['load_average_after'][0]:.1f} after.\n\n"
           + "\n".join(rows) + "\n")  # fmt: skip

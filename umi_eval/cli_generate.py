@@ -35,6 +35,8 @@ def resolve_models(
 ) -> tuple[str, dict[str, str]]:  # fmt: skip
     """(mode, role → model) from the flags; a GLPFT run directory fills in what is not given."""
     trio = {"planner": planner, "caller": caller, "summarizer": summarizer}
+    if model and run:
+        raise GenerateError("--model and --glpft-run exclude each other (--model RUN means the run's stage-1 model)")
     if model and any(trio.values()):
         raise GenerateError("--model (single model) and --planner/--caller/--summarizer (trio) exclude each other")
     if model:

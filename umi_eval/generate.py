@@ -107,14 +107,10 @@ class GenerateSummary:
 
 def _read_existing(out: Path, header: dict[str, Any], overwrite: bool) -> set[str]:
     """Ids already in ``out`` (resume), after cutting off a torn last line; checks the header."""
-    if not out.exists():
-        return set()
-    if overwrite:
-        out.unlink()
-        return set()
+    if not out.exists() or overwrite:
+        return set()  # (an overwritten file is only truncated once the models are open)
     data = out.read_bytes()
     if not data:
-        out.unlink()
         return set()
     end = data.rfind(b"\n") + 1
     lines = data[:end].splitlines()
@@ -275,6 +271,9 @@ def generate(
     stepset = steps if steps is not None else load_steps(inputs, fmt, template, split)
     todo_all = stepset.steps[:limit] if limit is not None else stepset.steps
     out = Path(out)
+    for p in inputs:
+        if out.exists() and Path(p).exists() and out.resolve() == Path(p).resolve():
+            raise GenerateError(f"the output {out} is one of the inputs; choose another -o")
     summary = GenerateSummary(str(out), steps=len(todo_all), records=stepset.records,
                               trajectories=stepset.trajectories, issues=stepset.reasons())  # fmt: skip
     header = opts.header()
@@ -292,7 +291,7 @@ def generate(
         summary.rejects = str(rej)
         if on_start is not None:
             on_start(len(todo))
-        with open(out, "ab") as f:
+        with open(out, "ab" if done else "wb") as f:
             if not done:
                 _append(f, [header])
             size = max(1, opts.chunk_size)

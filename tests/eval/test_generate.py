@@ -3,45 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from tests.eval.conftest import STAGE2, TRAJECTORIES, need
-from umi_eval.backends import Decoding, Generation
+from umi_eval.backends import Decoding
 from umi_eval.cli import main
 from umi_eval.generate import GenerateError, GenerateOptions, generate
-from umi_eval.steps import Prompts, load_steps
+from umi_eval.steps import load_steps
+
+from .conftest import STAGE2, TRAJECTORIES, need
+from .oracle import Oracle, oracles
 
 TRIO_MODELS = {"planner": "p", "caller": "c", "summarizer": "s"}
-
-
-class Oracle:
-    """A scripted model that answers each gold prompt with the gold completion (and counts calls)."""
-
-    def __init__(self, answers: dict[str, str], name: str = "oracle") -> None:
-        self.answers, self.name, self.prompts = answers, name, []
-
-    def generate(self, prompts: Sequence[str], decoding: Decoding) -> list[Generation]:
-        self.prompts.extend(prompts)
-        return [Generation(self.answers.get(p, "???"), len(p), 1) for p in prompts]
-
-
-def oracles(path: Path, style: str = "umi") -> dict[str, Oracle]:
-    answers: dict[str, dict[str, str]] = {"planner": {}, "caller": {}, "summarizer": {}, "model": {}}
-    pr = Prompts(style)
-    for s in load_steps([path]).steps:
-        t = s.gold_thought
-        answers["planner"][pr.planner(s)] = t
-        answers["model"][pr.single(s)] = s.reference_single
-        nxt = s.prepared.conv[s.step + 1]["value"] if s.decision != "give_up" else None
-        if s.decision == "call":
-            answers["caller"][pr.caller(s, t)] = nxt
-        elif s.decision == "conclude":
-            answers["summarizer"][pr.summarizer(s, t)] = nxt
-    return {role: Oracle(a, role) for role, a in answers.items()}
 
 
 def rows(path: Path) -> list[dict]:
@@ -132,6 +107,9 @@ def test_refuses_other_settings_and_foreign_files(tmp_path: Path) -> None:
     again = generate([str(data)], out, GenerateOptions("trio", {**TRIO_MODELS, "caller": "other"}),
                      overwrite=True, open_backend_fn=fn)  # fmt: skip
     assert again.generated == 5
+    with pytest.raises(GenerateError, match="one of the inputs"):
+        generate([str(data)], data, GenerateOptions("trio", TRIO_MODELS), overwrite=True, open_backend_fn=fn)
+    assert json.loads(data.read_text()) == TRAJECTORIES
     foreign = tmp_path / "notes.jsonl"
     foreign.write_text('{"a": 1}\n')
     with pytest.raises(GenerateError, match="not a umieval prediction file"):
@@ -156,3 +134,42 @@ def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
         assert res.exit_code == 2, (args, res.output)
         assert "error:" in res.output and "Traceback" not in res.output
     assert not list(tmp_path.glob("o.*"))  # nothing written when a model cannot be opened
+
+
+def test_cli_ctrl_c_keeps_finished_chunks_and_a_crash_exits_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import umi_eval.generate as gen
+
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps(TRAJECTORIES))
+    models = oracles(data)
+    calls = {"planner": 0}
+
+    class Interrupting(Oracle):
+        def generate(self, prompts, decoding):  # type: ignore[no-untyped-def]
+            calls["planner"] += 1
+            if calls["planner"] == 2:
+                raise KeyboardInterrupt
+            return super().generate(prompts, decoding)
+
+    def fake_open(kind: str, model: str, **_: object) -> Oracle:
+        role = {"p": "planner", "c": "caller", "s": "summarizer"}[model]
+        return Interrupting(models[role].answers) if role == "planner" else models[role]
+
+    monkeypatch.setattr(gen, "open_backend", fake_open)
+    out = tmp_path / "p.jsonl"
+    args = ["generate", str(data), "-o", str(out), "--planner", "p", "--caller", "c", "--summarizer", "s",
+            "--chunk-size", "2", "--quiet"]  # fmt: skip
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 130 and "rerun" in res.output
+    assert len(out.read_text().splitlines()) == 1 + 2  # the header and the first chunk
+    res = CliRunner().invoke(main, [*args, "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["done_before"] == 2
+    assert len(out.read_text().splitlines()) == 1 + 5
+
+    def broken_open(kind: str, model: str, **_: object) -> Oracle:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(gen, "open_backend", broken_open)
+    res = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert res.exit_code == 3 and "internal error" in res.output
+    assert len(out.read_text().splitlines()) == 1 + 5  # --overwrite never got to truncate the file

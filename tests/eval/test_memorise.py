@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.eval.conftest import Memorised
 from umi_eval.backends import Decoding, TransformersBackend
 from umi_eval.cli import main
 from umi_eval.steps import Prompts, load_steps
+
+from .conftest import Memorised
 
 pytestmark = pytest.mark.slow
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from tests.eval.conftest import TRAJECTORIES
-from tests.eval.test_generate import oracles
 from umi_eval.backends import Decoding, OpenAIBackend
 from umi_eval.cli import main
+
+from .conftest import TRAJECTORIES
+from .oracle import oracles
 
 MAX_REQUESTS = 200  # the server refuses more: a retry loop gone wrong fails fast instead of hanging
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.eval.conftest import STAGE2, TRAJECTORIES, need
 from umi_data.readers import read_inputs
 from umi_data.roles import examples
 from umi_eval.steps import Prompts, StepsError, load_steps, trajectory_steps
+
+from .conftest import STAGE2, TRAJECTORIES, need
 
 MARKERS = ("Next: caller.", "Next: conclusion.", "Next: give up.")
 
