@@ -42,7 +42,10 @@ def summary_table(s: SplitSummary) -> Table:
               help="Role datasets to write, comma-separated.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Force a reader instead of detecting it.")
 @click.option("--template", default="alpha-umi", show_default=True,
-              help="Built-in template name or a JSON template file.")
+              help="alpha-umi (α-UMi's text prompts, byte-identical), chat (conversations in native chat roles "
+                   "with structured tool calls, for a model's own chat template), or a JSON template file.")
+@click.option("--granularity", type=click.Choice(["trajectory", "step"]),
+              help="--template chat: one row per trajectory per role [default], or one per α-UMi example.")
 @click.option("--dev-ratio", default=0.02, show_default=True, type=float,
               help="Share of trajectories (not steps) in the dev split.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the train/dev assignment.")
@@ -59,7 +62,8 @@ def summary_table(s: SplitSummary) -> Table:
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty OUTDIR.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], fmt: str | None, template: str,
-                  dev_ratio: float, seed: int, shard_size: int | None, workers: int, export: tuple[str, ...],
+                  granularity: str | None, dev_ratio: float, seed: int, shard_size: int | None, workers: int,
+                  export: tuple[str, ...],
                   exclude_files: tuple[str, ...], strict: bool, overwrite: bool, quiet: bool) -> None:
     """Split trajectories into the GLPFT role datasets: global, planner, caller, summarizer.
 
@@ -73,7 +77,7 @@ def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], 
         exclude = frozenset().union(*(read_id_list(f) for f in exclude_files))
         opts = SplitOptions(roles=roles, dev_ratio=dev_ratio, seed=seed, shard_size=shard_size, template=template,
                             format=fmt, strict=strict, export_glpft_json="glpft-json" in export,
-                            exclude_ids=exclude, workers=workers)
+                            exclude_ids=exclude, granularity=granularity, workers=workers)
         if interactive(quiet):
             with Progress(TextColumn("[bold]split"), BarColumn(), TextColumn("{task.fields[rate]}"),
                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),

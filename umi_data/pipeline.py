@@ -34,13 +34,13 @@ from typing import Any
 
 import orjson
 
-from umi_data import __version__
+from umi_data import __version__, chat
 from umi_data.checks import Deduper, fingerprint
 from umi_data.convert import Checked, judge, reject_row
 from umi_data.findings import Finding
 from umi_data.readers import Record, Unit, expand, parse_unit, read_bytes
 from umi_data.roles import ROLE_NAMES, examples, prepare
-from umi_data.shards import ShardWriter, drop_rows
+from umi_data.shards import CHAT_SCHEMA, EXAMPLE_SCHEMA, ShardWriter, drop_rows
 from umi_data.templates import load_template
 from umi_data.trajectory import Source
 
@@ -71,11 +71,16 @@ class SplitOptions:
     strict: bool = False
     export_glpft_json: bool = False
     exclude_ids: frozenset[str] = frozenset()
+    granularity: str | None = None  # --template chat only: trajectory (default) or step
     workers: int = 1
 
     def manifest_view(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("workers")  # never changes the output
+        if self.template == chat.CHAT:
+            d["granularity"] = self.granularity or "trajectory"
+        else:
+            d.pop("granularity")  # α-UMi examples are always one per step
         d["roles"] = list(self.roles)
         ids = sorted(self.exclude_ids)
         d["exclude_ids"] = {"count": len(ids), "sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
@@ -152,7 +157,9 @@ class _ShardJob:
 
     def __init__(self, k: int, stage: Path, opts: SplitOptions) -> None:
         self.k, self.stage, self.opts = k, stage, opts
-        self.template = load_template(opts.template)
+        self.chat = opts.template == chat.CHAT
+        self.template = None if self.chat else load_template(opts.template)
+        self.schema = CHAT_SCHEMA if self.chat else EXAMPLE_SCHEMA
         self.writers: dict[tuple[str, str], ShardWriter] = {}
         self.fragments: dict[tuple[str, str], Any] = {}
         self.export_keys: dict[tuple[str, str], list[tuple[str, str]]] = {}
@@ -160,7 +167,8 @@ class _ShardJob:
     def _writer(self, role: str, split_name: str) -> ShardWriter:
         w = self.writers.get((role, split_name))
         if w is None:
-            w = self.writers[(role, split_name)] = ShardWriter(str(_part(self.stage, role, split_name, self.k)))
+            w = self.writers[(role, split_name)] = ShardWriter(
+                str(_part(self.stage, role, split_name, self.k)), schema=self.schema)
         return w
 
     def _export(self, role: str, split_name: str, key: tuple[str, str], blob: bytes) -> None:
@@ -191,6 +199,9 @@ class _ShardJob:
         prepared = prepare(traj)
         key = (traj.id, res.where)
         for role in self.opts.roles:
+            if self.chat:
+                res.examples[role] = self._chat_rows(traj, role, prepared, res)
+                continue
             n = 0
             for ex in examples(traj, role, self.template, prepared):
                 n += 1
@@ -205,6 +216,13 @@ class _ShardJob:
                         "input": ex.prompt, "target": ex.completion}))
             res.examples[role] = n
         return res
+
+    def _chat_rows(self, traj: Any, role: str, prepared: Any, res: RecordResult) -> int:
+        n = 0
+        for row in chat.rows(traj, role, prepared, self.opts.granularity or "trajectory"):
+            self._writer(role, res.split).add(chat.row_dict(row, res.where))
+            n += 1
+        return n
 
     def finish(self) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], list[tuple[str, str]]]]:
         for f in self.fragments.values():
@@ -341,8 +359,10 @@ def split(
         raise SplitError(f"unknown role(s) {', '.join(unknown)}; choose from {', '.join(ROLE_NAMES)}")
     if not 0.0 <= opts.dev_ratio < 1.0:
         raise SplitError(f"--dev-ratio must be in [0, 1), got {opts.dev_ratio}")
+    _check_chat_options(opts)
     try:
-        load_template(opts.template)
+        if opts.template != chat.CHAT:
+            load_template(opts.template)
     except (OSError, ValueError) as e:
         raise SplitError(f"cannot load template {opts.template!r}: {e}") from e
     missing = [p for p in inputs if not os.path.exists(p)]
@@ -371,6 +391,16 @@ def split(
     summary.outdir = str(out)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _check_chat_options(opts: SplitOptions) -> None:
+    if opts.template == chat.CHAT:
+        if opts.granularity not in (None, *chat.GRANULARITIES):
+            raise SplitError(f"--granularity must be one of {', '.join(chat.GRANULARITIES)}, got {opts.granularity!r}")
+        if opts.export_glpft_json:
+            raise SplitError("--export glpft-json writes α-UMi prompts; it needs the alpha-umi template, not chat")
+    elif opts.granularity is not None:
+        raise SplitError("--granularity applies to --template chat only (α-UMi examples are one per step)")
 
 
 def _commit(stage: Path, out: Path) -> None:
@@ -461,7 +491,8 @@ def _write_split(
         "roles": roles,
         "rejects": "rejects.jsonl",
         "schemas": {
-            "example": "https://umi.dev/schemas/role-example.schema.json",
+            "example": "https://umi.dev/schemas/"
+            + ("chat-example.schema.json" if opts.template == chat.CHAT else "role-example.schema.json"),
             "trajectory": "https://umi.dev/schemas/trajectory.schema.json",
             "manifest": "https://umi.dev/schemas/manifest.schema.json",
         },
@@ -546,11 +577,16 @@ def dataset_card(manifest: dict[str, Any]) -> str:
             f"| `{role}` | {ROLE_PURPOSE[role]} | {sd['train']['examples']} | {sd['dev']['examples']} "
             f"| {sd['train']['trajectories']} | {sd['dev']['trajectories']} |"
         )
+    if manifest["template"] == chat.CHAT:
+        lines += ["", *chat.CARD_ROWS.format(granularity=manifest["options"]["granularity"]).splitlines()]
+    else:
+        lines += [
+            "",
+            "Each row: `id`, `trajectory_id`, `step` (the planner turn it belongs to), `turn`, `role`, "
+            "`prompt` (the model input, role cue included), `completion` (the target; append EOS when "
+            "training), `decision` (call / conclude / give_up), `source` (input file and record).",
+        ]
     lines += [
-        "",
-        "Each row: `id`, `trajectory_id`, `step` (the planner turn it belongs to), `turn`, `role`, "
-        "`prompt` (the model input, role cue included), `completion` (the target; append EOS when "
-        "training), `decision` (call / conclude / give_up), `source` (input file and record).",
         "",
         "Load a role with 🤗 datasets (`dev` files become the `validation` split):",
         "",
@@ -560,7 +596,8 @@ def dataset_card(manifest: dict[str, Any]) -> str:
         "```",
         "",
         "or train it with `umitrain train --data OUTDIR --role planner --model PATH -o RUN`.",
-        "Schemas: `schemas/role-example.schema.json`, `schemas/manifest.schema.json` in the umi repository.",
+        f"Schemas: `schemas/{manifest['schemas']['example'].rsplit('/', 1)[-1]}`, "
+        "`schemas/manifest.schema.json` in the umi repository.",
         "",
     ]
     return "\n".join(lines)
