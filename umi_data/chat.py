@@ -215,3 +215,35 @@ function format, full JSON-Schema parameters; empty for the summarizer), `source
 `messages` and `tools` are Arrow JSON: 🤗 datasets decodes them to Python objects, ready for
 `tokenizer.apply_chat_template(row["messages"], tools=row["tools"])`. Train on the `train`
 messages only (axolotl: `message_field_training: train`; `umitrain` does it by itself)."""
+
+
+# --- inference: the same conversation for a prefix the caller chooses (umi_eval) --------------
+
+
+def prompt_messages(
+    traj: Trajectory, role: str, stop: int, thought: str | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(messages, tools)`` a chat model of ``role`` is prompted with before turn ``stop`` (then
+    ``apply_chat_template(..., add_generation_prompt=True)``): the training conversation of that
+    step without its target, so a test prompt is the training prefix. ``thought`` (the caller's
+    input at test time: the planner's generated text) replaces the gold planner turn before ``stop``."""
+    messages = [{"role": "system", "content": SYSTEM[role]}, *messages_of(traj)[0][:stop]]
+    if thought is not None:
+        if not messages or messages[-1]["role"] != "assistant" or "tool_calls" in messages[-1]:
+            messages.append({"role": "assistant", "content": thought})
+        else:
+            messages[-1] = {"role": "assistant", "content": thought}
+    return messages, [] if role == "summarizer" else openai_tools(traj.tools)
+
+
+def calls_from_response(message: dict[str, Any]) -> list[Call]:
+    """Canonical calls from a parsed assistant message (TRL ``parse_response`` / transformers
+    ``parse_response``): arguments re-serialised as JSON text (a model's native call carries an
+    object, never the raw string)."""
+    out = []
+    for c in message.get("tool_calls") or []:
+        fn = c.get("function", c)
+        args = fn.get("arguments", {})
+        text = args if isinstance(args, str) else orjson.dumps(args).decode()
+        out.append(Call(str(fn.get("name")), text, c.get("id")))
+    return out

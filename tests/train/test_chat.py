@@ -12,7 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from umi_data.chat import calls_from_response, prompt_messages
 from umi_data.cli import main as umidata
+from umi_data.readers import read_inputs
 from umi_train.chat import ChatTemplateError, encode, plan, template_messages
 from umi_train.data import IGNORE_INDEX
 from umi_train.tiny import build_tiny_model, chat_template_text, chat_texts, train_tiny_tokenizer
@@ -22,9 +24,11 @@ FAMILIES = ("qwen2_5", "qwen3", "llama3_1")
 ROLES = ("global", "planner", "caller", "summarizer")
 
 
+SOURCES = [str(EXAMPLES / "toolbench-mini" / "answer"), str(EXAMPLES / "openai-chats.jsonl")]
+
+
 def _split(out: Path, *extra: str) -> Path:
-    src = [str(EXAMPLES / "toolbench-mini" / "answer"), str(EXAMPLES / "openai-chats.jsonl")]
-    res = CliRunner().invoke(umidata, ["split", *src, "-o", str(out), "--template", "chat", "--dev-ratio", "0",
+    res = CliRunner().invoke(umidata, ["split", *SOURCES, "-o", str(out), "--template", "chat", "--dev-ratio", "0",
                                        "--workers", "1", "-q", *extra])
     assert res.exit_code in (0, 1), res.output
     return out
@@ -133,6 +137,7 @@ def test_inference_round_trip_parses_the_gold_call(splits, tokenizers, family: s
 
     tok = add_response_schema(tokenizers[family])
     p = plan(tok)
+    trajs = {r.trajectory.id: r.trajectory for r in read_inputs(SOURCES) if r.trajectory is not None}
     checked = 0
     for row in _rows(splits["traj"], "caller"):
         if not _usable(family, row):
@@ -156,6 +161,12 @@ def test_inference_round_trip_parses_the_gold_call(splits, tokenizers, family: s
             parsed = parse_response(tok, ids[len(prompt): end + 1], prefix=list(prompt))
             got = [(c["function"]["name"], c["function"]["arguments"]) for c in parsed.get("tool_calls") or []]
             assert got == _canonical_calls(row, k), (row["id"], k, parsed)
+            # the inference helpers give the same prompt and the canonical calls back
+            traj = trajs[row["trajectory_id"]]
+            assert prompt_messages(traj, "caller", k - 1) == (msgs[:k], row["tools"])
+            gold = next(t for i, t in enumerate(traj.turns) if i == k - 1).calls
+            assert [(c.name, json.loads(c.arguments)) for c in calls_from_response(parsed)] == \
+                [(c.name, json.loads(c.arguments)) for c in gold]
             checked += 1
     assert checked >= 5
 
