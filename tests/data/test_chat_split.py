@@ -164,3 +164,15 @@ def test_option_conflicts_are_usage_errors(tmp_path: Path, args: list[str], need
     code, output = split(str(EXAMPLES / "openai-chats.jsonl"), "-o", str(tmp_path / "o"), *args)
     assert code == 2 and needle in output
     assert not (tmp_path / "o").exists()
+
+
+def test_late_duplicate_removal_keeps_the_chat_schema(outs: dict[str, Path], tmp_path: Path) -> None:
+    from umi_data.shards import drop_rows
+
+    shard, original = tmp_path / "s.parquet", next((outs["traj"] / "caller").glob("*.parquet"))
+    shard.write_bytes(original.read_bytes())
+    table = pq.read_table(shard)
+    key = (table.column("trajectory_id")[0].as_py(), table.column("source")[0].as_py())
+    assert drop_rows(str(shard), {key}) == table.num_rows - 1
+    assert pq.read_schema(shard).equals(pq.read_schema(original), check_metadata=True)
+    assert key[0] not in pq.read_table(shard).column("trajectory_id").to_pylist()
