@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled example, end to end, on CPU, with no downloads:
-#   validate → convert → split (four GLPFT role datasets) → stats → GLPFT with the tiny model.
+#   validate → convert → split (four GLPFT role datasets) → stats → GLPFT with the tiny model
+#   → umieval generate on the split's dev steps → umieval score.
 # `make demo` runs it; it writes everything under demo-out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,4 +29,12 @@ echo
 echo "== umitrain glpft (tiny random model, CPU): stage 1 on global, then planner, caller, summarizer"
 "$BIN/umitrain" glpft pipelines/tiny-glpft.yaml --data "$OUT/split" -o "$OUT/glpft" --quiet
 echo
-echo "Done. Datasets: $OUT/split (see $OUT/split/README.md); models: $OUT/glpft/*/model"
+echo "== umieval generate: the tiny trio on the split's dev steps (teacher-forced; the numbers are low, the path works)"
+ok_or_findings "$BIN/umieval" generate "$OUT/split" --glpft-run "$OUT/glpft" -o "$OUT/predictions.jsonl" \
+  --overwrite --threads 1
+echo
+echo "== umieval score $OUT/predictions.jsonl"
+ok_or_findings "$BIN/umieval" score "$OUT/predictions.jsonl"
+echo
+echo "Done. Datasets: $OUT/split (see $OUT/split/README.md); models: $OUT/glpft/*/model;"
+echo "predictions: $OUT/predictions.jsonl"

@@ -192,7 +192,7 @@ def examples(
     history: list[str] = []
     for i in range(len(conv)):
         if rule.emits(conv, i):
-            slots = {**p.slots, "history": "".join(history), **rule.slots(conv, i)}
+            slots = rule.slots(conv, i)
             owner = i + rule.step_offset
             step = owner if owner >= 0 and conv[owner]["from"] == "assistant" else i
             yield Example(
@@ -201,10 +201,34 @@ def examples(
                 step=step,
                 turn=i,
                 role=role,
-                prompt=template.render(role, slots),
+                prompt=render(p, role, "".join(history), template, slots.get("thought")),
                 completion=rule.target(conv, i),
                 decision=_decision(conv, step) if conv[step]["from"] == "assistant" else None,
             )
         entry = rule.entry(conv, i)
         if entry is not None:
             history.append(entry)
+
+
+# --- inference: the same rules and template, for a prefix the caller chooses -------------------
+
+
+def history(conv: Conv, role: str, stop: int | None = None) -> str:
+    """The history string ``role`` sees before turn ``stop`` (all turns when ``None``): each turn
+    enters by the role's own rule, exactly as when :func:`examples` reaches ``stop``.
+
+    Inference (``umi_eval``) builds test prompts with this and :func:`render`, so a test prompt
+    is the training prompt of the same step, not a second rendering of it."""
+    entry = RULES[role].entry
+    end = len(conv) if stop is None else stop
+    return "".join(e for i in range(end) if (e := entry(conv, i)) is not None)
+
+
+def render(
+    prepared: Prepared, role: str, history: str, template: Template = ALPHA_UMI, thought: str | None = None
+) -> str:
+    """The model input of ``role`` for a given history (and, for the caller, the planner thought)."""
+    slots = {**prepared.slots, "history": history}
+    if thought is not None:
+        slots["thought"] = thought
+    return template.render(role, slots)

@@ -15,3 +15,13 @@ from umi_eval import __version__
 @click.version_option(__version__, prog_name="umieval")
 def main() -> None:
     """Evaluate α-UMi models: build test steps, generate, score, and run the agent loop."""
+
+
+from umi_eval.cli_score import compare, score  # noqa: E402  (the commands register on the group above)
+
+main.add_command(score)
+main.add_command(compare)
+
+from umi_eval.cli_generate import generate_cmd  # noqa: E402
+
+main.add_command(generate_cmd)
