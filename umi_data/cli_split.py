@@ -14,7 +14,7 @@ from umi_data.cli_options import allow_empty, read_limits
 from umi_data.pipeline import SplitError, SplitOptions, SplitSummary, read_id_list, split
 from umi_data.readers import FORMATS
 from umi_data.roles import ROLE_NAMES
-from umi_data.templates import BUILTIN
+from umi_data.templates import BUILTIN_NAMES
 from umi_data.terminal import console, interactive
 
 
@@ -47,8 +47,11 @@ def summary_table(s: SplitSummary) -> Table:
               help="Role datasets to write, comma-separated.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Force a reader instead of detecting it.")
 @click.option("--template", default="alpha-umi", show_default=True,
-              help=f"Built-in template ({', '.join(sorted(BUILTIN))}) or a JSON template file (README: "
-                   "'Custom templates').")
+              help=f"Built-in template ({', '.join(BUILTIN_NAMES)}): alpha-umi (α-UMi's text prompts, "
+                   "byte-identical) or chat (conversations in native chat roles with structured tool calls, for a "
+                   "model's own chat template); or a JSON template file (README: 'Custom templates').")
+@click.option("--granularity", type=click.Choice(["trajectory", "step"]),
+              help="--template chat: one row per trajectory per role [default], or one per α-UMi example.")
 @click.option("--dev-ratio", default=0.02, show_default=True, type=float,
               help="Share of trajectories (not steps) in the dev split.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the train/dev assignment.")
@@ -73,10 +76,10 @@ def summary_table(s: SplitSummary) -> Table:
 @allow_empty
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], fmt: str | None, template: str,
-                  dev_ratio: float, seed: int, shard_size: int | None, workers: int, export: tuple[str, ...],
-                  exclude_files: tuple[str, ...], strict: bool, id_prefix: str, dataset_info: str | None,
-                  overwrite: bool, max_record_bytes: int, max_ratio: float, allow_empty: bool,
-                  quiet: bool) -> None:  # fmt: skip
+                  granularity: str | None, dev_ratio: float, seed: int, shard_size: int | None, workers: int,
+                  export: tuple[str, ...], exclude_files: tuple[str, ...], strict: bool, id_prefix: str,
+                  dataset_info: str | None, overwrite: bool, max_record_bytes: int, max_ratio: float,
+                  allow_empty: bool, quiet: bool) -> None:  # fmt: skip
     """Split trajectories into the GLPFT role datasets: global, planner, caller, summarizer.
 
     INPUTS are ToolBench answer trees, files or data.zip, α-UMi stage-2 JSON, ToolLLaMA, ShareGPT
@@ -93,8 +96,9 @@ def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], 
         exclude = frozenset().union(*(read_id_list(f) for f in exclude_files))
         opts = SplitOptions(roles=roles, dev_ratio=dev_ratio, seed=seed, shard_size=shard_size, template=template,
                             format=fmt, strict=strict, export_glpft_json="glpft-json" in export,
-                            exclude_ids=exclude, workers=workers, id_prefix=id_prefix, dataset_info=dataset_info,
-                            max_record_bytes=max_record_bytes, max_ratio=max_ratio, allow_empty=allow_empty)
+                            exclude_ids=exclude, granularity=granularity, workers=workers, id_prefix=id_prefix,
+                            dataset_info=dataset_info, max_record_bytes=max_record_bytes, max_ratio=max_ratio,
+                            allow_empty=allow_empty)
         if interactive(quiet):
             with Progress(TextColumn("[bold]split"), BarColumn(), TextColumn("{task.fields[rate]}"),
                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),

@@ -40,14 +40,14 @@ from typing import Any
 
 import orjson
 
-from umi_data import __version__
+from umi_data import __version__, chat
 from umi_data.checks import Deduper, fingerprint
 from umi_data.convert import UNREAD_REASONS, Checked, judge, reject_row
 from umi_data.findings import Finding
 from umi_data.guard import UnsafeOutput, check_output, clean_stale, output_lock
 from umi_data.readers import DEFAULT_READ, ReadOptions, Record, Unit, expand, parse_unit, read_bytes, sharegpt
 from umi_data.roles import ROLE_NAMES, examples, prepare
-from umi_data.shards import ShardWriter, drop_rows
+from umi_data.shards import CHAT_SCHEMA, EXAMPLE_SCHEMA, ShardWriter, drop_rows
 from umi_data.templates import load_template
 from umi_data.trajectory import Source, record_id
 
@@ -83,6 +83,7 @@ class SplitOptions:
     strict: bool = False
     export_glpft_json: bool = False
     exclude_ids: frozenset[str] = frozenset()
+    granularity: str | None = None  # --template chat only: trajectory (default) or step
     workers: int = 1
     id_prefix: str = ""
     dataset_info: str | None = None  # --dataset-info: LLaMA-Factory ShareGPT tags per file name
@@ -99,6 +100,10 @@ class SplitOptions:
         d = asdict(self)
         d.pop("workers")  # never changes the output
         d.pop("allow_empty")
+        if self.template == chat.CHAT:
+            d["granularity"] = self.granularity or "trajectory"
+        else:
+            d.pop("granularity")  # α-UMi examples are always one per step
         d["roles"] = list(self.roles)
         ids = sorted(self.exclude_ids)
         d["exclude_ids"] = {"count": len(ids), "sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
@@ -176,7 +181,9 @@ class _ShardJob:
     def __init__(self, k: int, stage: Path, opts: SplitOptions) -> None:
         self.k, self.stage, self.opts = k, stage, opts
         sharegpt.use_dataset_info(opts.dataset_info)  # in the process that reads (a worker)
-        self.template = load_template(opts.template)
+        self.chat = opts.template == chat.CHAT
+        self.template = None if self.chat else load_template(opts.template)
+        self.schema = CHAT_SCHEMA if self.chat else EXAMPLE_SCHEMA
         self.writers: dict[tuple[str, str], ShardWriter] = {}
         self.fragments: dict[tuple[str, str], Any] = {}
         self.export_keys: dict[tuple[str, str], list[tuple[str, str]]] = {}
@@ -184,7 +191,8 @@ class _ShardJob:
     def _writer(self, role: str, split_name: str) -> ShardWriter:
         w = self.writers.get((role, split_name))
         if w is None:
-            w = self.writers[(role, split_name)] = ShardWriter(str(_part(self.stage, role, split_name, self.k)))
+            w = self.writers[(role, split_name)] = ShardWriter(
+                str(_part(self.stage, role, split_name, self.k)), schema=self.schema)
         return w
 
     def _export(self, role: str, split_name: str, key: tuple[str, str], blob: bytes) -> None:
@@ -234,6 +242,12 @@ class _ShardJob:
         key = (traj.id, res.where)
         rows: list[tuple[str, dict[str, Any], bytes | None]] = []  # rendered first: all or nothing
         for role in self.opts.roles:
+            if self.chat:
+                res.examples[role] = len(rows)
+                rows.extend((role, chat.row_dict(row, res.where), None)
+                            for row in chat.rows(traj, role, prepared, self.opts.granularity or "trajectory"))
+                res.examples[role] = len(rows) - res.examples[role]
+                continue
             n = 0
             for ex in examples(traj, role, self.template, prepared):
                 n += 1
@@ -441,8 +455,10 @@ def split(
         raise SplitError(f"unknown role(s) {', '.join(unknown)}; choose from {', '.join(ROLE_NAMES)}")
     if not 0.0 <= opts.dev_ratio < 1.0:
         raise SplitError(f"--dev-ratio must be in [0, 1), got {opts.dev_ratio}")
+    _check_chat_options(opts)
     try:
-        load_template(opts.template)
+        if opts.template != chat.CHAT:
+            load_template(opts.template)
     except (OSError, ValueError) as e:
         raise SplitError(f"cannot load template {opts.template!r}: {e}") from e
     missing = [p for p in inputs if not os.path.lexists(p)]
@@ -511,6 +527,16 @@ def _first_rejects(stage: Path, n: int = 3) -> str:
             where = src["file"] + (f"!{src['member']}" if src.get("member") else "")
             parts.append(f"{where}: [{r['reason']}] {r['message']}")
     return "; ".join(parts) or "no input"
+
+
+def _check_chat_options(opts: SplitOptions) -> None:
+    if opts.template == chat.CHAT:
+        if opts.granularity not in (None, *chat.GRANULARITIES):
+            raise SplitError(f"--granularity must be one of {', '.join(chat.GRANULARITIES)}, got {opts.granularity!r}")
+        if opts.export_glpft_json:
+            raise SplitError("--export glpft-json writes α-UMi prompts; it needs the alpha-umi template, not chat")
+    elif opts.granularity is not None:
+        raise SplitError("--granularity applies to --template chat only (α-UMi examples are one per step)")
 
 
 def _commit(stage: Path, out: Path) -> None:
@@ -603,7 +629,8 @@ def _write_split(
         "roles": roles,
         "rejects": "rejects.jsonl",
         "schemas": {
-            "example": "https://umi.dev/schemas/role-example.schema.json",
+            "example": "https://umi.dev/schemas/"
+            + ("chat-example.schema.json" if opts.template == chat.CHAT else "role-example.schema.json"),
             "trajectory": "https://umi.dev/schemas/trajectory.schema.json",
             "manifest": "https://umi.dev/schemas/manifest.schema.json",
         },
@@ -707,11 +734,16 @@ def dataset_card(manifest: dict[str, Any], outdir: str = "OUTDIR") -> str:
             f"| `{role}` | {ROLE_PURPOSE[role]} | {sd['train']['examples']} | {sd['dev']['examples']} "
             f"| {sd['train']['trajectories']} | {sd['dev']['trajectories']} |"
         )
+    if manifest["template"] == chat.CHAT:
+        lines += ["", *chat.CARD_ROWS.format(granularity=manifest["options"]["granularity"]).splitlines()]
+    else:
+        lines += [
+            "",
+            "Each row: `id`, `trajectory_id`, `step` (the planner turn it belongs to), `turn`, `role`, "
+            "`prompt` (the model input, role cue included), `completion` (the target; append EOS when "
+            "training), `decision` (call / conclude / give_up), `source` (input file and record).",
+        ]
     lines += [
-        "",
-        "Each row: `id`, `trajectory_id`, `step` (the planner turn it belongs to), `turn`, `role`, "
-        "`prompt` (the model input, role cue included), `completion` (the target; append EOS when "
-        "training), `decision` (call / conclude / give_up), `source` (input file and record).",
         "",
         "Load a role with 🤗 datasets (`dev` files become the `validation` split):",
         "",
@@ -721,7 +753,8 @@ def dataset_card(manifest: dict[str, Any], outdir: str = "OUTDIR") -> str:
         "```",
         "",
         f"or train it with `umitrain train --data {shlex.quote(outdir)} --role {first} --model PATH -o RUN`.",
-        "Schemas: `schemas/role-example.schema.json`, `schemas/manifest.schema.json` in the umi repository.",
+        f"Schemas: `schemas/{manifest['schemas']['example'].rsplit('/', 1)[-1]}`, "
+        "`schemas/manifest.schema.json` in the umi repository.",
         "",
     ]
     return "\n".join(lines)

@@ -62,6 +62,9 @@ class Template:
 
 ALPHA_UMI = Template("alpha-umi", ALPHA_UMI_PROMPTS, ALPHA_UMI_CUES)
 BUILTIN: dict[str, Template] = {ALPHA_UMI.name: ALPHA_UMI}
+# Every name `umidata split --template` accepts: the text templates, and `chat`, the conversational
+# rendering of umi_data.chat (messages for the model's own chat template, not a text template).
+BUILTIN_NAMES: tuple[str, ...] = (*sorted(BUILTIN), "chat")
 
 
 def load_template(name_or_path: str) -> Template:
@@ -71,7 +74,7 @@ def load_template(name_or_path: str) -> Template:
     path = Path(name_or_path)
     if not path.is_file():
         raise ValueError(
-            f"not a built-in template ({', '.join(sorted(BUILTIN))}) nor a JSON template file "
+            f"not a built-in template ({', '.join(BUILTIN_NAMES)}) nor a JSON template file "
             "(format: README, 'Custom templates')"
         )
     try:

@@ -117,7 +117,9 @@ def format_summary(
               "a model given as NAME@URL uses its own server. Key: $OPENAI_API_KEY.")
 @click.option("--prompts", type=click.Choice(PROMPT_STYLES), default="umi", show_default=True,
               help="umi: the training prompts (train/test parity). original: the original static pipeline's "
-              "(full history for every role, current thought labelled 'planner: ').")
+              "(full history for every role, current thought labelled 'planner: '). chat: for models trained on "
+              "`umidata split --template chat` rows — each model's own chat template over the training "
+              "conversation, native tool calls read back as Action lines (local checkpoints).")
 @click.option("--max-new-tokens", default=512, show_default=True, type=click.IntRange(1))
 @click.option("--max-input-tokens", default=3750, show_default=True, type=click.IntRange(1),
               help="Longer prompts keep their last tokens (transformers backend).")

@@ -184,7 +184,7 @@ class _Runner:
         self.opts = opts
         self.open_fn = open_fn
         self.backends: dict[str, Backend] = {}
-        self.prompts = Prompts(opts.prompts)
+        self.prompts: Any = Prompts(opts.prompts) if opts.prompts != "chat" else _chat_prompts(opts)
         self.model_seconds = 0.0
 
     def open_all(self) -> None:
@@ -209,12 +209,12 @@ class _Runner:
             gens = self._gen("model", [self.prompts.single(s) for s in steps])
             rows = []
             for s, g in zip(steps, gens, strict=True):
-                row = {**_base(s, "single"), "prediction": postprocess(g.text)}
+                row = {**_base(s, "single"), "prediction": postprocess(self._read("model", s, g.text))}
                 _cost(row, g)
                 rows.append(row)
             return rows
         planned = self._gen("planner", [self.prompts.planner(s) for s in steps])
-        routes = [route(postprocess(g.text)) for g in planned]
+        routes = [route(postprocess(self._read("planner", s, g.text))) for s, g in zip(steps, planned, strict=True)]
         second: dict[int, Generation] = {}
         for role, decision in (("caller", "call"), ("summarizer", "conclude")):
             idx = [i for i, r in enumerate(routes) if r.decision == decision]
@@ -224,7 +224,8 @@ class _Runner:
         rows = []
         for i, s in enumerate(steps):
             r, g2 = routes[i], second.get(i)
-            text2 = postprocess(g2.text) if g2 is not None else None
+            who = "caller" if r.decision == "call" else "summarizer"
+            text2 = postprocess(self._read(who, s, g2.text)) if g2 is not None else None
             row = {**_base(s, "trio"), "prediction": compose(r, text2), "route": r.name,
                    "planner_prediction": planned[i].text}  # fmt: skip
             if g2 is not None:
@@ -233,10 +234,27 @@ class _Runner:
             rows.append(row)
         return rows
 
+    def _read(self, who: str, s: Step, text: str) -> str:
+        """A chat model's output as α-UMi text (native calls → Action lines); others as they are."""
+        return self.prompts.output(who, s, text) if self.opts.prompts == "chat" else text
+
     def close(self) -> None:
         for b in self.backends.values():
             close(b)
         self.backends.clear()
+
+
+def _chat_prompts(opts: GenerateOptions) -> Any:
+    from umi_eval.chat_prompts import ChatPrompts, load_chat_tokenizer
+
+    toks = {}
+    for role, model in opts.models.items():
+        try:
+            toks[role] = load_chat_tokenizer(model, bool(opts.backend_options.get("trust_remote_code")))
+        except (OSError, ValueError) as e:
+            raise GenerateError(f"--prompts chat needs each model's tokenizer (a local checkpoint dir): {role} "
+                                f"{model!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return ChatPrompts(toks)
 
 
 def _open_default(opts: GenerateOptions) -> Callable[[str, str], Backend]:
@@ -269,6 +287,9 @@ def generate(
         raise GenerateError(f"no model for {', '.join(missing)}")
     t0 = time.perf_counter()
     stepset = steps if steps is not None else load_steps(inputs, fmt, template, split)
+    if stepset.chat_split and opts.prompts != "chat":
+        raise GenerateError("the split was written with --template chat: models trained on it are prompted with "
+                            "their chat template; pass --prompts chat")
     todo_all = stepset.steps[:limit] if limit is not None else stepset.steps
     out = Path(out)
     for p in inputs:

@@ -47,7 +47,7 @@ from umi_data.templates import ALPHA_UMI, Template, load_template
 from umi_data.trajectory import Trajectory
 from umi_eval.route import EOS, marker_decision
 
-PROMPT_STYLES = ("umi", "original")
+PROMPT_STYLES = ("umi", "original", "chat")  # chat: umi_eval.chat_prompts (models trained on chat rows)
 _SECOND = {"call": "caller", "conclude": "conclusion"}
 SPLIT_FORMAT = "umi.split/v1"  # umi_data.pipeline.SPLIT_FORMAT (not imported: it pulls pyarrow writers in)
 
@@ -74,6 +74,7 @@ class Step:
     reference_single: str  # single-model reference (the global target), spec §1.7
     prepared: Prepared = field(repr=False, compare=False)
     template: Template = field(repr=False, compare=False, default=ALPHA_UMI)
+    trajectory: Trajectory | None = field(repr=False, compare=False, default=None)  # chat prompts render it
 
     @property
     def tools(self) -> list[dict[str, Any]]:
@@ -105,6 +106,7 @@ class StepSet:
     issues: list[Issue] = field(default_factory=list)
     records: int = 0
     trajectories: int = 0
+    chat_split: bool = False  # a split written with --template chat was read: its models need chat prompts
 
     @property
     def rejected(self) -> int:
@@ -153,7 +155,8 @@ def trajectory_steps(traj: Trajectory, template: Template = ALPHA_UMI) -> tuple[
                                     f"{nxt or 'absent'}, not {want}: no reference", src, traj.id, i))  # fmt: skip
                 continue
             reference = f"assistant: {item['value']}{EOS}{want}: {conv[i + 1]['value']}{EOS}"
-        steps.append(Step(f"{traj.id}#{i}", traj.id, i, decision, reference, _global_target(conv, i), p, template))
+        steps.append(Step(f"{traj.id}#{i}", traj.id, i, decision, reference, _global_target(conv, i), p, template,
+                          traj))
     return steps, issues
 
 
@@ -167,7 +170,7 @@ class Prompts:
     style: str = "umi"
 
     def __post_init__(self) -> None:
-        if self.style not in PROMPT_STYLES:
+        if self.style not in PROMPT_STYLES or self.style == "chat":
             raise ValueError(f"unknown prompt style {self.style!r} (expected {', '.join(PROMPT_STYLES)})")
 
     def planner(self, s: Step) -> str:
@@ -238,8 +241,9 @@ def load_steps(
     for p in paths:
         if is_split_dir(p):
             inputs, ids, sfmt, tname = _split_inputs(Path(p), split)
-            try:
-                tmpl = load_template(tname)
+            out.chat_split |= tname == "chat"
+            try:  # a chat split's steps and references are the α-UMi ones; its prompts are --prompts chat
+                tmpl = load_template("alpha-umi" if tname == "chat" else tname)
             except (OSError, ValueError) as e:
                 raise StepsError(f"{p}: cannot load the split's template {tname!r}: {e}") from None
             groups.append((inputs, ids, fmt or sfmt, tmpl))

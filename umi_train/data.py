@@ -1,6 +1,9 @@
 """Role datasets: load `umidata split` shards, tokenize, build label masks, audit them.
 
-The model input is exactly ``prompt + completion + EOS``. Prompt and completion are tokenized
+Two row shapes, told apart by their columns: α-UMi rows (``prompt``/``completion``) and chat
+rows (``messages``/``tools``, ``umidata split --template chat``), which ``umi_train.chat`` renders
+with the model's own chat template and labels by message. For α-UMi rows the model input is
+exactly ``prompt + completion + EOS``. Prompt and completion are tokenized
 separately and their ids concatenated, so the label boundary is exact (no offset mapping guesswork);
 only the completion tokens and EOS carry labels.
 """
@@ -43,15 +46,18 @@ def load_role(data_dir: Path, role: str, split: str = "train"):
                 f"no train shards for role {role!r} under {data_dir / role} (expected train-*.parquet)"
             )
         return None
+    from umi_train.chat import CHAT_COLUMNS
+
+    columns = CHAT_COLUMNS if "messages" in pq.read_schema(shards[0]).names else REQUIRED_COLUMNS
     for shard in shards:
         names = pq.read_schema(shard).names
-        missing = [c for c in REQUIRED_COLUMNS if c not in names]
+        missing = [c for c in columns if c not in names]
         if missing:
             raise UserError(f"{shard}: missing column(s) {', '.join(missing)}")
     # Memory-mapped Arrow (datasets' cache), not an in-memory table: a ToolBench-sized role is
     # gigabytes of prompt text.
     ds = datasets.load_dataset(
-        "parquet", data_files=[str(s) for s in shards], split="train", columns=list(REQUIRED_COLUMNS)
+        "parquet", data_files=[str(s) for s in shards], split="train", columns=list(columns)
     )
     if ds.num_rows == 0:
         if split == "train":
@@ -75,6 +81,7 @@ class TokenStats:
     loss_tokens: int = 0
     max_length: int = 0
     overlong_policy: str = "drop"
+    chat_template: str | None = None  # chat rows: which template rendered them, and how labels were found
     dropped_ids: list[str] = field(default_factory=list)
 
     @property
@@ -168,20 +175,34 @@ def tokenize_role(
     if quiet:
         datasets.disable_progress_bars()
     kwargs: dict[str, Any] = {}
+    is_chat = "messages" in ds.column_names
+    encode: Any = _encode
+    fn_kwargs: dict[str, Any] = {"tokenizer": tokenizer, "max_length": max_length, "overlong": overlong}
+    template_key = ""
+    if is_chat:
+        from umi_train import chat
+
+        if overlong != "drop":
+            raise UserError(f"--overlong {overlong} cuts prompts; chat conversations are only ever dropped (use drop)")
+        p = chat.plan(tokenizer)
+        encode, template_key = chat.encode_batch, p.key()
+        fn_kwargs = {"tokenizer": tokenizer, "p": p, "max_length": max_length}
+        stats.chat_template = p.origin
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         key = hashlib.sha256(
-            f"{_data_key(data_dir, role, split)}|{tokenizer_key(tokenizer)}|{max_length}|{overlong}".encode()
+            f"{_data_key(data_dir, role, split)}|{tokenizer_key(tokenizer)}|{max_length}|{overlong}|{template_key}"
+            .encode()
         ).hexdigest()[:20]
         kwargs["cache_file_name"] = str(cache_dir / f"tokenized-{role}-{split}-{key}.arrow")
     if num_proc is None:
         num_proc = min(4, os.cpu_count() or 1) if len(ds) >= 5000 else None
     tokenized = ds.map(
-        _encode,
+        encode,
         batched=True,
         batch_size=256,
-        remove_columns=["prompt", "completion"],
-        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "overlong": overlong},
+        remove_columns=["messages", "tools"] if is_chat else ["prompt", "completion"],
+        fn_kwargs=fn_kwargs,
         num_proc=num_proc,
         desc=f"tokenize {role}/{split}",
         load_from_cache_file=True,
@@ -203,7 +224,8 @@ def tokenize_role(
     stats.used = len(kept)
     lengths = kept["length"]
     stats.tokens = sum(lengths)
-    stats.loss_tokens = sum(n + 1 for n in kept["n_completion"])  # completion tokens + EOS
+    # chat: the labelled tokens themselves; α-UMi: completion tokens + EOS
+    stats.loss_tokens = sum(n + (0 if is_chat else 1) for n in kept["n_completion"])
     if stats.used == 0:
         raise UserError(
             f"role {role!r} ({split}): every example is longer than --max-length {max_length} "

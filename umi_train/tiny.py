@@ -7,41 +7,67 @@ step (training, resume, stage-2 init) loads them exactly like a real checkpoint.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 TINY_NAME = "tiny"
 BOS, EOS, PAD, UNK = "<|bos|>", "<|eos|>", "<|pad|>", "<|unk|>"
 
+# Chat families the tiny tokenizer can play: TRL's real template (trl/chat_templates/<name>.jinja)
+# and the special tokens it needs, so chat data renders exactly as it would for the real model.
+CHAT_FAMILIES: dict[str, dict[str, Any]] = {
+    "qwen2_5": {"special": ["<|im_start|>", "<|im_end|>", "<|endoftext|>"], "eos": "<|im_end|>", "bos": None},
+    "qwen3": {"special": ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>"],
+              "eos": "<|im_end|>", "bos": None},
+    "llama3_1": {"special": ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+                             "<|eom_id|>", "<|python_tag|>"], "eos": "<|eot_id|>", "bos": "<|begin_of_text|>"},
+}
+TINY_CHAT_FAMILY = "qwen2_5"  # what `--model tiny` uses on chat data
 
-def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int = 2000):
+
+def chat_template_text(family: str) -> str:
+    """TRL's serving template of ``family`` (its training variant is picked at tokenization)."""
+    import trl
+
+    return (Path(trl.__file__).parent / "chat_templates" / f"{family}.jinja").read_text(encoding="utf-8")
+
+
+def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int = 2000, family: str | None = None):
     """Train a byte-level BPE tokenizer and wrap it as a ``PreTrainedTokenizerFast``.
 
     Special tokens deliberately differ from the literal ``</s>`` α-UMi uses as a turn separator
-    inside prompts, so that text stays ordinary text and EOS is unambiguous.
+    inside prompts, so that text stays ordinary text and EOS is unambiguous. With a chat
+    ``family`` (:data:`CHAT_FAMILIES`) it also knows that family's special tokens, takes its EOS
+    (and BOS) and carries TRL's chat template for it.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    spec = CHAT_FAMILIES[family] if family else {"special": [], "eos": EOS, "bos": BOS}
     tok = Tokenizer(models.BPE(unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=[PAD, BOS, EOS, UNK],
+        special_tokens=[PAD, BOS, EOS, UNK, *spec["special"]],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token=BOS,
-        eos_token=EOS,
+        bos_token=spec["bos"] or BOS,
+        eos_token=spec["eos"],
         pad_token=PAD,
         unk_token=UNK,
         model_max_length=4096,
         padding_side="right",
     )
+    if family:
+        tokenizer.chat_template = chat_template_text(family)
+    return tokenizer
 
 
 def build_tiny_model(
@@ -75,12 +101,30 @@ def _texts(frames: Iterable) -> Iterator[str]:
         yield from table.column("completion").to_pylist()
 
 
+def chat_texts(frames: Iterable) -> Iterator[str]:
+    """The text of chat rows: message contents, call arguments and tool schemas as JSON."""
+    for table in frames:
+        for messages, tools in zip(table.column("messages").to_pylist(), table.column("tools").to_pylist(),
+                                   strict=True):
+            for m in messages:
+                m = json.loads(m) if isinstance(m, str) else m
+                yield m.get("content") or ""
+                if m.get("tool_calls"):
+                    yield json.dumps(m["tool_calls"], ensure_ascii=False)
+            yield tools if isinstance(tools, str) else json.dumps(tools, ensure_ascii=False)
+
+
 def make_tiny(shards: list[Path], out_dir: Path, seed: int = 0, vocab_size: int = 2000) -> Path:
-    """Train the tokenizer on ``shards`` (parquet), build the model, save both to ``out_dir``."""
+    """Train the tokenizer on ``shards`` (parquet), build the model, save both to ``out_dir``.
+    Chat shards (``messages``/``tools``) get a tokenizer with TRL's qwen2_5 chat template."""
     import pyarrow.parquet as pq
 
-    tables = (pq.read_table(p, columns=["prompt", "completion"]) for p in shards)
-    tokenizer = train_tiny_tokenizer(_texts(tables), vocab_size=vocab_size)
+    if shards and "messages" in pq.read_schema(shards[0]).names:
+        tables = (pq.read_table(p, columns=["messages", "tools"]) for p in shards)
+        tokenizer = train_tiny_tokenizer(chat_texts(tables), vocab_size=vocab_size, family=TINY_CHAT_FAMILY)
+    else:
+        tables = (pq.read_table(p, columns=["prompt", "completion"]) for p in shards)
+        tokenizer = train_tiny_tokenizer(_texts(tables), vocab_size=vocab_size)
     model = build_tiny_model(tokenizer, seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
