@@ -154,7 +154,11 @@ def test_chat_output_is_deterministic_across_workers(tmp_path: Path) -> None:
         assert code in (0, 1), output
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
-    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    for f in files:  # the dataset card names its own OUTDIR; everything else is byte-identical
+        if f.name == "README.md":
+            assert (a / f).read_text().replace(str(a), "OUT") == (b / f).read_text().replace(str(b), "OUT")
+        else:
+            assert (a / f).read_bytes() == (b / f).read_bytes(), f
 
 
 @pytest.mark.parametrize(("args", "needle"), [
