@@ -52,6 +52,7 @@ import orjson
 
 from umi_data import __version__
 from umi_data.checks import argument_schema
+from umi_data.cli_errors import UsageError
 from umi_data.parse import ParseError, parse_caller_clean, parse_global, parse_planner, parse_summarizer
 from umi_data.roles import examples
 from umi_data.templates import ALPHA_UMI, Template
@@ -111,7 +112,7 @@ class LoopConfig:
         return d
 
 
-class RunError(Exception):
+class RunError(UsageError):
     """Nothing to run (no query read): a usage error."""
 
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from umi_data.cli_errors import UsageError
+
 
 @dataclass(frozen=True, slots=True)
 class Decoding:
@@ -69,7 +71,7 @@ class Backend(Protocol):
     def generate(self, prompts: Sequence[str], decoding: Decoding) -> list[Generation]: ...
 
 
-class BackendError(Exception):
+class BackendError(UsageError):
     """A backend that cannot start (model not loadable, server unreachable): a usage/I/O error."""
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,9 @@ import click
 
 from umi_data.readers import FORMATS
 from umi_data.terminal import interactive
-from umi_eval.backends import BACKENDS, DTYPES, BackendError, Decoding
+from umi_eval.backends import BACKENDS, DTYPES, Decoding
 from umi_eval.generate import TRIO, GenerateError, GenerateOptions, GenerateSummary, generate
-from umi_eval.steps import PROMPT_STYLES, StepsError
+from umi_eval.steps import PROMPT_STYLES
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 STAGE1 = "stage1-global"
@@ -195,15 +194,9 @@ def generate_cmd(inputs: tuple[str, ...], out: str, planner: str | None, caller:
             summary = generate(inputs, out, opts, fmt=fmt, template=template, split=split, overwrite=overwrite,
                                limit=limit, on_start=on_start, on_steps=on_steps)  # fmt: skip
         metrics, ci, note = _scores(out)
-    except (GenerateError, StepsError, BackendError, OSError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_USAGE)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # usage, I/O and internal errors: the group's policy (umi_data.cli_errors)
         click.echo("\ninterrupted: finished chunks are in the file; rerun the same command to resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except Exception:
-        click.echo("internal error (please report):\n" + traceback.format_exc(), err=True)
-        sys.exit(EXIT_INTERNAL)
     if as_json:
         click.echo(json.dumps({**summary.to_dict(), "metrics": metrics, "ci": ci}, indent=2))
     elif not quiet:

@@ -10,7 +10,7 @@ import click
 
 from umi_data.templates import load_template
 from umi_data.terminal import interactive
-from umi_eval.agent import LoopConfig, Models, RunError, run
+from umi_eval.agent import LoopConfig, Models, run
 from umi_eval.backends import DTYPES, Backend, BackendError, Decoding, OpenAIBackend, TransformersBackend
 from umi_eval.cli_generate import resolve_models
 from umi_eval.generate import GenerateError
@@ -132,12 +132,7 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
             # Threads still in a model or tool call would hold the exit; every line written so far
             # is complete and fsynced, so nothing is lost by not waiting for them.
             os._exit(EXIT_INTERRUPTED)
-        except RunError as e:  # nothing to run at all
-            _fail(EXIT_USAGE, str(e))
-        except OSError as e:
-            _fail(EXIT_USAGE, f"{out}: {e}")
-        except Exception as e:  # a bug: say so, with the exit code scripts can tell apart
-            _fail(EXIT_INTERNAL, f"internal error: {type(e).__name__}: {e}")
+        # RunError (nothing to run), OSError and bugs: the group's policy (umi_data.cli_errors)
     if not quiet:
         click.echo("umieval run\n" + "\n".join(summary.lines()), err=True)
     sys.exit(EXIT_FINDINGS if summary.rejected else EXIT_OK)

@@ -26,21 +26,13 @@ def _fail(command: str, message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 @contextmanager
 def _guard(command: str) -> Iterator[None]:
-    """Map failures to exit codes: I/O and shape → 2, Ctrl-C → 130, anything else → 3."""
-    from umi_eval.predictions import ShapeError
-    from umi_eval.score import StepMismatch
-
+    """Ctrl-C → 130 with one line; usage, I/O and internal errors go to the group's policy
+    (umi_data.cli_errors: 2, 2, 3)."""
     try:
         yield
-    except (ShapeError, StepMismatch) as e:
-        _fail(command, str(e))
-    except OSError as e:
-        _fail(command, f"cannot read or write {e.filename or ''}: {e.strerror or e}")
     except KeyboardInterrupt:
         click.echo("\ninterrupted: no partial output was left behind", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except Exception as e:  # a bug: say so, with the type, and exit 3
-        _fail(command, f"internal error ({type(e).__name__}: {e}); please report it", EXIT_INTERNAL)
 
 
 _file = click.Path(exists=True, dir_okay=False, path_type=str)

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from umi_data import __version__
+from umi_data.cli_errors import UsageError
 from umi_data.writers import atomic_path, rejects_path, write_jsonl
 from umi_eval.backends import Backend, Decoding, Generation, close, open_backend
 from umi_eval.route import compose, postprocess, route
@@ -38,7 +39,7 @@ MODES = ("trio", "single")
 TRIO = ("planner", "caller", "summarizer")
 
 
-class GenerateError(Exception):
+class GenerateError(UsageError):
     """Unusable arguments or output file (exit 2)."""
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from umi_data.cli_errors import UsageError
 from umi_eval.metrics import parse
 
 TRIO, SINGLE, UMI = "alpha-umi-trio", "alpha-umi-single", "umi"
@@ -40,7 +41,7 @@ SHAPE_KEYS: dict[str, tuple[str, ...]] = {
 _MARKERS = ("Next: caller", "Next: conclusion", "Next: give up")
 
 
-class ShapeError(ValueError):
+class ShapeError(UsageError, ValueError):
     """The file is not one of the three shapes (or cannot be read); the message names the closest
     shape and the key that did not match."""
 

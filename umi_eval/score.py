@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from umi_data.cli_errors import UsageError
 from umi_data.writers import write_jsonl
 from umi_eval.metrics import METRICS, PLANS, StepScore, contributions, predicted_action, score_step
 from umi_eval.predictions import UMI, Loaded, invalid, read_predictions
@@ -34,7 +35,7 @@ TOP_TOOLS = 10
 _CHUNK = 200  # resamples drawn at once (bounds memory: chunk × conversations counts)
 
 
-class StepMismatch(ValueError):
+class StepMismatch(UsageError, ValueError):
     """``compare`` was given two files that are not on the same steps."""
 
 

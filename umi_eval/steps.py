@@ -40,6 +40,7 @@ from typing import Any
 
 import orjson
 
+from umi_data.cli_errors import UsageError
 from umi_data.convert import judge
 from umi_data.readers import Unit, read_inputs
 from umi_data.roles import Prepared, history, prepare, render
@@ -57,7 +58,7 @@ SPLIT_FORMAT = "umi.split/v1"  # umi_data.pipeline.SPLIT_FORMAT (not imported: i
 EVALUABLE = frozenset({"no_terminal_turn"})
 
 
-class StepsError(Exception):
+class StepsError(UsageError):
     """An input that cannot be used at all (missing file, broken split directory): exit 2."""
 
 

@@ -45,6 +45,7 @@ import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from umi_data.cli_errors import UsageError
 from umi_data.readers import expand, parse_unit, read_bytes
 from umi_data.readers.toolbench import _observation as toolbench_observation
 from umi_data.trajectory import Tool, Trajectory
@@ -83,7 +84,7 @@ class TransientError(Exception):
     """A failure worth retrying (connection refused, HTTP 5xx)."""
 
 
-class ToolSpecError(ValueError):
+class ToolSpecError(UsageError, ValueError):
     """``--tools`` names something that cannot be used (usage error, exit 2)."""
 
 
