@@ -50,6 +50,7 @@ from umi_data.roles import ROLE_NAMES, examples, prepare
 from umi_data.shards import CHAT_SCHEMA, EXAMPLE_SCHEMA, ShardWriter, drop_rows
 from umi_data.templates import load_template
 from umi_data.trajectory import Source, record_id
+from umi_data.writers import sha256_file
 
 SPLIT_FORMAT = "umi.split/v1"
 SPLITS = ("train", "dev")
@@ -670,19 +671,11 @@ def _name_shards(
             roles.setdefault(role, {})[s] = {
                 "files": names,
                 "bytes": [(stage / role / n).stat().st_size for n in names],
-                "sha256": [_sha256_file(stage / role / n) for n in names],
+                "sha256": [sha256_file(stage / role / n) for n in names],
             }
             if opts.export_glpft_json:
                 _join_export(stage, role, s, shard_exports, drop)
     return roles
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _join_export(

@@ -8,6 +8,7 @@ is removed and the destination is left as it was. Writers keep the key order the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -136,3 +137,13 @@ def rejects_path(out: str | os.PathLike[str]) -> Path:
     """``<dir>/<stem>.rejects.jsonl`` beside an output file (``t.jsonl`` → ``t.rejects.jsonl``)."""
     p = Path(out)
     return p.with_name(f"{p.stem}.rejects.jsonl")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks (the manifest's shard digests, which
+    umitrain checks before training)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -15,6 +16,8 @@ from umi_data.terminal import interactive
 from umi_eval.backends import BACKENDS, DTYPES, Decoding
 from umi_eval.generate import TRIO, GenerateError, GenerateOptions, GenerateSummary, generate
 from umi_eval.steps import PROMPT_STYLES
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 STAGE1 = "stage1-global"
@@ -100,6 +103,28 @@ def format_summary(
     return "\n".join(lines)
 
 
+def decoding_options(max_input_tokens: int, max_input_help: str, temperature_help: str) -> Callable[[F], F]:
+    """The decoding flags of `generate` and `run` (one definition; the defaults that differ are
+    arguments): they fill :class:`umi_eval.backends.Decoding`."""
+    options = [
+        click.option("--max-new-tokens", default=512, show_default=True, type=click.IntRange(1)),
+        click.option("--max-input-tokens", default=max_input_tokens, show_default=True, type=click.IntRange(1),
+                     help=max_input_help),
+        click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0),
+                     help=temperature_help),
+        click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0, 1)),
+        click.option("--top-k", default=0, show_default=True, type=click.IntRange(0), help="0 = off."),
+        click.option("--seed", default=42, show_default=True, type=int),
+    ]
+
+    def apply(f: F) -> F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
+
+
 @click.command("generate")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=str, dir_okay=False),
@@ -119,14 +144,8 @@ def format_summary(
               "(full history for every role, current thought labelled 'planner: '). chat: for models trained on "
               "`umidata split --template chat` rows — each model's own chat template over the training "
               "conversation, native tool calls read back as Action lines (local checkpoints).")
-@click.option("--max-new-tokens", default=512, show_default=True, type=click.IntRange(1))
-@click.option("--max-input-tokens", default=3750, show_default=True, type=click.IntRange(1),
-              help="Longer prompts keep their last tokens (transformers backend).")
-@click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0),
-              help="0 = greedy. The original sampled: --temperature 1 --top-k 50.")
-@click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--top-k", default=0, show_default=True, type=click.IntRange(0), help="0 = off.")
-@click.option("--seed", default=42, show_default=True, type=int)
+@decoding_options(3750, "Longer prompts keep their last tokens (transformers backend).",
+                  "0 = greedy. The original sampled: --temperature 1 --top-k 50.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1),
               help="Prompts per generate call (transformers).")
 @click.option("--device", default="auto", show_default=True,

@@ -12,7 +12,7 @@ from umi_data.templates import load_template
 from umi_data.terminal import interactive
 from umi_eval.agent import LoopConfig, Models, run
 from umi_eval.backends import DTYPES, Backend, BackendError, Decoding, OpenAIBackend, TransformersBackend
-from umi_eval.cli_generate import resolve_models
+from umi_eval.cli_generate import decoding_options, resolve_models
 from umi_eval.generate import GenerateError
 from umi_eval.queries import read_queries
 from umi_eval.tools import ToolSpecError, make_executor
@@ -55,14 +55,8 @@ def _fail(code: int, message: str) -> None:
               help="Queries run at once (threads; an in-process model still generates one prompt at a time).")
 @click.option("--backend", type=click.Choice(["transformers", "openai"]), default="transformers", show_default=True)
 @click.option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (--backend openai).")
-@click.option("--max-new-tokens", default=512, show_default=True, type=click.IntRange(1))
-@click.option("--max-input-tokens", default=3576, show_default=True, type=click.IntRange(1),
-              help="Longer prompts keep their last tokens (the real-time agent: 4096 - 512 - 8).")
-@click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0),
-              help="0 = greedy; the original agent sampled at 0.5.")
-@click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--top-k", default=0, show_default=True, type=click.IntRange(0), help="0 = off.")
-@click.option("--seed", default=42, show_default=True, type=int)
+@decoding_options(3576, "Longer prompts keep their last tokens (the real-time agent: 4096 - 512 - 8).",
+                  "0 = greedy; the original agent sampled at 0.5.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 (transformers).")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True)
 @click.option("--trust-remote-code", is_flag=True, help="Allow a checkpoint's own Python code (off by default).")

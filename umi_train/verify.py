@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from umi_data.writers import sha256_file
 from umi_train import UserError
 from umi_train.data import SPLITS, role_shards
 
@@ -33,14 +34,6 @@ class DataCheck:
     umi_version: str | None = None  # the umi that wrote the split
     rows: dict[str, int] = field(default_factory=dict)  # split -> rows checked against the manifest
     notes: list[str] = field(default_factory=list)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def parquet_rows(path: Path) -> int:
@@ -95,7 +88,7 @@ def verify_data(data_dir: Path, role: str) -> DataCheck:
     h = hashlib.sha256()
     for split in SPLITS:
         present = role_shards(data_dir, role, split)
-        digests = {p.name: file_sha256(p) for p in present}
+        digests = {p.name: sha256_file(p) for p in present}
         if listed is not None:
             _compare(data_dir / role, split, listed.get(split) or {}, present, digests, check)
         else:
