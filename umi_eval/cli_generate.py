@@ -103,6 +103,14 @@ def format_summary(
     return "\n".join(lines)
 
 
+def library_bars(backend: str, quiet: bool) -> None:
+    """transformers' weight-loading bars only on a terminal, like umi's own (never under -q or CI)."""
+    if backend == "transformers" and not interactive(quiet):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 def decoding_options(max_input_tokens: int, max_input_help: str, temperature_help: str) -> Callable[[F], F]:
     """The decoding flags of `generate` and `run` (one definition; the defaults that differ are
     arguments): they fill :class:`umi_eval.backends.Decoding`."""
@@ -205,10 +213,7 @@ def generate_cmd(inputs: tuple[str, ...], out: str, planner: str | None, caller:
             import torch
 
             torch.set_num_threads(threads)
-        if backend == "transformers" and not interactive(quiet):
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()  # weight-loading bars only on a terminal, like ours
+        library_bars(backend, quiet)
         with _progress(quiet) as (on_start, on_steps):
             summary = generate(inputs, out, opts, fmt=fmt, template=template, split=split, overwrite=overwrite,
                                limit=limit, on_start=on_start, on_steps=on_steps)  # fmt: skip

@@ -12,7 +12,7 @@ from umi_data.templates import load_template
 from umi_data.terminal import interactive
 from umi_eval.agent import LoopConfig, Models, run
 from umi_eval.backends import DTYPES, Backend, BackendError, Decoding, OpenAIBackend, TransformersBackend
-from umi_eval.cli_generate import decoding_options, resolve_models
+from umi_eval.cli_generate import decoding_options, library_bars, resolve_models
 from umi_eval.generate import GenerateError
 from umi_eval.queries import read_queries
 from umi_eval.tools import ToolSpecError, make_executor
@@ -98,6 +98,7 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
                      search=search, width=width, max_depth=max_depth, timeout=tool_timeout, retries=tool_retries,
                      template=tmpl)  # fmt: skip
     loaded: dict[str, Backend] = {}
+    library_bars(backend, quiet)
 
     def load(name: str) -> Backend:  # one backend per distinct model, shared by its roles
         if name not in loaded:

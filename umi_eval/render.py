@@ -40,6 +40,12 @@ def _ci(ci: list[float] | None) -> str:
     return "-" if ci is None else f"[{_pct(ci[0])}, {_pct(ci[1])}]"
 
 
+def _one_line(text: str, width: int = 60) -> str:
+    """``text`` as one line of at most ``width`` characters (control characters escaped)."""
+    flat = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
 def render_report(report: ScoreReport, out: Console | None = None) -> None:
     """The metrics table, the plan confusion matrix, top wrong/hallucinated tools, quirks, rejects."""
     out = out or console()
@@ -76,8 +82,8 @@ def render_report(report: ScoreReport, out: Console | None = None) -> None:
             t = Table(title=title, title_justify="left", min_width=len(title) + 4)
             t.add_column("predicted action")
             t.add_column("steps", justify="right")
-            for name, n in c[key]:
-                t.add_row(escape(name), str(n))
+            for name, n in c[key]:  # a model's junk "name" can be long or hold newlines: one short line
+                t.add_row(escape(_one_line(name)), str(n))
             out.print(t)
 
     if c["quirks"]:

@@ -139,3 +139,15 @@ def test_names_with_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
     path = write_original(tmp_path / "p[1].json", [(ref_call("t", "{}"), pred_call("[bold]x[/bold]", "{}"))])
     code, out, _ = run("score", str(path), "--bootstrap", "0")
     assert code == 0 and "[bold]x[/bold]" in out and "p[1].json" in out
+
+
+def test_a_junk_tool_name_prints_as_one_short_line(tmp_path: Path) -> None:
+    """An untrained model's 'action' can be hundreds of characters with newlines: the table shows one
+    clipped line per name, so the report stays one screen."""
+    from .score_builders import pred_call, ref_call
+
+    junk = '" " "\n' * 200
+    path = write_original(tmp_path / "p.json", [(ref_call("t", "{}"), pred_call(junk, "{}"))])
+    code, out, _ = run("score", str(path), "--bootstrap", "0")
+    rows = [line for line in out.splitlines() if '" "' in line]
+    assert code == 0 and len(rows) == 1 and "…" in rows[0] and len(rows[0]) <= 120
