@@ -422,3 +422,24 @@ def test_internal_error_exits_3_and_leaves_no_output(tmp_path: Path, monkeypatch
     res = run("convert", MINI, "-o", tmp_path / "a.json", "--to", "alpha-umi")
     assert res.exit_code == 3 and [p.name for p in tmp_path.iterdir()] == ["crash"]
     assert len(list((tmp_path / "crash").iterdir())) == 2
+
+
+def test_compressed_members_of_a_zip_are_read_like_compressed_files(tmp_path: Path) -> None:
+    """A `.jsonl.gz` inside a zip is decompressed (it was parsed as raw gzip bytes: `encoding`
+    reject), under the same limits; a corrupt one is a located `io_error`."""
+    lines = b"".join(orjson.dumps(_chat(f"z{i}")) + b"\n" for i in range(2))
+    archive = tmp_path / "z.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("chats.jsonl.gz", gzip.compress(lines))
+        zf.writestr("bomb.json.gz", gzip.compress(b" " * (20 << 20)))
+        zf.writestr("bad.jsonl.gz", b"not gzip at all")
+    recs = list(read_inputs([archive], opts=ReadOptions(max_ratio=100)))
+    by_member = {}
+    for r in recs:
+        by_member.setdefault(r.source.member, []).append(r)
+    assert [r.accepted for r in by_member["chats.jsonl.gz"]] == [True, True]
+    assert by_member["chats.jsonl.gz"][1].source.line == 2
+    (bomb,) = by_member["bomb.json.gz"]
+    assert bomb.findings[0].code == "too_large" and "--max-ratio" in bomb.findings[0].message
+    (bad,) = by_member["bad.jsonl.gz"]
+    assert bad.findings[0].code == "io_error" and "corrupt or truncated archive member" in bad.findings[0].message

@@ -365,17 +365,20 @@ def _too_large(what: str, size: int, compressed: int, opts: ReadOptions, streami
 def _read_bytes(unit: Unit, opts: ReadOptions) -> bytes:
     if unit.problem is not None:
         raise _Refused(*unit.problem)
+    comp = input_kind(unit.member or unit.path)[1]
     if unit.member is not None:
         zf = _archive(unit.path)
         info = zf.getinfo(unit.member)
         declared, packed = info.file_size, info.compress_size
-        if declared > opts.max_record_bytes or (
+        if comp is None and (declared > opts.max_record_bytes or (
             opts.max_ratio and declared > opts.ratio_floor and declared > packed * opts.max_ratio
-        ):
+        )):  # fmt: skip
             raise _Refused("too_large", _too_large("the archive member", declared, packed, opts))
         with zf.open(info) as f:
-            return _inflate(f.read, packed, "the archive member", opts)
-    kind, comp = input_kind(unit.path)
+            if comp is None:
+                return _inflate(f.read, packed, "the archive member", opts)
+            return _decompressed(f, comp, packed, "the decompressed archive member", opts)
+    kind = input_kind(unit.path)[0]
     with open(unit.path, "rb") as raw:
         size = os.fstat(raw.fileno()).st_size
         if comp is None:
@@ -383,15 +386,21 @@ def _read_bytes(unit: Unit, opts: ReadOptions) -> bytes:
                 raise _Refused("too_large", _too_large("the file", size, 0, opts)
                                + " (or write it as JSONL: the limit then applies per line)")  # fmt: skip
             return raw.read()
-        if comp == "gz":
-            import gzip
+        return _decompressed(raw, comp, size, "the decompressed file", opts)
 
-            with gzip.GzipFile(fileobj=raw) as g:
-                return _inflate(g.read, size, "the decompressed file", opts)
-        import pyarrow as pa  # zstd: pyarrow's codec, already a dependency
 
-        with pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd") as z:
-            return _inflate(z.read, size, "the decompressed file", opts)
+def _decompressed(raw: Any, comp: str, size: int, what: str, opts: ReadOptions) -> bytes:
+    """A ``.gz`` / ``.zst`` stream (a file, or a zip member: a compressed file inside an archive
+    is read like the same file outside it), under the size and ratio limits of ``_inflate``."""
+    if comp == "gz":
+        import gzip
+
+        with gzip.GzipFile(fileobj=raw) as g:
+            return _inflate(g.read, size, what, opts)
+    import pyarrow as pa  # zstd: pyarrow's codec, already a dependency
+
+    with pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd") as z:
+        return _inflate(z.read, size, what, opts)
 
 
 def read_bytes(unit: Unit, opts: ReadOptions = DEFAULT_READ) -> bytes | Record:

@@ -130,7 +130,8 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
             msgs.append(Msg("system", f"/{columns['system']}", text=system))
         for i, item in enumerate(convs):
             where = f"/{key}/{i}"
-            role = roles.get(item.get(tags["role_tag"])) if isinstance(item, dict) else None
+            tag = item.get(tags["role_tag"]) if isinstance(item, dict) else None
+            role = roles.get(tag) if isinstance(tag, str) else None
             value = item.get(tags["content_tag"]) if isinstance(item, dict) else None
             if role is None:
                 got = item.get(tags["role_tag"]) if isinstance(item, dict) else item

@@ -91,7 +91,8 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
         msgs: list[Msg] = []
         for i, item in enumerate(convs):
             where = f"/conversations/{i}"
-            role = _ROLES.get(item.get("from")) if isinstance(item, dict) else None
+            tag = item.get("from") if isinstance(item, dict) else None
+            role = _ROLES.get(tag) if isinstance(tag, str) else None
             value = item.get("value") if isinstance(item, dict) else None
             if role is None:
                 raise Reject(f"{where}/from", "`from` must be one of system, user, assistant, function")
