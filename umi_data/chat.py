@@ -16,6 +16,11 @@ module writes the same four role datasets as conversations that any chat templat
 - each observation: a ``tool`` message (``tool_call_id``, ``name`` of the call it answers);
 - the conclusion: an ``assistant`` message holding the final answer.
 
+A trajectory's ``history`` (the earlier requests of a multi-request chat, the earlier steps of a
+ToolLLaMA ``Step N`` record) opens the conversation as context messages that are never trained:
+message ``i`` is turn ``i`` of ``roles.prepare(traj).conv`` (history first) and only the turns from
+``Prepared.start`` on are supervised, as only they make α-UMi examples.
+
 Every role sees the same history (the caller sees the planner's thought as the assistant message
 just before its call; the summarizer sees everything), only the system message, the tools (the
 summarizer, like α-UMi's, gets none) and the per-message ``train`` flags differ. WHICH turns are
@@ -107,12 +112,13 @@ def _call_id(turn_index: int, k: int, call: Call) -> str:
 
 
 def messages_of(traj: Trajectory) -> tuple[list[dict[str, Any]], set[int]]:
-    """One message per canonical turn (message ``i`` is turn ``i``) and the turns that cannot be
-    supervised (a call whose arguments are not a JSON object)."""
+    """One message per turn of the conversation, history turns first (message ``i`` is turn ``i``
+    of ``roles.prepare(traj).conv``, the indexing of the α-UMi examples and of ``umi_eval`` steps),
+    and the turns that cannot be supervised (a call whose arguments are not a JSON object)."""
     out: list[dict[str, Any]] = []
     unusable: set[int] = set()
     pending: list[tuple[str, str]] = []  # (call id, tool name) awaiting an observation
-    for i, turn in enumerate(traj.turns):
+    for i, turn in enumerate([*traj.history, *traj.turns]):
         out.append(_message(i, turn, pending, unusable))
     return out, unusable
 
@@ -153,11 +159,13 @@ def _message(i: int, turn: Turn, pending: list[tuple[str, str]], unusable: set[i
     return msg
 
 
-def units(conv: Conv, role: str) -> Iterator[tuple[int, list[int]]]:
+def units(conv: Conv, role: str, start: int = 0) -> Iterator[tuple[int, list[int]]]:
     """``(emitting turn, supervised turns)`` for each α-UMi example of ``role``, from the α-UMi
-    role rules: the turn it targets, plus for ``global`` the caller/conclusion turn merged in."""
+    role rules: the turn it targets, plus for ``global`` the caller/conclusion turn merged in.
+    Turns before ``start`` (``Prepared.start``: the trajectory's history) emit nothing, as in
+    ``roles.examples``."""
     rule = RULES[role]
-    for i in range(len(conv)):
+    for i in range(start, len(conv)):
         if rule.emits(conv, i):
             turns = [i]
             if role == "global" and _decision(conv, i) in ("call", "conclude") and i + 1 < len(conv):
@@ -171,8 +179,12 @@ def _step(conv: Conv, role: str, i: int) -> int:
 
 
 def rows(traj: Trajectory, role: str, prepared: Prepared, granularity: str = "trajectory") -> Iterator[ChatRow]:
-    """The chat rows of one role for one trajectory (none when the role has nothing to learn)."""
+    """The chat rows of one role for one trajectory (none when the role has nothing to learn).
+    The history turns (``traj.history``: earlier requests of a chat, earlier ToolLLaMA steps) are
+    context messages, never trained: only the units ``roles.examples`` emits are supervised."""
     messages, unusable = messages_of(traj)
+    if len(messages) != len(prepared.conv):
+        raise ValueError(f"{traj.id}: {len(messages)} chat messages for {len(prepared.conv)} turns")
     tools = [] if role == "summarizer" else openai_tools(traj.tools)
     system = {"role": "system", "content": SYSTEM[role]}
 
@@ -180,11 +192,13 @@ def rows(traj: Trajectory, role: str, prepared: Prepared, granularity: str = "tr
         last = max(trained)
         msgs = [{**system, "train": False}]
         msgs += [{**m, "train": j in trained} for j, m in enumerate(messages[: last + 1])]
+        if not msgs[-1]["train"]:  # cannot happen: ``trained`` indexes ``messages``
+            raise AssertionError(f"{rid}: a chat row must end on a trained message")
         return ChatRow(rid, traj.id, role, step, turn, msgs, tools)
 
     collected: set[int] = set()
-    for i, turns in units(prepared.conv, role):
-        trained = {t for t in turns if t not in unusable}
+    for i, turns in units(prepared.conv, role, prepared.start):
+        trained = {t for t in turns if t >= prepared.start and t not in unusable}
         if not trained:
             continue
         if granularity == "step":

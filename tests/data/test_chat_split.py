@@ -181,3 +181,114 @@ def test_late_duplicate_removal_keeps_the_chat_schema(outs: dict[str, Path], tmp
     assert drop_rows(str(shard), {key}) == table.num_rows - 1
     assert pq.read_schema(shard).equals(pq.read_schema(original), check_metadata=True)
     assert key[0] not in pq.read_table(shard).column("trajectory_id").to_pylist()
+
+
+# --- history (earlier requests of a chat, earlier ToolLLaMA steps): context, never trained ------
+
+_WEATHER = [{"type": "function", "function": {"name": "get_weather", "description": "weather",
+             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]  # fmt: skip
+_TWO_REQUESTS = {"id": "c1", "tools": _WEATHER, "messages": [
+    {"role": "user", "content": "Weather in Oslo?"},
+    {"role": "assistant", "content": "Look it up.", "tool_calls": [
+        {"id": "a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+    {"role": "tool", "tool_call_id": "a", "content": "4C"},
+    {"role": "assistant", "content": "It is 4C in Oslo."},
+    {"role": "user", "content": "And Bergen?"},
+    {"role": "assistant", "content": "Look up Bergen.", "tool_calls": [
+        {"id": "b", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Bergen"}'}}]},
+    {"role": "tool", "tool_call_id": "b", "content": "7C"},
+    {"role": "assistant", "content": "It is 7C in Bergen."},
+]}  # fmt: skip
+_API = ("You are AutoGPT. Specifically, you have access to the following APIs: [{'name': 'get_weather', "
+        "'description': 'w', 'parameters': {'type': 'object', 'properties': {'city': {'type': 'string'}}}}, "
+        "{'name': 'Finish', 'description': 'f', 'parameters': {'type': 'object', 'properties': {}}}]")
+
+
+def _toolllama_step(n: int, cities: list[str], finish: bool) -> dict:
+    """A ToolLLaMA ``Step n`` record: one call per city, then (``finish``) the answer; without it
+    the record ends at the last call, the step it trains."""
+    conv = [{"from": "system", "value": _API}, {"from": "user", "value": "\nWeather in Oslo and Bergen?\nBegin!\n"}]
+    for k, city in enumerate(cities):
+        conv.append({"from": "assistant", "value": f"\nThought: look up {city}\nAction: get_weather\n"
+                     f'Action Input: {{"city": "{city}"}}'})
+        if finish or k + 1 < len(cities):  # a step record ends at the step it trains
+            conv.append({"from": "function", "value": f'{{"error": "", "response": "{k}C"}}'})
+    if finish:
+        conv.append({"from": "assistant", "value": '\nThought: done\nAction: Finish\nAction Input: '
+                     '{"return_type": "give_answer", "final_answer": "0C and 1C"}'})
+    return {"id": f"Step {n}: Weather in Oslo and Bergen?", "conversations": conv}
+
+
+def _split_three(src: Path, base: Path) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for name, extra in (("alpha", []), ("traj", ["--template", "chat"]),
+                        ("step", ["--template", "chat", "--granularity", "step"])):
+        out[name] = base / name
+        code, output = split(str(src), "-o", str(out[name]), "--dev-ratio", "0", "--workers", "1", *extra)
+        assert code == 0, output
+    return out
+
+
+def _alpha_examples(outdir: Path, role: str) -> dict[str, dict]:
+    return {r["id"]: r for f in sorted((outdir / role).glob("*.parquet")) for r in pq.read_table(f).to_pylist()}
+
+
+def _assert_alpha_parity(out: dict[str, Path]) -> None:
+    """Step rows are exactly the α-UMi examples, each training its example's turn (message i+1 is
+    turn i, history first); a trajectory row trains the union; no row without a trained message."""
+    for role in ROLES:
+        alpha = _alpha_examples(out["alpha"], role)
+        step = {r["id"]: r for r in rows(out["step"], role)}
+        assert set(step) == set(alpha), role
+        union: dict[str, set[int]] = {}
+        for rid, r in step.items():
+            trained = {i for i, m in enumerate(r["messages"]) if m["train"]}
+            assert alpha[rid]["turn"] + 1 in trained and max(trained) == len(r["messages"]) - 1, rid
+            union.setdefault(r["trajectory_id"], set()).update(trained)
+        traj = rows(out["traj"], role)
+        assert sorted(r["trajectory_id"] for r in traj) == sorted(union), role
+        for r in traj:
+            assert {i for i, m in enumerate(r["messages"]) if m["train"]} == union[r["trajectory_id"]], r["id"]
+
+
+def test_multi_request_chat_keeps_earlier_requests_as_untrained_context(tmp_path: Path) -> None:
+    src = tmp_path / "chat.jsonl"
+    src.write_text(json.dumps(_TWO_REQUESTS) + "\n")
+    out = _split_three(src, tmp_path)
+    _assert_alpha_parity(out)
+    for role in ROLES:
+        for r in rows(out["traj"], role) + rows(out["step"], role):
+            if r["trajectory_id"] != "c1#2":
+                continue
+            # request 1 (user, planner, call, tool, planner, answer) opens it, never trained
+            msgs = r["messages"][1:]  # after the system message
+            assert [m["role"] for m in msgs[:7]] == ["user", "assistant", "assistant", "tool", "assistant",
+                                                     "assistant", "user"], r["id"]
+            assert msgs[0]["content"] == "Weather in Oslo?" and msgs[5]["content"] == "It is 4C in Oslo."
+            assert msgs[6]["content"] == "And Bergen?"
+            assert not any(m["train"] for m in msgs[:7]) and any(m["train"] for m in msgs[7:]), r["id"]
+    # request 2's caller learns the Bergen call, never the Oslo one again
+    (caller,) = [r for r in rows(out["traj"], "caller") if r["trajectory_id"] == "c1#2"]
+    assert [m["tool_calls"][0]["function"]["arguments"] for m in caller["messages"] if m["train"]] == [
+        {"city": "Bergen"}]
+
+
+def test_toolllama_step_history_is_context_and_caller_rows_match_alpha(tmp_path: Path) -> None:
+    src = tmp_path / "toolllama.json"
+    records = [_toolllama_step(2, ["Oslo"], finish=True),  # history: the Oslo call; trains the answer
+               _toolllama_step(3, ["Oslo", "Bergen"], finish=False)]  # history: the Oslo call; trains Bergen
+    src.write_text(json.dumps(records))
+    out = _split_three(src, tmp_path)
+    _assert_alpha_parity(out)
+    n_callers = len(_alpha_examples(out["alpha"], "caller"))
+    assert n_callers == 1 and len(rows(out["step"], "caller")) == n_callers == len(rows(out["traj"], "caller"))
+    (caller,) = rows(out["traj"], "caller")
+    assert [m["tool_calls"][0]["function"]["arguments"] for m in caller["messages"] if m["train"]] == [
+        {"city": "Bergen"}]
+    for role in ROLES:
+        for r in rows(out["traj"], role):
+            assert r["messages"][1]["role"] == "user" and not r["messages"][1]["train"], r["id"]
+            oslo = next(m for m in r["messages"] if m.get("tool_calls"))
+            assert oslo["tool_calls"][0]["function"]["arguments"] == {"city": "Oslo"} and not oslo["train"]
+    (planner,) = [r for r in rows(out["traj"], "planner") if r["trajectory_id"].startswith("Step 2")]
+    assert [m["content"] for m in planner["messages"] if m["train"]] == ["done\n Next: conclusion."]
