@@ -130,15 +130,17 @@ def _global_target(conv: list[dict[str, str]], i: int) -> str:
 
 
 def trajectory_steps(traj: Trajectory, template: Template = ALPHA_UMI) -> tuple[list[Step], list[Issue]]:
-    """The steps of one trajectory, and the marked planner turns that cannot be steps."""
+    """The steps of one trajectory, and the marked planner turns that cannot be steps. Turns of
+    the trajectory's ``history`` (``Prepared.start``) are in the prompts but are not steps: as in
+    training (:func:`umi_data.roles.examples`), a step shared by several episodes counts once."""
     p = prepare(traj)
     conv = p.conv
     steps: list[Step] = []
     issues: list[Issue] = []
     src = traj.source.to_dict()
     for i, item in enumerate(conv):
-        if item["from"] != "assistant":
-            continue
+        if i < p.start or item["from"] != "assistant":
+            continue  # history turns (another episode's steps) only enter the prompts, as in training
         decision = marker_decision(item["value"])
         nxt = conv[i + 1]["from"] if i + 1 < len(conv) else None
         if decision is None:

@@ -169,3 +169,30 @@ def test_a_split_directory_gives_its_dev_trajectories(tmp_path: Path, monkeypatc
     monkeypatch.chdir(STAGE2.parent)  # the manifest's relative input path no longer resolves
     with pytest.raises(StepsError, match="not there"):
         load_steps([str(tmp_path / "out")])
+
+
+def test_history_turns_are_prompt_context_not_steps_again(tmp_path: Path) -> None:
+    """A trajectory's ``history`` (an earlier request of a chat, earlier ToolLLaMA steps) enters
+    its prompts but makes no step: the shared step is evaluated once, as it is trained once."""
+    tools = [{"name": "get_weather", "description": "weather", "parameters": {"type": "object", "properties": {}}}]
+    first = [{"role": "user", "content": "Weather in Paris?"},
+             {"role": "planner", "thought": "Call it.", "decision": "call", "raw": "Call it. Next: caller."},
+             {"role": "caller", "calls": [{"name": "get_weather", "arguments": '{"city": "Paris"}'}]},
+             {"role": "observation", "content": '{"temp": 21}'}]  # fmt: skip
+    second = [{"role": "planner", "thought": "It is 21.", "decision": "conclude", "raw": "It is 21. Next: conclusion."},
+              {"role": "conclusion", "content": "It is 21 degrees in Paris."}]  # fmt: skip
+    src = {"format": "alpha-umi", "file": "t.json", "index": 0, "line": None, "member": None}
+    rec = {"format": "umi.trajectory/v1", "source": src, "instruction": "Weather in Paris?", "tools": tools,
+           "outcome": "answered", "metadata": {}}  # fmt: skip
+    path = tmp_path / "hist.jsonl"
+    path.write_text(json.dumps({**rec, "id": "A", "turns": first}) + "\n"
+                    + json.dumps({**rec, "id": "B", "turns": second, "history": first}) + "\n")  # fmt: skip
+    got = load_steps([path])
+    assert got.trajectories == 2 and not got.issues
+    assert [s.id for s in got.steps] == ["A#1", "B#4"]  # not B#1, a second copy of A#1
+    b = got.steps[1]
+    assert "Call it. Next: caller." in Prompts().planner(b)  # the history is still in the prompt
+    for rec_ in read_inputs([path]):
+        traj = rec_.trajectory
+        assert traj is not None
+        assert [s.step for s in trajectory_steps(traj)[0]] == [e.step for e in examples(traj, "planner")]
