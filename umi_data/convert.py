@@ -163,7 +163,9 @@ def reject_row(c: Checked) -> dict[str, Any]:
 
 
 def alpha_umi_item(t: Trajectory) -> dict[str, Any]:
-    """A trajectory as an α-UMi stage-2 record (history turns first: α-UMi has no history mark)."""
+    """A trajectory as an α-UMi stage-2 record (history turns first: α-UMi has no history mark, so
+    ``convert`` passes each multi-request chat once, folded into its last request:
+    :func:`umi_data.exports.whole_chats`)."""
     return {
         "tools": alpha_umi.tool_docs(t.tools),
         "instruction": t.instruction,
@@ -237,7 +239,12 @@ def convert(
     with atomic_path(rej) as rtmp, open(rtmp, "wb") as rf:
 
         def accepted() -> Iterator[tuple[Trajectory, bytes]]:
-            for c in evaluate(prefixed(_read_all(units, fmt, on_unit, read_opts), id_prefix), strict):
+            checked = evaluate(prefixed(_read_all(units, fmt, on_unit, read_opts), id_prefix), strict)
+            if to != "umi":  # chats are written whole: a request after a rejected one is not written
+                from umi_data.exports import cut_chats
+
+                checked = cut_chats(checked, to, strict)
+            for c in checked:
                 summary.add(c)
                 if on_checked is not None:
                     on_checked(c)
@@ -250,7 +257,9 @@ def convert(
                                   "nothing was written (--allow-empty accepts it)")  # fmt: skip
 
         if kind == "alpha-umi":
-            write_json_list(out, (alpha_umi_item(t) for t, _ in accepted()))
+            from umi_data.exports import whole_chats
+
+            write_json_list(out, (alpha_umi_item(t) for _, t in whole_chats(t for t, _ in accepted())))
         elif to in ("openai", "sharegpt"):
             from umi_data.exports import write_export
 
