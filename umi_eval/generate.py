@@ -11,12 +11,16 @@ The output is umi's prediction file (``notes/eval-contract.md``): a header line,
 line per step in step order, appended as chunks finish (each line one ``write``, flushed and
 fsynced per chunk). A rerun with the same models and options resumes: steps already in the file
 are skipped, a torn last line is cut off, and steps the backend failed on (``errors``) are
-generated again (their new lines come at the end). A rerun with different models or options is refused.
+generated again (their new lines come at the end). A rerun with different models or options, or on other
+steps (the header's ``steps_digest``: step ids, references, conversations and tools, so other inputs,
+``--format`` or ``--split``) or with another ``--template`` (its name, or a digest of a file's content) is
+refused.
 Marked turns that make no step and rejected records go to ``<out>.rejects.jsonl``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections import Counter
@@ -29,6 +33,7 @@ import orjson
 
 from umi_data import __version__
 from umi_data.cli_errors import UsageError
+from umi_data.templates import BUILTIN, Template
 from umi_data.writers import atomic_path, rejects_path, write_jsonl
 from umi_eval.backends import Backend, Decoding, Generation, close, open_backend
 from umi_eval.route import compose, postprocess, route
@@ -53,9 +58,12 @@ class GenerateOptions:
     backend_options: dict[str, Any] = field(default_factory=dict)
     chunk_size: int = 64
 
-    def header(self) -> dict[str, Any]:
-        """What a resumed run must agree on (and ``umi_version``, informative)."""
+    def header(self, steps: Sequence[Step] = (), template: str = "alpha-umi") -> dict[str, Any]:
+        """What a resumed run must agree on (and ``umi_version``, informative): the options, the
+        steps (:func:`steps_digest`) and the template of their prompts (:func:`template_id`;
+        ``template`` when there is no step)."""
         opts = {k: v for k, v in sorted(self.backend_options.items()) if k in _OUTPUT_OPTIONS}
+        names = list(dict.fromkeys(template_id(s.template) for s in steps))
         return {
             HEADER_KEY: 1,
             "mode": self.mode,
@@ -64,13 +72,37 @@ class GenerateOptions:
             "backend_options": opts,
             "decoding": self.decoding.to_dict(),
             "prompts": self.prompts,
+            "template": ", ".join(names) if names else template,
+            "steps_digest": steps_digest(steps),
             "umi_version": __version__,
         }
 
 
+def template_id(t: Template) -> str:
+    """A built-in template's name; for a template file, its name and a digest of its content."""
+    if BUILTIN.get(t.name) == t:
+        return t.name
+    body = orjson.dumps({"prompts": t.prompts, "cues": t.cues}, option=orjson.OPT_SORT_KEYS)
+    return f"{t.name} (sha256:{hashlib.sha256(body).hexdigest()[:16]})"
+
+
+def steps_digest(steps: Sequence[Step]) -> str:
+    """A digest of what the predictions depend on besides the options: every step's id and
+    references, and each trajectory's conversation and tools (what its prompts are made of)."""
+    h = hashlib.sha256()
+    seen: set[str] = set()
+    for s in steps:
+        h.update(orjson.dumps([s.id, s.reference, s.reference_single]))
+        if s.trajectory_id not in seen:
+            seen.add(s.trajectory_id)
+            h.update(orjson.dumps([s.prepared.conv, s.prepared.docs]))
+    return f"sha256:{h.hexdigest()}"
+
+
 # backend options that can change a prediction (batch size, device, concurrency cannot in principle)
 _OUTPUT_OPTIONS = ("dtype", "base_url", "attn_implementation")
-_COMPARED = ("mode", "models", "backend", "backend_options", "decoding", "prompts")
+_COMPARED = ("mode", "models", "backend", "backend_options", "decoding", "prompts", "template", "steps_digest")
+_RESOLVED = ("dtype", "device")  # what a backend made of `auto` (TransformersBackend); dtype is compared
 
 
 @dataclass
@@ -106,13 +138,14 @@ class GenerateSummary:
 # --- the output file ---------------------------------------------------------------------------
 
 
-def _read_existing(out: Path, header: dict[str, Any], overwrite: bool) -> set[str]:
-    """Ids already in ``out`` (resume), after cutting off a torn last line; checks the header."""
+def _read_existing(out: Path, header: dict[str, Any], overwrite: bool) -> tuple[set[str], dict[str, Any]]:
+    """Ids already in ``out`` (resume), after cutting off a torn last line, and its header; checks
+    the header."""
     if not out.exists() or overwrite:
-        return set()  # (an overwritten file is only truncated once the models are open)
+        return set(), {}  # (an overwritten file is only truncated once the models are open)
     data = out.read_bytes()
     if not data:
-        return set()
+        return set(), {}
     end = data.rfind(b"\n") + 1
     lines = data[:end].splitlines()
     try:
@@ -124,7 +157,10 @@ def _read_existing(out: Path, header: dict[str, Any], overwrite: bool) -> set[st
                             "(choose another -o)")  # fmt: skip
     diff = [k for k in _COMPARED if first.get(k) != header.get(k)]
     if diff:
-        shown = "; ".join(f"{k}: file {first.get(k)!r} vs now {header.get(k)!r}" for k in diff)
+        shown = "; ".join(
+            "steps_digest: other steps (the inputs, --format or --split changed)" if k == "steps_digest"
+            else f"{k}: file {first.get(k)!r} vs now {header.get(k)!r}" for k in diff
+        )  # fmt: skip
         raise GenerateError(f"{out} was written with other settings ({shown}); pass --overwrite to start "
                             "over or choose another -o")  # fmt: skip
     if end < len(data):  # a line torn by a crash: the step is simply generated again
@@ -144,7 +180,14 @@ def _read_existing(out: Path, header: dict[str, Any], overwrite: bool) -> set[st
     if len(keep) < len(lines):
         with atomic_path(out) as tmp:
             tmp.write_bytes(b"".join(x + b"\n" for x in keep))
-    return done
+    return done, first
+
+
+def _resolved(backends: dict[str, Backend]) -> dict[str, dict[str, str]]:
+    """What each open backend made of its ``auto`` options (the dtype and device it runs with)."""
+    got = {role: {k: str(getattr(b, k)) for k in _RESOLVED if isinstance(getattr(b, k, None), str)}
+           for role, b in sorted(backends.items())}  # fmt: skip
+    return {role: r for role, r in got.items() if r}
 
 
 def _append(f, rows: Iterable[dict[str, Any]]) -> None:
@@ -298,8 +341,8 @@ def generate(
             raise GenerateError(f"the output {out} is one of the inputs; choose another -o")
     summary = GenerateSummary(str(out), steps=len(todo_all), records=stepset.records,
                               trajectories=stepset.trajectories, issues=stepset.reasons())  # fmt: skip
-    header = opts.header()
-    done = _read_existing(out, header, overwrite)
+    header = opts.header(stepset.steps, template)
+    done, old = _read_existing(out, header, overwrite)
     ids = {s.id for s in todo_all}
     summary.stale = len(done - ids)
     todo = [s for s in todo_all if s.id not in done]
@@ -308,6 +351,16 @@ def generate(
     try:
         if todo:
             runner.open_all()
+            resolved = _resolved(runner.backends)
+            if resolved:
+                header["resolved"] = resolved
+            dtypes = {r: v.get("dtype") for r, v in resolved.items()}
+            before = {r: v.get("dtype") for r, v in old.get("resolved", {}).items()}
+            if done and "resolved" in old and before != dtypes:
+                raise GenerateError(
+                    f"{out} was written with other settings (resolved dtype: file {before!r} vs now {dtypes!r}); "
+                    "pass --overwrite to start over or choose another -o"
+                )
         rej = rejects_path(out)
         write_jsonl(rej, (i.to_dict() for i in stepset.issues))
         summary.rejects = str(rej)

@@ -173,3 +173,65 @@ def test_cli_ctrl_c_keeps_finished_chunks_and_a_crash_exits_3(tmp_path: Path, mo
     res = CliRunner().invoke(main, [*args, "--overwrite"])
     assert res.exit_code == 3 and "internal error" in res.output
     assert len(out.read_text().splitlines()) == 1 + 5  # --overwrite never got to truncate the file
+
+
+def test_resume_refuses_other_steps_or_another_template(tmp_path: Path) -> None:
+    """The header holds a digest of the steps and the template: a rerun on a changed input file of
+    the same name (another reference, another tool description) or with another --template is
+    refused instead of keeping the old lines; --overwrite starts over."""
+    from umi_data.templates import ALPHA_UMI
+
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps(TRAJECTORIES))
+    models = oracles(data)
+    fn = lambda role, _m: models[role]  # noqa: E731
+    out = tmp_path / "p.jsonl"
+    opts = GenerateOptions("trio", TRIO_MODELS)
+    generate([str(data)], out, opts, limit=2, open_backend_fn=fn)
+    header = rows(out)[0]
+    assert header["template"] == "alpha-umi" and header["steps_digest"].startswith("sha256:")
+    before = out.read_bytes()
+    changed_ref = json.loads(json.dumps(TRAJECTORIES))
+    changed_ref[0]["conversations"][5]["value"] = "It is 22 degrees in Paris."  # another reference
+    changed_doc = json.loads(json.dumps(TRAJECTORIES))
+    changed_doc[0]["tools"][0]["function"] = "Weather."  # same references, other prompts
+    for changed in (changed_ref, changed_doc):
+        data.write_text(json.dumps(changed))
+        with pytest.raises(GenerateError, match=r"other settings.*steps_digest"):
+            generate([str(data)], out, opts, open_backend_fn=fn)
+        assert out.read_bytes() == before
+    data.write_text(json.dumps(TRAJECTORIES))
+    tmpl = tmp_path / "t.json"  # the built-in name, one character of another prompt
+    tmpl.write_text(json.dumps({"name": "alpha-umi", "prompts": {**ALPHA_UMI.prompts, "planner": "x {history}"},
+                                "cues": ALPHA_UMI.cues}))  # fmt: skip
+    with pytest.raises(GenerateError, match=r"template: file 'alpha-umi' vs now 'alpha-umi \(sha256:"):
+        generate([str(data)], out, opts, template=str(tmpl), open_backend_fn=fn)
+    assert out.read_bytes() == before
+    again = generate([str(data)], out, opts, template=str(tmpl), overwrite=True, open_backend_fn=fn)
+    assert again.done_before == 0 and again.generated == 5
+    resumed = generate([str(data)], out, opts, template=str(tmpl), open_backend_fn=fn)  # the same file content
+    assert resumed.done_before == 5 and resumed.generated == 0
+
+
+def test_resume_compares_the_dtype_a_backend_resolved(tmp_path: Path) -> None:
+    """dtype 'auto' is recorded as what the backend made of it: a resume where it resolves to
+    another dtype (another machine) is refused."""
+
+    class Typed(Oracle):
+        def __init__(self, base: Oracle, dtype: str) -> None:
+            super().__init__(base.answers, base.name)
+            self.dtype, self.device = dtype, "cpu"
+
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps(TRAJECTORIES))
+    models = oracles(data)
+    out = tmp_path / "p.jsonl"
+    opts = GenerateOptions("trio", TRIO_MODELS, backend_options={"dtype": "auto"})
+    generate([str(data)], out, opts, limit=2, open_backend_fn=lambda r, _m: Typed(models[r], "float32"))
+    header = rows(out)[0]
+    assert header["backend_options"] == {"dtype": "auto"}
+    assert header["resolved"]["planner"] == {"dtype": "float32", "device": "cpu"}
+    with pytest.raises(GenerateError, match="resolved dtype"):
+        generate([str(data)], out, opts, open_backend_fn=lambda r, _m: Typed(models[r], "bfloat16"))
+    done = generate([str(data)], out, opts, open_backend_fn=lambda r, _m: Typed(models[r], "float32"))
+    assert (done.done_before, done.generated) == (2, 3)
