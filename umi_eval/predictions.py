@@ -39,6 +39,13 @@ SHAPE_KEYS: dict[str, tuple[str, ...]] = {
     UMI: ("id", "mode", "tools", "reference", "prediction"),
 }
 _MARKERS = ("Next: caller", "Next: conclusion", "Next: give up")
+# the original single-model file may name its reference `target` (the step file's key)
+_ALTERNATIVES: dict[tuple[str, str], tuple[str, ...]] = {("alpha-umi predictions.json", "reference"): ("target",)}
+
+
+def _lacks(obj: dict[str, Any], shape: str) -> list[str]:
+    """The keys of ``shape`` that ``obj`` has under none of their names."""
+    return [k for k in SHAPE_KEYS[shape] if all(n not in obj for n in (k, *_ALTERNATIVES.get((shape, k), ())))]
 
 
 class ShapeError(UsageError, ValueError):
@@ -65,8 +72,8 @@ def _digest(text: str, n: int = 12) -> str:
 def _closest(obj: Any, shapes: tuple[str, ...]) -> str:
     if not isinstance(obj, dict):
         return f"the first record is a JSON {type(obj).__name__}, not an object"
-    best = min(shapes, key=lambda s: sum(k not in obj for k in SHAPE_KEYS[s]))
-    missing = [k for k in SHAPE_KEYS[best] if k not in obj]
+    best = min(shapes, key=lambda s: len(_lacks(obj, s)))
+    missing = _lacks(obj, best)
     if not missing:
         container = "JSONL" if best == UMI else "a JSON array"
         return f"closest shape: {best}, whose keys the record has, but {best} files are {container}"
@@ -74,7 +81,7 @@ def _closest(obj: Any, shapes: tuple[str, ...]) -> str:
 
 
 def _matches(obj: Any, shape: str) -> bool:
-    return isinstance(obj, dict) and all(k in obj for k in SHAPE_KEYS[shape])
+    return isinstance(obj, dict) and not _lacks(obj, shape)
 
 
 def _reject(loaded: Loaded, source: str, reason: str, message: str) -> None:

@@ -258,3 +258,16 @@ def test_score_records_rejects_bad_records_handed_in_directly() -> None:
     assert report.counts["steps"] == 1
     assert [(r["source"], r["reason"]) for r in report.rejects] == [("record 1", "not_a_string"),
                                                                     ("record 2", "not_an_object")]  # fmt: skip
+
+
+def test_original_files_naming_the_reference_target_are_read(tmp_path: Path) -> None:
+    """The original single-model file may carry the step file's ``target`` instead of ``reference``:
+    it is detected as that shape and scores as with ``reference``."""
+    path = write_original(tmp_path / "single.json", MIXED_SINGLE)
+    items = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps([{("target" if k == "reference" else k): v for k, v in o.items()} for o in items]))
+    report = score_file(path, resamples=0)
+    assert report.counts["shape"] == SINGLE
+    assert_metrics(report.metrics, MIXED_EXPECTED)
+    loaded = read_predictions(path)
+    assert loaded.rejects == [] and [r["reference"] for r in loaded.records] == [o["reference"] for o in items]
