@@ -18,6 +18,7 @@ Two real backends:
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import time
@@ -181,7 +182,9 @@ class TransformersBackend:
             num_beams=1,
             temperature=decoding.temperature if not decoding.greedy else None,
             top_p=decoding.top_p if not decoding.greedy else None,
-            top_k=decoding.top_k if not decoding.greedy and decoding.top_k > 0 else None,
+            # 0 = off, passed as 0: None would let transformers fill in the checkpoint's or its
+            # global default (top-k 50), unlike the openai backend, which sends no top_k then
+            top_k=decoding.top_k if not decoding.greedy else None,
             pad_token_id=self.pad_id,
             eos_token_id=self.eos_id,
             bos_token_id=self.tokenizer.bos_token_id,
@@ -290,7 +293,7 @@ class OpenAIBackend:
                     return Generation("", error=last)  # the request itself is wrong: retrying won't help
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
                 last = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
-            except (ValueError, KeyError, IndexError, TypeError) as e:
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError, http.client.HTTPException) as e:
                 last = f"malformed response: {_first_line(e)}"
             if attempt < self.retries:
                 time.sleep(self.backoff * 2**attempt)

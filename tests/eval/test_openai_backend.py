@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from umi_eval.backends import Decoding, OpenAIBackend
@@ -131,3 +132,42 @@ def test_steps_that_failed_are_generated_again_on_resume(tmp_path: Path) -> None
     assert json.loads(second.output)["generated"] == 2
     rows = [json.loads(line) for line in out.read_text().splitlines()[1:]]
     assert len(rows) == 5 and not any(r.get("errors") for r in rows)
+
+
+def test_a_malformed_reply_is_a_step_error_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`{"choices": ["x"]}` (a string where an object belongs) or a cut-off body is reported on the
+    step, retried, and never aborts the run (it raised AttributeError)."""
+    import http.client
+
+    replies = iter([{"choices": ["x"]}, http.client.IncompleteRead(b"{"), {"choices": ["y"]}])
+
+    def post(self: OpenAIBackend, body: dict) -> dict:
+        reply = next(replies)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    monkeypatch.setattr(OpenAIBackend, "_post", post)
+    (got,) = OpenAIBackend("http://127.0.0.1:9/v1", "m", retries=2, backoff=0.0).generate(["p"], Decoding())
+    assert got.text == "" and got.error is not None and got.error.startswith("malformed response")
+
+
+def test_top_k_0_means_off_in_the_transformers_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--top-k 0` ("off") must reach generate as 0: None let transformers fill in its default 50."""
+    from umi_eval.backends import TransformersBackend
+    from umi_train.tiny import build_tiny_model, train_tiny_tokenizer
+
+    tok = train_tiny_tokenizer(["hello world"] * 20, vocab_size=300)
+    build_tiny_model(tok, hidden=16, layers=1, heads=2).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    backend = TransformersBackend(str(tmp_path), device="cpu")
+    seen: list = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs["generation_config"])
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(backend.model, "generate", spy)
+    with pytest.raises(RuntimeError, match="stop here"):
+        backend.generate(["hello"], Decoding(temperature=1.0, top_k=0, max_new_tokens=2))
+    assert seen[0].do_sample and seen[0].top_k == 0
