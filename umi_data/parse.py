@@ -91,7 +91,7 @@ def strip_eos(text: str) -> tuple[str, bool]:
 def _valid_json(arguments: str) -> bool:
     try:
         json.loads(arguments)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply for the decoder
         return False
     return True
 

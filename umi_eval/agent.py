@@ -31,11 +31,21 @@ model per role, templates by role name, real token counts from the backend):
   it ends ``incomplete`` with ``metadata.end = "step_limit"`` (umidata rejects it for training
   with ``no_terminal_turn``: a run that never ended teaches no ending).
 
+- Text that is not valid Unicode (a lone surrogate from a tool's output or a model's) becomes
+  U+FFFD before it enters the history, so every trajectory can be written.
+- Resume: each trajectory records ``metadata.query_digest`` (:meth:`Query.digest`, instruction and
+  tools); an id already in the run file whose digest differs from the input's query is refused
+  (usage error) rather than skipped, since the file holds the answer to another question.
+
 ``--search dfsdt`` is ToolBench's depth-first search with width 2 (§3.5), see :func:`_dfsdt`.
+Every search step gets its own seed (``seed + (step - 1) × planner_attempts``, plus the attempt):
+the second child of a child that made no call has the same prompt as the first, and backends
+re-seed per call, so one seed would repeat the first child exactly under sampling.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -61,7 +71,7 @@ from umi_data.writers import atomic_path
 from umi_eval.backends import Backend, Decoding, Generation, OpenAIBackend
 from umi_eval.queries import Query, Reject
 from umi_eval.route import postprocess, route
-from umi_eval.tools import Executor, Observation, call_tool, decode_arguments, failed, schema_errors
+from umi_eval.tools import Executor, Observation, call_tool, decode_arguments, failed, schema_errors, valid_text
 
 FORMAT = "umi-run"
 _TOOL_ERRORS = ("tool_error", "timeout", "unavailable", "no_record", "invalid_arguments")
@@ -178,8 +188,11 @@ class _Run:
 
     def _generate(self, backend: Backend, prompt: str, turn: int, attempt: int = 0) -> str:
         decoding = self.cfg.decoding
-        if attempt:
-            decoding = dataclasses.replace(decoding, seed=decoding.seed + attempt)
+        offset = attempt
+        if self.cfg.search == "dfsdt":  # each search step its own seed (see the module docstring)
+            offset += (self.st.steps - 1) * max(1, self.cfg.planner_attempts)
+        if offset:
+            decoding = dataclasses.replace(decoding, seed=decoding.seed + offset)
         gen = backend.generate([prompt], decoding)[0]
         if gen.error:
             raise ModelError(f"{backend.name}: {gen.error}")
@@ -187,7 +200,7 @@ class _Run:
         self.st.completion_tokens += gen.completion_tokens
         if gen.truncated and attempt == 0:
             self.st.find("prompt_truncated", turn, "the prompt was cut from the left to fit the model's input")
-        return postprocess(gen.text).rstrip()
+        return valid_text(postprocess(gen.text)).rstrip()
 
     def _planner_text(self, backend: Backend, prompt: str, turn: int) -> str:
         attempts = self.cfg.planner_attempts if self.cfg.decoding.temperature > 0 else 1
@@ -240,7 +253,14 @@ class _Run:
             return _Step([planner], "give_up")
         if out.decision == "conclude":
             return _Step([planner, self._conclusion(out.answer or "", at + 1)], "conclude")
-        calls = [c.as_call() for c in out.calls or []]
+        if not out.calls:  # `Next: caller.` and no `Action:` line: what the caller path does
+            try:
+                parse_caller_clean(text)
+                why = f"the output chose the caller but has no call: {text[:60]!r}"
+            except ParseError as e:
+                why = str(e)
+            return _Step([planner, *self._unparsable(text, why, at + 1)], "call")
+        calls = [c.as_call() for c in out.calls]
         return _Step([planner, *self._execute(Turn("caller", calls=calls), at + 1)], "call")
 
     def _conclusion(self, answer: str, at: int) -> Turn:
@@ -253,12 +273,17 @@ class _Run:
         try:
             calls, clean = parse_caller_clean(text)
         except ParseError as e:
-            self.st.find("caller_unparsable", at, str(e))
-            obs = failed("unparsable_call", "No such function name: none")
-            return [Turn("caller", calls=[], raw=text), self._observation(obs, None)]
+            return self._unparsable(text, str(e), at)
         if not clean:
             self.st.raw.append({"turn": at, "role": "caller", "text": text})
         return self._execute(Turn("caller", calls=[c.as_call() for c in calls]), at)
+
+    def _unparsable(self, text: str, why: str, at: int) -> list[Turn]:
+        """No call to read: the caller turn keeps the raw text, the observation is the original's
+        ``none`` action."""
+        self.st.find("caller_unparsable", at, why)
+        obs = failed("unparsable_call", "No such function name: none")
+        return [Turn("caller", calls=[], raw=text), self._observation(obs, None)]
 
     def _execute(self, caller: Turn, at: int) -> list[Turn]:
         out = [caller]
@@ -373,6 +398,7 @@ def run_query(query: Query, models: Models, executor: Executor, cfg: LoopConfig,
     meta: dict[str, Any] = {
         "run": {"umi_version": __version__, "models": models.names(), "tools": tools_spec or executor.name}
         | cfg.view(),
+        "query_digest": query.digest(),
         "end": end,
         "steps": st.steps,
         "calls": st.calls,
@@ -449,11 +475,12 @@ class RunSummary:
         return out
 
 
-def _done_ids(path: Path) -> tuple[set[str], int]:
-    """Ids already in a run file, after cutting a last line that a crash left half-written
-    (returns how many bytes were cut)."""
+def _done_ids(path: Path) -> tuple[dict[str, str | None], int]:
+    """Ids already in a run file with the digest of the query each was run for (``None`` in a file
+    written before digests were recorded), after cutting a last line that a crash left
+    half-written (returns how many bytes were cut)."""
     if not path.exists():
-        return set(), 0
+        return {}, 0
     data = path.read_bytes()
     cut = 0
     if data and not data.endswith(b"\n"):
@@ -462,19 +489,22 @@ def _done_ids(path: Path) -> tuple[set[str], int]:
         with open(path, "r+b") as f:
             f.truncate(keep)
         data = data[:keep]
-    ids = set()
+    ids: dict[str, str | None] = {}
     for n, line in enumerate(data.splitlines(), start=1):
         if line.strip():
             try:
-                ids.add(orjson.loads(line)["id"])
-            except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+                obj = orjson.loads(line)
+                meta = obj.get("metadata")
+                ids[obj["id"]] = meta.get("query_digest") if isinstance(meta, dict) else None
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
                 raise RunError(f"{path}:{n} is not a run file line ({e}); choose another --output") from None
     return ids, cut
 
 
 class _Appender:
     """Whole lines appended with one ``write`` each and fsynced: a crash leaves at most one
-    partial last line, which the next run cuts off (:func:`_done_ids`)."""
+    partial last line, which the next run cuts off (:func:`_done_ids`); a failed write (disk
+    full) is cut back at once and raises, so the run goes on with whole lines only."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -486,8 +516,16 @@ class _Appender:
         with self.lock:
             if self.fd is None:  # closed after Ctrl-C: this query runs again on resume
                 return
-            os.write(self.fd, line)
-            os.fsync(self.fd)
+            size = os.fstat(self.fd).st_size
+            try:
+                n = os.write(self.fd, line)
+                if n != len(line):
+                    raise OSError(f"short write to the run file ({n} of {len(line)} bytes)")
+                os.fsync(self.fd)
+            except OSError:  # the query is rejected; the lines after it must not follow a partial one
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self.fd, size)
+                raise
 
     def close(self) -> None:
         with self.lock:
@@ -540,6 +578,15 @@ def run(
         raise RunError("no query in the input")
     summary.queries = len(queries)
     done, _cut = _done_ids(out)
+    changed = [q for q in queries if q.id in done and done[q.id] not in (None, q.digest())]
+    if changed:
+        q = changed[0]
+        where = q.source.file + (f":{q.source.line}" if q.source.line is not None else "")
+        raise RunError(
+            f"{out} has a trajectory for query id {q.id!r} ({where}) that was run for another "
+            f"instruction or tools ({len(changed)} such id(s)): the queries changed since that run, or an id "
+            "taken from the line number moved when lines were inserted. Give the queries explicit ids, "
+            "or choose another --output (or delete those lines from it) to run them again")  # fmt: skip
     todo = [q for q in queries if q.id not in done]
     summary.resumed = len(queries) - len(todo)
     if on_start is not None:
@@ -553,11 +600,11 @@ def run(
         t0 = time.perf_counter()
         try:
             traj = run_query(q, locked, executor, cfg, tools_spec)
+            appender.write(traj.to_dict())  # a line that cannot be written rejects this query only
         except ModelError as e:
             return q, None, time.perf_counter() - t0, ("model_error", str(e))
         except Exception as e:  # one query's crash is reported, the run goes on
             return q, None, time.perf_counter() - t0, ("internal_error", f"{type(e).__name__}: {e}")
-        appender.write(traj.to_dict())
         return q, traj, time.perf_counter() - t0, ("", "")
 
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="umieval-run")

@@ -20,6 +20,7 @@ Every record becomes a :class:`Query` or a reject with its source and reason cod
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,15 @@ class Query:
     tools: list[Tool] | None  # None: the executor's own tools
     source: Source
     routes: dict[str, Any] = field(default_factory=dict)
+
+    def digest(self) -> str:
+        """What the query asks, as a short hash of its instruction and tools (``null`` for the
+        executor's own): a resumed run checks that an id already in the run file was run for this
+        query, not for one that had the id before (an id from a line number moves when lines are
+        inserted)."""
+        tools = None if self.tools is None else [t.to_dict() for t in self.tools]
+        data = orjson.dumps([self.instruction, tools], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        return hashlib.sha256(data).hexdigest()[:16]
 
 
 @dataclass(slots=True)

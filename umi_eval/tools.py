@@ -35,6 +35,7 @@ import threading
 import time
 import types
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -63,6 +64,17 @@ class Observation:
     content: str
     code: str | None = None
     error: str | None = None
+
+
+def valid_text(text: str) -> str:
+    """``text`` as valid Unicode: a lone surrogate (a file name that ``os.listdir`` decoded with
+    ``surrogateescape``, a server's ``"\\ud800"``) becomes U+FFFD, a split surrogate pair is joined.
+    Such a string cannot be written as UTF-8, so none may enter a trajectory."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
 
 
 def failed(code: str, message: str) -> Observation:
@@ -128,8 +140,17 @@ def call_tool(
     backoff: float = 0.5,
 ) -> tuple[Observation, int]:
     """One call with a time-out and up to ``retries`` more attempts on transient failures;
-    returns the observation and the number of attempts made."""
-    ctx = context or {}
+    returns the observation and the number of attempts made. The observation's text is always
+    valid Unicode (:func:`valid_text`), whatever the tool returned."""
+    obs, attempts = _call_tool(executor, tool, arguments, context or {}, timeout, retries, backoff)
+    content, error = valid_text(obs.content), None if obs.error is None else valid_text(obs.error)
+    if content is not obs.content or error is not obs.error:
+        obs = Observation(content, obs.code, error)
+    return obs, attempts
+
+
+def _call_tool(executor: Executor, tool: Tool, arguments: str, ctx: dict[str, Any], timeout: float,
+               retries: int, backoff: float) -> tuple[Observation, int]:  # fmt: skip
     attempts = 0
     while True:
         attempts += 1
@@ -155,6 +176,8 @@ def decode_arguments(arguments: str) -> tuple[dict[str, Any] | None, str | None]
         value = json.loads(arguments)
     except ValueError as e:
         return None, f"arguments are not valid JSON ({e})"
+    except RecursionError:  # ~1000 nested brackets: Python's decoder gives up
+        return None, "arguments are not valid JSON (nested too deeply)"
     if not isinstance(value, dict):
         return None, f"arguments are a JSON {type(value).__name__}, not an object"
     return value, None
@@ -167,6 +190,8 @@ def schema_errors(parameters: dict[str, Any], args: dict[str, Any]) -> list[str]
         errors = sorted(validator.iter_errors(args), key=lambda e: list(e.absolute_path))
     except SchemaError as e:
         return [f"the tool's schema is invalid: {e.message}"]
+    except RecursionError:
+        return ["arguments are nested too deeply to check against the schema"]
     return [("/".join(map(str, e.absolute_path)) + ": " if e.absolute_path else "") + e.message for e in errors]
 
 
@@ -292,7 +317,7 @@ def normalise_arguments(arguments: str) -> str:
     the stripped text when it is not JSON (a recorded call with broken JSON still matches itself)."""
     try:
         return json.dumps(json.loads(arguments), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    except ValueError:
+    except (ValueError, RecursionError):
         return arguments.strip()
 
 
@@ -421,12 +446,26 @@ class HttpExecutor:
 # --- --tools SPEC ----------------------------------------------------------------------------------------
 
 
+def _http_url(url: str, spec: str) -> str:
+    """``url`` when it is an ``http(s)://HOST[:PORT]…`` URL; a usage error otherwise (``http:HOST:PORT``
+    would be accepted and then fail every call as unavailable)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError as e:
+        raise ToolSpecError(f"--tools {spec!r}: {e}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ToolSpecError(f"--tools {spec!r}: http:URL needs a URL with its scheme and host, "
+                            "e.g. http:http://127.0.0.1:8080/virtual or http://127.0.0.1:8080/virtual")  # fmt: skip
+    return url
+
+
 def make_executor(spec: str, timeout: float = 30.0) -> Executor:
     """``python:MODULE`` / ``replay:PATH[,PATH…]`` / ``http:URL`` (``http://…`` works as is)."""
     kind, sep, target = spec.partition(":")
     key = os.environ.get("TOOLBENCH_KEY", "")  # ToolBench's hosted server wants one; a local one does not
     if kind in ("http", "https") and target.startswith("//"):
-        return HttpExecutor(spec, key=key, timeout=timeout)
+        return HttpExecutor(_http_url(spec, spec), key=key, timeout=timeout)
     if not sep or not target:
         raise ToolSpecError(f"--tools {spec!r}: expected python:MODULE, replay:PATH or http:URL")
     if kind == "python":
@@ -441,5 +480,5 @@ def make_executor(spec: str, timeout: float = 30.0) -> Executor:
             raise ToolSpecError(f"replay: no trajectory could be read from {target}")
         return executor
     if kind == "http":
-        return HttpExecutor(target, key=key, timeout=timeout)
+        return HttpExecutor(_http_url(target, spec), key=key, timeout=timeout)
     raise ToolSpecError(f"--tools {spec!r}: unknown executor {kind!r} (python, replay, http)")

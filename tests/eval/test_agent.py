@@ -16,7 +16,7 @@ from umi_eval.agent import LoopConfig, Models, run, run_query
 from umi_eval.queries import Query, read_queries
 from umi_eval.tools import make_executor
 
-from .agent_helpers import Scripted, write_tools
+from .agent_helpers import Scripted, role_of, write_tools
 
 CALL = 'Action: get_weather\nAction Input: {"city": "Paris"}'
 
@@ -332,3 +332,122 @@ def test_several_action_pairs_are_parallel_calls(executor, tmp_path):
     assert traj.metadata["calls"] == 2 and codes(traj) == []
     code, out = validate(tmp_path / "runs.jsonl")
     assert code == 0 and '"parallel_calls"' in out
+
+
+# --- found in review ---------------------------------------------------------------------------------
+
+
+def test_tool_output_that_is_not_valid_unicode_is_written(tmp_path):
+    # os.listdir gives a non-UTF-8 name with surrogateescape: a lone surrogate orjson cannot write
+    tools = tmp_path / "fs_tools.py"
+    tools.write_text('def read_name(x: str) -> str:\n    "A file name."\n'
+                     '    return b"caf\\xe9.txt".decode("utf-8", "surrogateescape") + "\\ud800"\n')  # fmt: skip
+    ex = make_executor(f"python:{tools}")
+    model = Scripted(planner=["List.\n Next: caller.", "Done.\n Next: conclusion."],
+                     caller=['Action: read_name\nAction Input: {"x": "."}'], summarizer=["ok"])  # fmt: skip
+    traj = run_one(model, ex, tmp_path)
+    assert traj.turns[3].content == "caf\ufffd.txt\ufffd"
+    assert validate(tmp_path / "runs.jsonl")[0] == 0
+
+
+def test_a_line_that_cannot_be_written_rejects_that_query_only(executor, tmp_path, monkeypatch):
+    from umi_eval import agent
+
+    write = agent._Appender.write
+
+    def broken(self, obj):
+        if obj["id"] == "q1":
+            raise TypeError("str is not valid UTF-8: surrogates not allowed")
+        write(self, obj)
+
+    monkeypatch.setattr(agent._Appender, "write", broken)
+    rows = [{"id": f"q{i}", "instruction": f"weather {i}"} for i in range(3)]
+    out = tmp_path / "runs.jsonl"
+    model = trio(Scripted(planner=["Stop.\n Next: give up."]))
+    s = run(list(read_queries_from(rows, tmp_path)), model, executor, out)
+    assert (s.ran, s.failed, s.reject_codes) == (2, 1, {"internal_error": 1})
+    (reject,) = [json.loads(x) for x in (tmp_path / "runs.rejects.jsonl").read_text().splitlines()]
+    assert reject["source"]["line"] == 2 and "surrogates" in reject["message"]
+    monkeypatch.setattr(agent._Appender, "write", write)
+    s = run(list(read_queries_from(rows, tmp_path)), model, executor, out)  # resume runs q1 only
+    assert (s.ran, s.resumed, s.rejected) == (1, 2, 0)
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["q0", "q1", "q2"]
+
+
+def test_resume_refuses_an_id_that_now_names_another_query(executor, tmp_path):
+    from umi_eval.agent import RunError
+
+    qfile, out = tmp_path / "qs.jsonl", tmp_path / "runs.jsonl"
+    model = trio(Scripted(planner=["Stop.\n Next: give up."]))
+    qfile.write_text('{"instruction": "weather in Paris"}\n{"instruction": "weather in Rome"}\n')
+    assert run(read_queries([str(qfile)]), model, executor, out).ran == 2
+    before = out.read_bytes()
+    assert run(read_queries([str(qfile)]), model, executor, out).resumed == 2  # unchanged: all done
+    # a query inserted at the top: the ids from line numbers move (qs/1 is now Oslo, qs/2 Paris)
+    qfile.write_text('{"instruction": "weather in Oslo"}\n' + qfile.read_text())
+    with pytest.raises(RunError, match=r"query id 'qs/1' \(.*qs.jsonl:1\).*2 such id"):
+        run(read_queries([str(qfile)]), model, executor, out)
+    assert out.read_bytes() == before  # nothing ran, nothing was rewritten
+    # a run file from before digests were recorded resumes by id as it did
+    lines = [json.loads(x) for x in before.decode().splitlines()]
+    for d in lines:
+        del d["metadata"]["query_digest"]
+    out.write_text("".join(json.dumps(d) + "\n" for d in lines))
+    s = run(read_queries([str(qfile)]), model, executor, out)
+    assert (s.ran, s.resumed) == (1, 2)
+
+
+def test_single_model_caller_decision_without_a_call_is_unparsable(executor, tmp_path):
+    model = Scripted("single", planner=["I should look it up Next: caller.", "Done.\nconclusion: 21 C."])
+    traj = run_one(model, executor, tmp_path)
+    assert [t.role for t in traj.turns] == ["user", "planner", "caller", "observation", "planner", "conclusion"]
+    assert traj.turns[2].calls == [] and traj.turns[2].raw == "I should look it up Next: caller."
+    assert json.loads(traj.turns[3].content)["error"] == "No such function name: none"
+    assert codes(traj) == ["caller_unparsable"]
+    code, out = validate(tmp_path / "runs.jsonl")
+    assert code == 0, out
+
+
+def test_deeply_nested_arguments_are_not_json(executor, tmp_path):
+    deep = "[" * 5000 + "]" * 5000
+    model = Scripted(planner=["Call.\n Next: caller.", "Stop.\n Next: give up."],
+                     caller=[f"Action: get_weather\nAction Input: {deep}"])  # fmt: skip
+    traj = run_one(model, executor, tmp_path)
+    assert codes(traj) == ["arguments_not_json", "invalid_arguments"]
+    assert "nested too deeply" in traj.turns[3].error and traj.metadata["end"] == "gave_up"
+
+
+def test_dfsdt_gives_each_search_step_its_own_seed(executor, tmp_path):
+    from umi_eval.backends import Decoding
+
+    def seeds(search: str) -> list[int]:
+        class Seeds(Scripted):
+            def generate(self, prompts, decoding):
+                got.append((role_of(prompts[0]), decoding.seed))
+                return super().generate(prompts, decoding)
+
+        got: list[tuple[str, int]] = []
+        model = Seeds(planner=["Try.\n Next: caller."], caller=["I would call get_weather"])
+        run_query(query(), trio(model), executor, LoopConfig(search=search, max_depth=1, max_steps=3,
+                                                             decoding=Decoding(temperature=0.5, seed=7)))  # fmt: skip
+        return [s for r, s in got if r == "planner"]
+
+    # the second child of a child without a call sees the same prompt: a new seed, not a repeat
+    assert seeds("dfsdt") == [7, 12] == seeds("dfsdt")  # deterministic: seed + 5 attempts per step
+    assert seeds("plain") == [7, 7, 7]  # one chain: prompts differ, the seed stays
+
+
+def test_a_failed_write_leaves_whole_lines(tmp_path, monkeypatch):
+    from umi_eval import agent
+
+    path = tmp_path / "runs.jsonl"
+    app = agent._Appender(path)
+    app.write({"id": "a"})
+    real = agent.os.write
+    monkeypatch.setattr(agent.os, "write", lambda fd, data: real(fd, data[:5]))  # disk full mid-line
+    with pytest.raises(OSError, match="short write"):
+        app.write({"id": "b"})
+    monkeypatch.undo()
+    app.write({"id": "c"})
+    app.close()
+    assert path.read_text() == '{"id":"a"}\n{"id":"c"}\n'

@@ -382,3 +382,39 @@ def test_http_sends_the_toolbench_key(server, monkeypatch):
     ex = make_executor(f"http:http://127.0.0.1:{server.server_address[1]}/virtual")
     call_tool(ex, Tool("a_for_b"), "{}")
     assert server.requests[-1]["toolbench_key"] == "k-123"
+
+
+# --- found in review ---------------------------------------------------------------------------------
+
+
+def test_observations_are_valid_unicode(server):
+    from umi_eval.tools import valid_text
+
+    assert valid_text("a\ud800b\udce9c\ud83d\ude00") == "a\ufffdb\ufffdc\U0001f600"
+    assert valid_text("plain é") == "plain é"
+    ex = make_executor(f"http://127.0.0.1:{server.server_address[1]}/virtual")
+    obs, _ = call_tool(ex, Tool("x_for_t"), "bad \ud800")  # the server echoes "\ud800" back as JSON
+    assert obs.content == "echo bad \ufffd" and obs.content.encode("utf-8")
+
+
+def test_deeply_nested_json_is_invalid_json_not_a_crash():
+    from umi_data.parse import parse_caller
+    from umi_eval.tools import decode_arguments, normalise_arguments
+
+    deep = "[" * 5000 + "]" * 5000
+    (call,) = parse_caller(f"Action: a\nAction Input: {deep}")
+    assert call.arguments == deep and not call.valid_json
+    assert decode_arguments(deep) == (None, "arguments are not valid JSON (nested too deeply)")
+    assert normalise_arguments(deep) == deep
+
+
+@pytest.mark.parametrize("spec", ["http:localhost:8080", "http:127.0.0.1:8080/virtual", "http://",
+                                  "http:ftp://h/x", "http:http://h:port/x"])  # fmt: skip
+def test_http_spec_needs_a_scheme_and_a_host(spec, tmp_path):
+    with pytest.raises(ToolSpecError):
+        make_executor(spec)
+    q = tmp_path / "q.jsonl"
+    q.write_text('{"id": "a", "instruction": "x"}\n')
+    res = CliRunner().invoke(umieval, ["run", str(q), "--model", "m", "-o", str(tmp_path / "o"), "--tools", spec])
+    assert res.exit_code == 2 and ("scheme and host" in res.output or "Port" in res.output)
+    assert make_executor("http:http://127.0.0.1:8080/v").url == "http://127.0.0.1:8080/v"
