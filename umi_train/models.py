@@ -133,13 +133,15 @@ def _in_hub_cache(repo_id: str) -> bool:
 
 def model_key(name: str) -> str:
     """What identifies the starting weights for the skip decision: the hub id, or for a local
-    directory its file names, sizes and modification times (a retrained stage-1 model changes it)."""
+    directory its absolute path (however it was spelled: ``m``, ``./m``, ``/abs/m``) with its file
+    names, sizes and modification times (a retrained stage-1 model changes it)."""
     path = Path(name).expanduser()
     if name == TINY or not path.is_dir():
         return name
+    path = path.resolve()
     h = hashlib.sha256()
     for p in sorted(path.rglob("*")):
         if p.is_file():
             st = p.stat()
             h.update(f"{p.relative_to(path)}\x00{st.st_size}\x00{st.st_mtime_ns}\n".encode())
-    return f"{name}@{h.hexdigest()[:16]}"
+    return f"{path}@{h.hexdigest()[:16]}"

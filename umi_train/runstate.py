@@ -90,11 +90,16 @@ def clear_run(out: Path, names: tuple[str, ...]) -> None:
 
 def decide(out: Path, ident: dict[str, Any], finished: bool, has_checkpoints: bool, overwrite: bool) -> str:
     """``"skip"`` (finished, same identity), ``"resume"`` / ``"fresh"``, or ``"clear"`` (``--overwrite``
-    over a different run). A different run without ``--overwrite`` is a :class:`UserError`."""
-    if not finished and not has_checkpoints:
-        return "fresh"
+    over a different run). A different run without ``--overwrite`` is a :class:`UserError`.
+
+    A run stopped before its first checkpoint has nothing worth keeping but what it built on the
+    way (the tiny model + tokenizer in ``init/``, built from its data): it starts ``"fresh"`` over
+    them only for the same identity, and is ``"clear"``-ed first otherwise (or without a
+    ``run.json`` to tell), so a new run never trains on another run's leftovers."""
     previous = read_json(out / RUN_FILE)
     old = (previous or {}).get("identity")
+    if not finished and not has_checkpoints:
+        return "fresh" if old == ident else "clear"
     if old == ident:
         return "skip" if finished else "resume"
     if overwrite:

@@ -225,15 +225,22 @@ def _as_callback(clock: _RunClock):
     return Clock()
 
 
-def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]:
-    """Train ``cfg.role`` from ``cfg.model`` (or resume), save the model, return the run summary."""
+CLEARED = (CHECKPOINTS, MODEL_DIR, SUMMARY, RUN_FILE, "data-report.json", "data-manifest.json", "adapter", "init")
+
+
+@dataclass
+class _Plan:
+    """What a run does with its directory, decided once (by the main process) for every rank."""
+
+    action: str  # skip | resume | fresh | clear
+    previous: dict[str, Any] | None  # the finished run's summary (for a skip)
+    last_ckpt: str | None  # the checkpoint to resume from
+
+
+def _plan_run(cfg: TrainConfig, ident: dict[str, Any], run_doc: dict[str, Any]) -> _Plan:
+    """Decide skip / resume / fresh / clear for ``cfg.output_dir`` and prepare it: clear what a
+    different run left, record this run's identity in run.json. The main process alone runs this."""
     out = cfg.output_dir
-    rank0 = int(os.environ.get("RANK", "0")) == 0
-    check_report_to(cfg.report_to)
-    data_check = verify_data(cfg.data, cfg.role)  # refuses missing, extra, changed or corrupt shards
-    model_ref, local_only = resolve_model(cfg.model)  # local first; fails fast offline
-    options = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
-    ident = identity(data_check.digest, model_key(cfg.model), options)
     previous = read_summary(out)
     finished = bool(previous and previous.get("status") == "done")
     ckpt_root = out / CHECKPOINTS
@@ -247,11 +254,64 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
             raise UserError(f"--resume {cfg.resume}: not a complete checkpoint (no readable trainer_state.json)")
         action = "resume"
     if action == "skip":
-        return {**previous, "skipped": True}
-    if action == "clear" and rank0:  # one rank clears, before any rank writes
-        clear_run(out, (CHECKPOINTS, MODEL_DIR, SUMMARY, RUN_FILE, "data-report.json", "data-manifest.json",
-                        "adapter", "init"))
+        return _Plan(action, previous, None)
+    if action == "clear":  # before anything of this run is written
+        clear_run(out, CLEARED)
     out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / RUN_FILE, {**run_doc, "identity": ident})
+    last_ckpt: str | None = None
+    if cfg.resume == "auto":
+        last_ckpt = last_complete_checkpoint(ckpt_root)
+    elif cfg.resume != "never":
+        last_ckpt = cfg.resume
+    return _Plan(action, previous, last_ckpt)
+
+
+def _world_size() -> int:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def _shared_plan(plan) -> _Plan:
+    """Run ``plan()`` on the main process only and hand its result to every rank: the others never
+    look at the run directory while the main process clears it or rewrites run.json (a rank that
+    decided for itself could skip while the others train, and hang them, or resume a cleared
+    checkpoint). A refusal on the main process is raised on every rank, so none is left waiting."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return plan()
+    payload: list[Any] = [None]
+    failure: BaseException | None = None
+    if dist.get_rank() == 0:
+        try:
+            payload[0] = ("ok", plan())
+        except UserError as exc:
+            payload[0] = ("user_error", str(exc))
+        except BaseException as exc:  # said to the other ranks, then raised here
+            failure = exc
+            payload[0] = ("error", f"{type(exc).__name__}: {exc}")
+    dist.broadcast_object_list(payload, src=0)
+    if failure is not None:
+        raise failure
+    kind, value = payload[0]
+    if kind == "user_error":
+        raise UserError(value)
+    if kind == "error":
+        raise RuntimeError(f"the main process failed while preparing the run directory ({value})")
+    return value
+
+
+def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]:
+    """Train ``cfg.role`` from ``cfg.model`` (or resume), save the model, return the run summary."""
+    out = cfg.output_dir
+    check_report_to(cfg.report_to)
+    data_check = verify_data(cfg.data, cfg.role)  # refuses missing, extra, changed or corrupt shards
+    model_ref, local_only = resolve_model(cfg.model)  # local first; fails fast offline
+    options = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    ident = identity(data_check.digest, model_key(cfg.model), options)
     run_name = cfg.run_name or out.resolve().name
     umi_config = {
         "umi_version": __version__,
@@ -264,13 +324,13 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         "init_from": init_from or cfg.model,
         "run_name": run_name,
     }
-    if rank0:
-        write_json_atomic(out / RUN_FILE, {**umi_config, "identity": ident})
-    last_ckpt: str | None = None
-    if cfg.resume == "auto":
-        last_ckpt = last_complete_checkpoint(ckpt_root, main_process=rank0)
-    elif cfg.resume != "never":
-        last_ckpt = cfg.resume
+    # One process decides now, before the heavy imports (a refused run fails fast). Under a
+    # distributed launcher the main process decides once the process group is up (below) and
+    # shares the decision: every rank acting on its own view of the directory races the clear.
+    plan = None if _world_size() > 1 else _plan_run(cfg, ident, umi_config)
+    if plan is not None and plan.action == "skip":
+        return {**plan.previous, "skipped": True}
+    ckpt_root = out / CHECKPOINTS
     import torch  # after the checks above: a wrong path or an offline hub fails before this import
     from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments, set_seed
 
@@ -313,6 +373,11 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         # CPU training (gloo) under torchrun when told the run is on CPU; else each rank trains alone
         use_cpu=not _has_accelerator(),
     )
+    if plan is None:  # distributed: TrainingArguments has set the process group up
+        plan = _shared_plan(lambda: _plan_run(cfg, ident, umi_config))
+        if plan.action == "skip":
+            return {**plan.previous, "skipped": True}
+    last_ckpt = plan.last_ckpt
 
     # 1. Model + tokenizer (the offline tiny model is built once per run dir, then reloaded on resume).
     model_path = model_ref

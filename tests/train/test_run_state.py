@@ -323,3 +323,132 @@ def test_handled_library_warnings_are_silenced_and_notes_said_once(
     assert "Token indices sequence length" not in said and "mtime may not be reliable" not in said
     assert result.output.count("bf16 switched off") == 1  # once, in the summary
     assert result.output.count("above the model's 64 tokens") == 1
+
+
+# --- run identity across stops, path spellings and ranks (review fixes) -------------------------
+
+
+def _stopped_before_first_checkpoint(data: Path, out: Path) -> None:
+    """A run stopped (Ctrl-C) once it has built init/ and written run.json, before any checkpoint."""
+    from transformers import TrainerCallback
+
+    from umi_train.train import TrainConfig, train_role
+
+    class Stop(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            raise KeyboardInterrupt
+
+    cfg = TrainConfig(data=data, role="caller", output_dir=out, model="tiny", max_steps=4, batch_size=4,
+                      gradient_checkpointing=False, quiet=True, callbacks=[Stop()])  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        train_role(cfg)
+    assert (out / "init" / "config.json").is_file() and not list(out.glob("checkpoints/checkpoint-*"))
+
+
+def test_run_stopped_before_a_checkpoint_does_not_reuse_init_built_from_other_data(
+    split_dir: Path, make_split, tmp_path: Path
+) -> None:
+    from umi_train.data import role_shards
+    from umi_train.tiny import make_tiny
+
+    out = tmp_path / "runx"
+    _stopped_before_first_checkpoint(split_dir, out)
+    built_from_a = (out / "init" / "config.json").stat().st_mtime_ns
+    other = make_split(seed=7)
+    _stopped_before_first_checkpoint(other, out)  # other data into the same directory
+    assert (out / "init" / "config.json").stat().st_mtime_ns != built_from_a  # rebuilt, not reused
+    expected = tmp_path / "from-b"
+    make_tiny(role_shards(other, "caller", "train"), expected, seed=42, vocab_size=2000)
+    assert (out / "init" / "tokenizer.json").read_bytes() == (expected / "tokenizer.json").read_bytes()
+    run_doc = json.loads((out / "run.json").read_text())
+    assert run_doc["data"] == str(other)
+
+
+def test_fresh_start_keeps_what_the_same_run_built_and_clears_another_runs(tmp_path: Path) -> None:
+    from umi_train.runstate import decide, identity
+
+    a = identity("digest-a", "tiny", {"lr": 1e-3})
+    b = identity("digest-b", "tiny", {"lr": 1e-3})
+    assert decide(tmp_path, a, finished=False, has_checkpoints=False, overwrite=False) == "clear"  # no run.json
+    (tmp_path / "run.json").write_text(json.dumps({"identity": a}))
+    assert decide(tmp_path, a, finished=False, has_checkpoints=False, overwrite=False) == "fresh"
+    assert decide(tmp_path, b, finished=False, has_checkpoints=False, overwrite=False) == "clear"
+
+
+def test_model_key_is_the_same_however_the_path_is_spelled(
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from umi_train.models import model_key
+
+    shutil.copytree(tiny_dir, tmp_path / "m")
+    monkeypatch.chdir(tmp_path)
+    keys = {model_key(spelling) for spelling in ("m", "./m", "m/", str(tmp_path / "m"), "../" + tmp_path.name + "/m")}
+    assert len(keys) == 1, keys
+    config = tmp_path / "m" / "config.json"
+    config.write_text(config.read_text() + "\n")  # the model's files changed: another starting point
+    assert model_key("m") not in keys
+
+
+RANK_SCRIPT = r"""
+import json, os, sys, time
+from pathlib import Path
+import torch.distributed as dist
+import umi_train.runstate as runstate
+import umi_train.train as train
+from umi_train import UserError
+
+out, overwrite = Path(sys.argv[1]), sys.argv[2] == "1"
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+if rank == 0:  # the main process is slow to clear: a rank that looked for itself would see the old run
+    clear = runstate.clear_run
+    train.clear_run = lambda *a: (time.sleep(1.5), clear(*a))
+cfg = train.TrainConfig(data=Path("data"), role="caller", output_dir=out, overwrite=overwrite)
+try:
+    plan = train._shared_plan(lambda: train._plan_run(cfg, {"new": 1}, {"model": "tiny"}))
+    seen = {"action": plan.action, "summary": (out / "summary.json").exists(),
+            "identity": json.loads((out / "run.json").read_text())["identity"]}
+except UserError as exc:
+    seen = {"error": str(exc)}
+dist.barrier()
+print("RESULT " + json.dumps(seen))
+dist.destroy_process_group()
+"""
+
+
+def _two_ranks(out: Path, overwrite: bool) -> list[dict]:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
+            "OMP_NUM_THREADS": "1"}  # fmt: skip
+    cmd = [sys.executable, "-c", RANK_SCRIPT, str(out), "1" if overwrite else "0"]
+    procs = []
+    for r in range(2):
+        env = {**base, "RANK": str(r), "LOCAL_RANK": str(r)}
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr[-3000:]
+        results.append(json.loads(stdout.split("RESULT ", 1)[1]))
+    return results
+
+
+def test_ranks_share_the_main_process_decision(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    (out / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4}')
+    (out / "summary.json").write_text(json.dumps({"status": "done"}))
+    (out / "run.json").write_text(json.dumps({"identity": {"old": 1}}))
+    refused = _two_ranks(out, overwrite=False)  # a different finished run: refused on every rank, none hangs
+    assert all("holds a finished run with different inputs" in r.get("error", "") for r in refused), refused
+    both = _two_ranks(out, overwrite=True)
+    # rank 1 acts on rank 0's decision, after rank 0 cleared the old run and wrote the new run.json
+    assert both == [{"action": "clear", "summary": False, "identity": {"new": 1}}] * 2, both
+    assert not (out / "checkpoints").exists()
