@@ -488,3 +488,17 @@ def test_exclude_ids_names_a_whole_chat(tmp_path: Path) -> None:
         "--workers", "1")
     rejects = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
     assert [r["reason"] for r in rejects] == ["excluded"] * 3  # the three requests of chat 0, not chat 1
+
+
+def test_an_opening_greeting_is_history_not_a_request(tmp_path: Path) -> None:
+    """An assistant greeting before the first user message is a plain turn of the first request
+    (it was taken as the answer of a request without a question: an extra `empty_instruction`
+    reject, and the real request renamed `<id>#2`)."""
+    src = write_jsonl(tmp_path / "g.jsonl", [{"id": "g1", "messages": [
+        {"role": "assistant", "content": "Hi! How can I help?"},
+        {"role": "user", "content": "Q?"},
+        {"role": "assistant", "content": "A."}]}])  # fmt: skip
+    (t,) = trajectories(src)
+    assert t.id == "g1" and t.instruction == "Q?"
+    assert roles_of(t.turns) == [("planner", None), ("user", None), ("planner", "conclude"), ("conclusion", None)]
+    assert [e.completion for e in examples(t, "summarizer")] == ["A."]

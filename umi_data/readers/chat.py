@@ -151,7 +151,9 @@ def _turns(msgs: list[Msg], source: Source, findings: list[Finding]) -> tuple[li
             pending.extend(calls)
             issued.update({c.id: c.name for c in calls if c.id is not None})
         elif msg.role == "assistant":
-            if following.get(k, "user") == "user":  # it ends a request: the answer
+            # it ends a request (the answer) when a user message came before it; an opening
+            # greeting is a plain turn (history), not a request of its own without a question
+            if following.get(k, "user") == "user" and any(t.role == "user" for t in turns):
                 add(k, Turn("planner", thought=msg.thought, decision="conclude"), Turn("conclusion", content=msg.text))
             else:
                 add(k, Turn("planner", thought=_join(msg.thought, msg.text), decision=None))
