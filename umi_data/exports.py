@@ -23,10 +23,10 @@ code), so "accepted" counts exactly the requests written (:func:`cut_chats`). Th
 trajectories (ids, instruction, tools, history, turns, outcome, metadata) except for what the
 format cannot carry, listed above.
 
-umi's request markers (``metadata["episode"]``/``["episodes"]``, set by the chat readers on
-the requests of a multi-request chat) are told apart from a record's own metadata keys of those
-names by their consistency (``1 ≤ episode ≤ episodes``, ``episodes ≥ 2``, the id ending in
-``#<episode>`` from request 2 on): keys that are not umi's markers are ordinary metadata, kept.
+umi's request markers (``metadata["umi_episode"]``/``["umi_episodes"]``, reserved keys set by the
+chat readers on the requests of a multi-request chat, so a record's own ``episode`` metadata is
+never taken for them) are also checked for consistency (``1 ≤ k ≤ n``, ``n ≥ 2``, the id ending in
+``#<k>`` from request 2 on) before an export folds requests into one chat.
 
 ShareGPT conversations always alternate as LLaMA-Factory requires (human / observation at odd
 positions, gpt / function_call at even ones, ending on the assistant side; otherwise it skips
@@ -70,14 +70,14 @@ class ExportError(Exception):
     """A usage problem found before anything is written (exit code 2)."""
 
 
-_EPISODE_KEYS = ("episode", "episodes")
+_EPISODE_KEYS = ("umi_episode", "umi_episodes")
 GIVE_UP_ARGS = '{"return_type": "give_up_and_restart"}'
 
 
 def episode_of(t: Trajectory) -> tuple[int, int] | None:
     """``(k, n)`` when ``t`` is request k of a chat of n requests by umi's markers (see the module
     docstring); ``None`` for a trajectory that is its whole record (whatever its metadata says)."""
-    k, n = t.metadata.get("episode"), t.metadata.get("episodes")
+    k, n = t.metadata.get("umi_episode"), t.metadata.get("umi_episodes")
     if type(k) is not int or type(n) is not int or not 1 <= k <= n or n < 2:
         return None
     if k > 1 and not (t.id.endswith(f"#{k}") and t.history):

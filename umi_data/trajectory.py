@@ -182,8 +182,8 @@ class Trajectory:
 
 def record_id(traj: Trajectory) -> str:
     """The id of the record a trajectory came from: request k ≥ 2 of a multi-turn chat is
-    ``<record id>#k`` (``metadata["episode"] == k``), every other trajectory is its record."""
-    k = traj.metadata.get("episode")
+    ``<record id>#k`` (``metadata["umi_episode"] == k``), every other trajectory is its record."""
+    k = traj.metadata.get("umi_episode")
     if isinstance(k, int) and k > 1 and traj.id.endswith(f"#{k}"):
         return traj.id[: -len(f"#{k}")]
     return traj.id

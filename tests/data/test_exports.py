@@ -210,3 +210,33 @@ def test_alpha_umi_writes_each_chat_once(tmp_path: Path) -> None:
     (item,) = json.loads(out.read_text(encoding="utf-8"))
     values = [m["value"] for m in item["conversations"] if m["from"] == "user"]
     assert values == ["Q1?", "Q2?", "Q3?"]
+
+
+def test_a_multi_request_chat_keeps_its_own_episode_metadata(tmp_path: Path) -> None:
+    """umi's request markers are reserved keys (`umi_episode`/`umi_episodes`): a chat of several
+    requests whose own metadata says `episode: 1, episodes: 2` (an RL log) keeps those values on
+    every request, and the export folds the chat back exactly (the markers used to overwrite them)."""
+    rec = {"id": "r1", "metadata": {"episode": 1, "episodes": 2}, "tools": [WEATHER], "messages": [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": "look", "tool_calls": [call("a", "Oslo")]},
+        {"role": "tool", "tool_call_id": "a", "content": "4C"},
+        {"role": "assistant", "content": "4C in Oslo"},
+        {"role": "user", "content": "And in Rome?"},
+        {"role": "assistant", "content": "look", "tool_calls": [call("b", "Rome")]},
+        {"role": "tool", "tool_call_id": "b", "content": "20C"},
+        {"role": "assistant", "content": "20C in Rome"}]}  # fmt: skip
+    src = write_jsonl(tmp_path / "rl.jsonl", [rec])
+    canon = tmp_path / "rl.umi.jsonl"
+    assert run("convert", src, "-o", canon).exit_code == 0
+    first, second = canonical(canon)
+    assert (first["id"], second["id"]) == ("r1", "r1#2")
+    for t in (first, second):
+        assert (t["metadata"]["episode"], t["metadata"]["episodes"]) == (1, 2)
+    assert (second["metadata"]["umi_episode"], second["metadata"]["umi_episodes"]) == (2, 2)
+    out = tmp_path / "rl.openai.jsonl"
+    assert run("convert", canon, "-o", out, "--to", "openai").exit_code == 0
+    (chat,) = lines(out)
+    assert chat["id"] == "r1" and chat["metadata"] == {"episode": 1, "episodes": 2}
+    back = tmp_path / "back.jsonl"
+    assert run("convert", out, "-o", back).exit_code == 0
+    assert canonical(back) == canonical(canon)

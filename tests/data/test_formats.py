@@ -145,7 +145,7 @@ def test_sharegpt_requests_and_calls_only(tmp_path: Path) -> None:
     # request 2: request 1 is its history; request 3 sees both
     assert t2.history == t1.turns and t2.turns[0].content == "Thanks! And a circle of radius 2?"
     assert t2.turns[-1].content == "About 12.57." and len(t3.history) == len(t1.turns) + len(t2.turns)
-    assert (t2.metadata["episode"], t2.metadata["episodes"]) == (2, 3)
+    assert (t2.metadata["umi_episode"], t2.metadata["umi_episodes"]) == (2, 3)
     assert (p1.id, p2.id, p2.instruction, p2.turns[-1].content) == ("glaive/1", "glaive/1#2", "And REST?", "A style.")
     # a chat that ends in (parallel) calls
     assert co.outcome == "calls_only" and roles_of(co.turns) == [("user", None), ("planner", "call"), ("caller", None)]

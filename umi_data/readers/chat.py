@@ -265,7 +265,8 @@ def build(
         user = next((t for t in own if t.role == "user"), None)
         m = dict(meta)
         if len(bounds) > 1:
-            m["episode"], m["episodes"] = e + 1, len(bounds)
+            # umi's own reserved keys: a record's metadata may hold an "episode" of its own (RL logs)
+            m["umi_episode"], m["umi_episodes"] = e + 1, len(bounds)
         tid = traj_id if e == 0 else f"{traj_id}#{e + 1}"
         traj = Trajectory(tid, source, (user.content or "") if user else "", tools, own, derive_outcome(own), m,
                           turns[:s])
