@@ -7,7 +7,7 @@ the prediction is its post-processed text (§1.7). Steps are processed in chunks
 chunk, then the routed caller and summarizer batches) so each backend sees full batches and every
 finished chunk is on disk.
 
-The output is umi's prediction file (``notes/eval-contract.md``): a header line, then one JSON
+The output is umi's prediction file (README, "Generating predictions"): a header line, then one JSON
 line per step in step order, appended as chunks finish (each line one ``write``, flushed and
 fsynced per chunk). A rerun with the same models and options resumes: steps already in the file
 are skipped, a torn last line is cut off, and steps the backend failed on (``errors``) are
