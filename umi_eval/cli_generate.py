@@ -111,19 +111,8 @@ def library_bars(backend: str, quiet: bool) -> None:
         hf_logging.disable_progress_bar()
 
 
-def decoding_options(max_input_tokens: int, max_input_help: str, temperature_help: str) -> Callable[[F], F]:
-    """The decoding flags of `generate` and `run` (one definition; the defaults that differ are
-    arguments): they fill :class:`umi_eval.backends.Decoding`."""
-    options = [
-        click.option("--max-new-tokens", default=512, show_default=True, type=click.IntRange(1)),
-        click.option("--max-input-tokens", default=max_input_tokens, show_default=True, type=click.IntRange(1),
-                     help=max_input_help),
-        click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0),
-                     help=temperature_help),
-        click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0, 1)),
-        click.option("--top-k", default=0, show_default=True, type=click.IntRange(0), help="0 = off."),
-        click.option("--seed", default=42, show_default=True, type=int),
-    ]
+def _stack(options: list[Callable[[F], F]]) -> Callable[[F], F]:
+    """Several click options as one decorator, in the order given."""
 
     def apply(f: F) -> F:
         for option in reversed(options):
@@ -133,17 +122,41 @@ def decoding_options(max_input_tokens: int, max_input_help: str, temperature_hel
     return apply
 
 
+def model_options(model_help: str) -> Callable[[F], F]:
+    """How `generate` and `run` choose their models (the trio, a GLPFT run, or one model): one
+    definition, read by :func:`resolve_models`."""
+    return _stack([
+        click.option("--planner", help="Planner checkpoint dir (transformers) or served model name (openai)."),
+        click.option("--caller", help="Caller checkpoint dir or served model name."),
+        click.option("--summarizer", help="Summarizer checkpoint dir or served model name."),
+        click.option("--glpft-run", type=click.Path(path_type=str, file_okay=False),
+                     help="A `umitrain glpft` output dir: stage2-<role>/model for every trio role not given "
+                     "(and, with --model DIR, its stage-1 model)."),
+        click.option("--model", help=model_help),
+    ])  # fmt: skip
+
+
+def decoding_options(max_input_tokens: int, max_input_help: str, temperature_help: str) -> Callable[[F], F]:
+    """The decoding flags of `generate` and `run` (one definition; the defaults that differ are
+    arguments): they fill :class:`umi_eval.backends.Decoding`."""
+    return _stack([
+        click.option("--max-new-tokens", default=512, show_default=True, type=click.IntRange(1)),
+        click.option("--max-input-tokens", default=max_input_tokens, show_default=True, type=click.IntRange(1),
+                     help=max_input_help),
+        click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0),
+                     help=temperature_help),
+        click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0, 1)),
+        click.option("--top-k", default=0, show_default=True, type=click.IntRange(0), help="0 = off."),
+        click.option("--seed", default=42, show_default=True, type=int),
+    ])  # fmt: skip
+
+
 @click.command("generate")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=str, dir_okay=False),
               help="Prediction file (JSONL). An existing one made with the same settings is resumed.")
-@click.option("--planner", help="Planner checkpoint dir (transformers) or served model name (openai).")
-@click.option("--caller", help="Caller checkpoint dir or served model name.")
-@click.option("--summarizer", help="Summarizer checkpoint dir or served model name.")
-@click.option("--glpft-run", "run", type=click.Path(path_type=str, file_okay=False),
-              help="A `umitrain glpft` output dir: takes stage2-<role>/model for every role not given.")
-@click.option("--model", help="One model for every step (single-model / global baseline, spec §1.7); "
-              "a GLPFT run dir means its stage-1 global model.")
+@model_options("One model for every step (single-model / global baseline, spec §1.7); a GLPFT run dir "
+               "means its stage-1 global model.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="transformers", show_default=True)
 @click.option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (--backend openai); "
               "a model given as NAME@URL uses its own server. Key: $OPENAI_API_KEY.")
@@ -182,7 +195,8 @@ def decoding_options(max_input_tokens: int, max_input_help: str, temperature_hel
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary.")
 def generate_cmd(inputs: tuple[str, ...], out: str, planner: str | None, caller: str | None,
-                 summarizer: str | None, run: str | None, model: str | None, backend: str, base_url: str | None,
+                 summarizer: str | None, glpft_run: str | None, model: str | None, backend: str,
+                 base_url: str | None,
                  prompts: str, max_new_tokens: int, max_input_tokens: int, temperature: float, top_p: float,
                  top_k: int, seed: int, batch_size: int, device: str, dtype: str, threads: int | None,
                  attn_implementation: str | None,
@@ -199,7 +213,7 @@ def generate_cmd(inputs: tuple[str, ...], out: str, planner: str | None, caller:
         missing = [p for p in inputs if not os.path.lexists(p)]
         if missing:
             raise GenerateError(f"no such input: {', '.join(missing)}")
-        mode, models = resolve_models(planner, caller, summarizer, model, run, backend)
+        mode, models = resolve_models(planner, caller, summarizer, model, glpft_run, backend)
         decoding = Decoding(max_new_tokens, temperature, top_p, seed, max_input_tokens, top_k)
         if backend == "transformers":
             bopts: dict[str, Any] = {"batch_size": batch_size, "device": device, "dtype": dtype,

@@ -12,7 +12,7 @@ from umi_data.templates import load_template
 from umi_data.terminal import interactive
 from umi_eval.agent import LoopConfig, Models, run
 from umi_eval.backends import DTYPES, Backend, BackendError, Decoding, OpenAIBackend, TransformersBackend
-from umi_eval.cli_generate import decoding_options, library_bars, resolve_models
+from umi_eval.cli_generate import decoding_options, library_bars, model_options, resolve_models
 from umi_eval.generate import GenerateError
 from umi_eval.queries import read_queries
 from umi_eval.tools import ToolSpecError, make_executor
@@ -29,13 +29,8 @@ def _fail(code: int, message: str) -> None:
 @click.argument("queries", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=str, dir_okay=False),
               help="Run file (JSONL, one canonical trajectory per query); an existing one is resumed.")
-@click.option("--planner", help="Planner checkpoint dir (transformers) or served model name (openai).")
-@click.option("--caller", help="Caller checkpoint dir or served model name.")
-@click.option("--summarizer", help="Summarizer checkpoint dir or served model name.")
-@click.option("--glpft-run", type=click.Path(path_type=str, file_okay=False),
-              help="A `umitrain glpft` output dir: the trio (and --model's stage-1 model) are taken from it.")
-@click.option("--model", help="One model for every role, with the global (GLPFT stage-1) prompt "
-              "(a --glpft-run dir means its stage-1 model).")
+@model_options("One model for every role, with the global (GLPFT stage-1) prompt (a GLPFT run dir means its "
+               "stage-1 model).")
 @click.option("--tools", "tools_spec", required=True,
               help="python:MODULE_OR_FILE.py | replay:TRAJECTORIES[,…] | http://HOST:PORT/PATH (ToolBench server).")
 @click.option("--search", type=click.Choice(["plain", "dfsdt"]), default="plain", show_default=True,
