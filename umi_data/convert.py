@@ -27,7 +27,17 @@ from umi_data import alpha_umi
 from umi_data.checks import Deduper, check
 from umi_data.findings import Finding
 from umi_data.guard import UnsafeOutput, check_output
-from umi_data.readers import DEFAULT_READ, ReadOptions, Record, Unit, expand, prefixed, read_unit, sharegpt
+from umi_data.readers import (
+    DEFAULT_READ,
+    ReadOptions,
+    Record,
+    Unit,
+    expand,
+    prefixed,
+    read_inputs,
+    read_units,
+    sharegpt,
+)
 from umi_data.trajectory import Trajectory
 from umi_data.writers import (
     atomic_path,
@@ -191,14 +201,6 @@ def output_kind(out: str | os.PathLike[str], to: Target = "umi") -> str:
     return kind
 
 
-def _read_all(units: list[Unit], fmt: str | None, on_unit: Callable[[Unit], None] | None,
-              opts: ReadOptions) -> Iterator[Record]:  # fmt: skip
-    for unit in units:
-        yield from read_unit(unit, fmt, opts)
-        if on_unit is not None:
-            on_unit(unit)
-
-
 def convert(
     paths: Iterable[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -239,7 +241,7 @@ def convert(
     with atomic_path(rej) as rtmp, open(rtmp, "wb") as rf:
 
         def accepted() -> Iterator[tuple[Trajectory, bytes]]:
-            checked = evaluate(prefixed(_read_all(units, fmt, on_unit, read_opts), id_prefix), strict)
+            checked = evaluate(prefixed(read_units(units, fmt, on_unit, read_opts), id_prefix), strict)
             if to != "umi":  # chats are written whole: a request after a rejected one is not written
                 from umi_data.exports import cut_chats
 
@@ -290,7 +292,7 @@ def validate(
     sharegpt.use_dataset_info(dataset_info)
     summary = Summary()
     findings: list[Finding] = []
-    for c in evaluate(prefixed(_read_all(expand(paths), fmt, on_unit, read_opts), id_prefix), strict):
+    for c in evaluate(prefixed(read_inputs(paths, fmt, on_unit, read_opts), id_prefix), strict):
         summary.add(c)
         if keep_findings:
             findings.extend(c.findings)

@@ -646,7 +646,17 @@ def read_inputs(
 ) -> Iterator[Record]:
     """Every record of every input, in a stable order; ``on_unit`` is told when a unit is done
     (progress reporting)."""
-    for unit in expand(paths):
+    yield from read_units(expand(paths), fmt, on_unit, opts)
+
+
+def read_units(
+    units: Iterable[Unit],
+    fmt: str | None = None,
+    on_unit: Callable[[Unit], None] | None = None,
+    opts: ReadOptions = DEFAULT_READ,
+) -> Iterator[Record]:
+    """:func:`read_inputs` for inputs already expanded (a caller that checked the units first)."""
+    for unit in units:
         yield from read_unit(unit, fmt, opts)
         if on_unit is not None:
             on_unit(unit)
