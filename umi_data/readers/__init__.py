@@ -365,7 +365,7 @@ def _too_large(what: str, size: int, compressed: int, opts: ReadOptions, streami
 def _read_bytes(unit: Unit, opts: ReadOptions) -> bytes:
     if unit.problem is not None:
         raise _Refused(*unit.problem)
-    comp = input_kind(unit.member or unit.path)[1]
+    kind, comp = input_kind(unit.member or unit.path)
     if unit.member is not None:
         zf = _archive(unit.path)
         info = zf.getinfo(unit.member)
@@ -378,7 +378,6 @@ def _read_bytes(unit: Unit, opts: ReadOptions) -> bytes:
             if comp is None:
                 return _inflate(f.read, packed, "the archive member", opts)
             return _decompressed(f, comp, packed, "the decompressed archive member", opts)
-    kind = input_kind(unit.path)[0]
     with open(unit.path, "rb") as raw:
         size = os.fstat(raw.fileno()).st_size
         if comp is None:
