@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
+from umi_data.cli_errors import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK
 from umi_data.readers import FORMATS
 from umi_data.terminal import interactive
 from umi_eval.backends import BACKENDS, DTYPES, Decoding
@@ -19,7 +20,6 @@ from umi_eval.steps import PROMPT_STYLES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 STAGE1 = "stage1-global"
 
 

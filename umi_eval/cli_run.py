@@ -8,6 +8,7 @@ from contextlib import ExitStack
 
 import click
 
+from umi_data.cli_errors import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from umi_data.templates import load_template
 from umi_data.terminal import interactive
 from umi_eval.agent import LoopConfig, Models, run
@@ -16,8 +17,6 @@ from umi_eval.cli_generate import decoding_options, library_bars, model_options,
 from umi_eval.generate import GenerateError
 from umi_eval.queries import read_queries
 from umi_eval.tools import ToolSpecError, make_executor
-
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _fail(code: int, message: str) -> None:

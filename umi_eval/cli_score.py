@@ -16,7 +16,7 @@ from typing import NoReturn
 
 import click
 
-EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from umi_data.cli_errors import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 
 def _fail(command: str, message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -76,7 +76,7 @@ def score(file: str, as_json: bool, cases_out: str | None, resamples: int, seed:
             from umi_eval.render import render_report
 
             render_report(report)
-    sys.exit(EXIT_REJECTS if report.rejects else EXIT_OK)
+    sys.exit(EXIT_FINDINGS if report.rejects else EXIT_OK)
 
 
 @click.command()
@@ -101,5 +101,5 @@ def compare(a: str, b: str, as_json: bool, resamples: int, seed: int) -> None:
             from umi_eval.render import render_comparison
 
             render_comparison(result)
-    sys.exit(EXIT_REJECTS if any(result["rejected"].values()) else EXIT_OK)
+    sys.exit(EXIT_FINDINGS if any(result["rejected"].values()) else EXIT_OK)
 
