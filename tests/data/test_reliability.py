@@ -316,10 +316,12 @@ def test_a_2gib_zip_bomb_costs_little_memory(declared: str, tmp_path: Path) -> N
     bomb = tmp_path / "bomb.zip"
     _zip_with_raw_member(bomb, "G1_answer/1_bomb.json", raw, (2 << 30) if declared == "honest" else 1000,
                          GOOD.read_bytes())  # fmt: skip
-    # The child reports its own peak RSS at exit (RUSAGE_CHILDREN of this process would also count
-    # any earlier child of the test worker reaped meanwhile, e.g. a process pool of another test).
-    probe = ("import atexit, resource, runpy, sys; atexit.register(lambda: sys.stderr.write("
-             "f'PEAK_KIB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')); "
+    # The child reports its own peak RSS at exit, as VmHWM: the high-water mark of its own address
+    # space. ru_maxrss would not do: RUSAGE_CHILDREN counts any earlier child of the test worker
+    # reaped meanwhile, and Linux carries the forking worker's peak (a trained model: 750 MB) across
+    # exec into the child's RUSAGE_SELF.
+    probe = ("import atexit, re, runpy, sys; atexit.register(lambda: sys.stderr.write('PEAK_KIB ' + "
+             "re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1) + '\\n')); "
              f"sys.argv = ['umidata', 'validate', {str(bomb)!r}]; "
              "runpy.run_module('umi_data.cli', run_name='__main__')")
     p = subprocess.run([sys.executable, "-c", probe], capture_output=True,
