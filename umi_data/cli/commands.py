@@ -25,7 +25,7 @@ import orjson
 from umi_cli.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, GuardedGroup, describe_os_error
 from umi_cli.terminal import interactive
 from umi_data import __version__
-from umi_data.cli.options import allow_empty, read_limits, read_options
+from umi_data.cli.options import allow_empty, check_dataset_info, read_limits, read_options
 from umi_data.readers import FORMATS, Unit, expand
 from umi_data.trajectory.findings import CODES
 
@@ -52,17 +52,6 @@ def _check_inputs(inputs: tuple[str, ...]) -> None:
     missing = [p for p in inputs if not os.path.lexists(p)]
     if missing:
         click.echo(f"error: no such input: {', '.join(missing)}", err=True)
-        sys.exit(EXIT_USAGE)
-
-
-def check_dataset_info(path: str | None) -> None:
-    """A --dataset-info file that is not a JSON object is a usage error, before any work."""
-    from umi_data.readers import sharegpt
-
-    try:
-        sharegpt.use_dataset_info(path)
-    except (OSError, ValueError) as e:
-        click.echo(f"error: --dataset-info: {e}", err=True)
         sys.exit(EXIT_USAGE)
 
 

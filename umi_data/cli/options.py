@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+from umi_cli.errors import EXIT_USAGE
 from umi_data.readers import DEFAULT_READ, ReadOptions
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -44,3 +46,14 @@ def allow_empty(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def read_options(max_record_bytes: int, max_ratio: float, duplicate_keys: bool = True) -> ReadOptions:
     return ReadOptions(max_record_bytes, max_ratio, duplicate_keys=duplicate_keys)
+
+
+def check_dataset_info(path: str | None) -> None:
+    """A --dataset-info file that is not a JSON object is a usage error, before any work."""
+    from umi_data.readers import sharegpt
+
+    try:
+        sharegpt.use_dataset_info(path)
+    except (OSError, ValueError) as e:
+        click.echo(f"error: --dataset-info: {e}", err=True)
+        sys.exit(EXIT_USAGE)

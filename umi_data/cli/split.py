@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from umi_cli.terminal import console, interactive
-from umi_data.cli.options import allow_empty, read_limits
+from umi_data.cli.options import allow_empty, check_dataset_info, read_limits
 from umi_data.readers import FORMATS
 from umi_data.render.roles import ROLE_NAMES
 from umi_data.render.templates import BUILTIN_NAMES
@@ -88,7 +88,6 @@ def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], 
     Exit 0: all records used; 1: some rejected; 2: usage or I/O error, OUTDIR in use by another
     run, no record read, or a worker process killed; 3: internal error.
     """
-    from umi_data.cli.commands import check_dataset_info  # one helper for every command
 
     err = console(stderr=True)
     check_dataset_info(dataset_info)
