@@ -33,12 +33,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check umi_cli umi_data umi_train umi_eval tests benchmarks
-	$(BIN)/lint-imports --no-cache --quiet
+	$(BIN)/lint-imports --no-cache --no-logo
 	$(BIN)/python -m pytest -q -n 2 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check umi_cli umi_data umi_train umi_eval tests benchmarks
-	$(BIN)/lint-imports --no-cache --quiet
+	$(BIN)/lint-imports --no-cache --no-logo
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_split.py --files 3000 30000
