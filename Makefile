@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean bench bench-train
+.PHONY: setup demo test test-fast lint clean bench bench-train
 
 # Set-up says one line per step; pip's own output goes to $(SETUP_LOG) and is shown (its last
 # lines) only when a step fails.
@@ -35,6 +35,10 @@ test: $(STAMP)
 	$(BIN)/ruff check umi_cli umi_data umi_train umi_eval tests benchmarks
 	$(BIN)/lint-imports --no-cache --no-logo
 	$(BIN)/python -m pytest -q -n 2 tests
+
+# the suite without the tests marked slow (training the memorised trio, end-to-end runs, memory bounds)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check umi_cli umi_data umi_train umi_eval tests benchmarks

@@ -8,6 +8,7 @@ single-model path). Session-scoped: the memorisation test and the agent loop tes
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,13 +95,31 @@ def train_memorised(root: Path, roles: tuple[str, ...] = ROLES, steps: int = 100
     return Memorised(data, split_dir, models)
 
 
+def _memorised_once(tmp_path_factory: pytest.TempPathFactory) -> Memorised:
+    """Trained once per test run, not once per xdist worker (~30-40 s each): the first worker to
+    take the lock trains into the run's shared temp dir, the others read what it wrote."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root = shared / "memorised"
+    done = shared / "memorised.json"
+    with FileLock(str(shared / "memorised.lock")):
+        if not done.exists():
+            root.mkdir(exist_ok=True)
+            m = train_memorised(root)
+            done.write_text(json.dumps({"data": str(m.data), "split": str(m.split), "models": m.models}))
+    saved = json.loads(done.read_text())
+    return Memorised(Path(saved["data"]), Path(saved["split"]), saved["models"])
+
+
 @pytest.fixture(scope="session")
 def memorised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Memorised]:
     """Also runs the tests that use it on one torch thread: on a loaded 2-core machine a second
     thread makes the tiny model's generation ~30x slower (threads spin waiting for each other)."""
     import torch
 
-    m = train_memorised(tmp_path_factory.mktemp("memorised"))
+    m = _memorised_once(tmp_path_factory)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield m
