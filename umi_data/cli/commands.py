@@ -235,7 +235,7 @@ def findings_markdown() -> str:
     lines = [
         "# Finding codes",
         "",
-        "<!-- Generated from umi_data/findings.py by `umidata codes --markdown > docs/findings.md`;"
+        "<!-- Generated from umi_data/trajectory/findings.py by `umidata codes --markdown > docs/findings.md`;"
         " do not edit. -->",
         "",
         "`umidata validate` and `umidata convert` report problems as findings: a stable code, a",
