@@ -210,3 +210,18 @@ def test_help_and_version(cmd: list[str]) -> None:
     result = CliRunner().invoke(main, [*cmd, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
     assert CliRunner().invoke(main, ["--version"]).output.startswith("umitrain, version")
+
+
+def test_commands_tear_down_the_process_group(tmp_path: Path) -> None:
+    """A process group left to the interpreter's exit can abort a finished DDP run ("terminate
+    called without an active exception"): every command closes it on its way out."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        result = CliRunner().invoke(main, ["train", "--help"])
+        assert result.exit_code == 0
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
