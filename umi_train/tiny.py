@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-TINY_NAME = "tiny"
 BOS, EOS, PAD, UNK = "<|bos|>", "<|eos|>", "<|pad|>", "<|unk|>"
 
 # Chat families the tiny tokenizer can play: TRL's real template (trl/chat_templates/<name>.jinja)

@@ -89,11 +89,6 @@ def write_json_list(path: str | os.PathLike[str], items: Iterable[Any]) -> int:
     return n
 
 
-def trajectory_rows(trajectories: Iterable[Trajectory]) -> Iterator[dict[str, Any]]:
-    for t in trajectories:
-        yield t.to_dict()
-
-
 PARQUET_COLUMNS = ("id", "source_format", "outcome", "trajectory")
 
 

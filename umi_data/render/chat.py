@@ -84,9 +84,6 @@ class ChatRow:
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]]
 
-    def n_train(self) -> int:
-        return sum(1 for m in self.messages if m["train"])
-
 
 def openai_tools(tools: list[Tool]) -> list[dict[str, Any]]:
     """Tools in OpenAI function format with their full parameters (ToolBench's ``Finish``

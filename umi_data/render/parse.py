@@ -29,7 +29,6 @@ from umi_data.render import alpha_umi
 from umi_data.trajectory import Call
 
 EOS = "</s>"
-DECISIONS = ("call", "conclude", "give_up")
 
 # "Next: caller." etc. anywhere (tolerant planner parse); the markers are alpha_umi.MARKERS.
 _ANY_MARKER_RE = re.compile(

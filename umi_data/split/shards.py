@@ -31,7 +31,6 @@ EXAMPLE_SCHEMA = pa.schema(
     ],
     metadata={"umi.schema": "role-example/v1"},
 )
-COLUMNS = tuple(EXAMPLE_SCHEMA.names)
 # `--template chat` rows (``umi_data.render.chat``): each message and the tool list are Arrow JSON, so a
 # message holds only its own keys and call arguments stay JSON objects whatever their shape;
 # 🤗 datasets decodes them to Python dicts (its ``Json`` feature), ready for a chat template.

@@ -6,7 +6,6 @@ spelling everywhere.
 """
 
 from umi_data.trajectory.model import (
-    DECISIONS,
     FORMAT_VERSION,
     ROLE_FIELDS,
     ROLES,
@@ -24,7 +23,6 @@ from umi_data.trajectory.model import (
 )
 
 __all__ = [
-    "DECISIONS",
     "FORMAT_VERSION",
     "ROLES",
     "ROLE_FIELDS",

@@ -27,7 +27,6 @@ Decision = Literal["call", "conclude", "give_up"]
 Outcome = Literal["answered", "gave_up", "calls_only", "incomplete"]
 
 ROLES: tuple[str, ...] = ("user", "planner", "caller", "observation", "conclusion")
-DECISIONS: tuple[str, ...] = ("call", "conclude", "give_up")
 
 # Fields (besides ``role``) that a turn of each role may carry; the rest stay ``None``.
 ROLE_FIELDS: dict[str, tuple[str, ...]] = {
