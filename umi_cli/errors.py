@@ -104,6 +104,15 @@ class GuardedGroup(click.Group):
         self.prog = prog
         self.usage_errors = (UsageError, *usage_errors)
         self.interrupted = interrupted
+        self.command_name: str | None = None
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """Remembers the subcommand, so its errors say ``umidata split: error: …``."""
+        name, cmd, rest = super().resolve_command(ctx, args)
+        self.command_name = cmd.name if cmd is not None else name
+        return name, cmd, rest
 
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         kwargs.pop("standalone_mode", None)
@@ -126,12 +135,12 @@ class GuardedGroup(click.Group):
             e.show()
             sys.exit(e.exit_code)
         except self.usage_errors as e:
-            click.echo(f"{prog}: error: {e}", err=True)
+            click.echo(f"{self._who(prog)}: error: {e}", err=True)
             sys.exit(EXIT_USAGE)
         except OSError as e:
             if os.environ.get("UMI_DEBUG"):
                 raise
-            click.echo(f"{prog}: I/O error: {describe_os_error(e)}", err=True)
+            click.echo(f"{self._who(prog)}: I/O error: {describe_os_error(e)}", err=True)
             sys.exit(EXIT_USAGE)
         except Exception as e:
             if os.environ.get("UMI_DEBUG"):
@@ -145,3 +154,6 @@ class GuardedGroup(click.Group):
         finally:
             if in_main_thread and old_term is not None:
                 signal.signal(signal.SIGTERM, old_term)
+
+    def _who(self, prog: str) -> str:
+        return f"{prog} {self.command_name}" if self.command_name else prog

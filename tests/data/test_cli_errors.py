@@ -63,9 +63,9 @@ def test_internal_error_exits_3_with_one_line_and_a_traceback_file(tmp_path: Pat
 
 
 @pytest.mark.parametrize(("what", "code", "text"), [
-    ("usage", 2, "demo: error: pass --overwrite"),
-    ("mine", 2, "demo: error: the group's own usage error"),
-    ("disk", 2, "demo: I/O error: No space left on device: /out/x.parquet"),
+    ("usage", 2, "demo boom: error: pass --overwrite"),
+    ("mine", 2, "demo boom: error: the group's own usage error"),
+    ("disk", 2, "demo boom: I/O error: No space left on device: /out/x.parquet"),
     ("ctrl-c", 130, "demo: interrupted"),
     ("fine", 1, ""),
 ])  # fmt: skip

@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 import orjson
 
-from umi_cli.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, GuardedGroup, describe_os_error
+from umi_cli.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, GuardedGroup, UsageError, describe_os_error
 from umi_cli.terminal import interactive
 from umi_data import __version__
 from umi_data.cli.options import allow_empty, check_dataset_info, read_limits, read_options
@@ -134,24 +134,17 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
     {source, reason, message, pointer, findings}. Both files are written atomically. Exits 1
     when any record was rejected; 2 when the output exists (without --overwrite), is or lies
     inside an input, or no record could be read."""
-    from umi_data.export.convert import NothingRead, OutputError
     from umi_data.export.convert import convert as run
 
     _check_inputs(inputs)
     check_dataset_info(dataset_info)
-    from umi_data.export.formats import ExportError
-
     try:
         with _progress(inputs, quiet) as on_unit:
             summary = run(inputs, out, fmt=fmt, to=to, strict=strict, on_unit=on_unit,  # type: ignore[arg-type]
                           id_prefix=id_prefix, dataset_info=dataset_info, overwrite=overwrite,
                           allow_empty=allow_empty, read_opts=read_options(max_record_bytes, max_ratio))  # fmt: skip
-    except (OutputError, NothingRead, ExportError) as e:
-        click.echo(f"umidata convert: error: {e}", err=True)
-        sys.exit(EXIT_USAGE)
-    except OSError as e:
-        click.echo(f"umidata convert: error: cannot write {out}: {describe_os_error(e)}", err=True)
-        sys.exit(EXIT_USAGE)
+    except OSError as e:  # usage errors (unsafe output, nothing read) are the group's to print
+        raise UsageError(f"cannot write {out}: {describe_os_error(e)}") from e
     _summary(summary, quiet)
     if not quiet:
         click.echo(f"wrote {summary.accepted} trajectories to {out}, {summary.rejected} rejects to "

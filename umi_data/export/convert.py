@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import orjson
 
+from umi_cli.errors import UsageError
 from umi_data.output.guard import UnsafeOutput, check_output
 from umi_data.output.writers import (
     atomic_path,
@@ -57,11 +58,11 @@ UNREAD_REASONS = frozenset({"io_error", "no_input", "too_large"})
 OUTPUT_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
 
 
-class NothingRead(Exception):
+class NothingRead(UsageError):
     """No record could be read from any input (exit code 2 unless ``allow_empty``)."""
 
 
-class OutputError(Exception):
+class OutputError(UsageError):
     """The output path cannot be used: it exists (no ``overwrite``), its suffix does not say
     what to write, or it would overwrite or mix with an input (exit code 2)."""
 

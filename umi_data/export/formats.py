@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
+from umi_cli.errors import UsageError
 from umi_data.output.writers import atomic_path, write_jsonl
 from umi_data.trajectory import Call, Trajectory, Turn, record_id
 
@@ -66,7 +67,7 @@ if TYPE_CHECKING:
 ExportTarget = Literal["openai", "sharegpt"]
 
 
-class ExportError(Exception):
+class ExportError(UsageError):
     """A usage problem found before anything is written (exit code 2)."""
 
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from umi_data.render.alpha_umi import conversation, tool_docs
 from umi_data.render.templates import ALPHA_UMI, Template
 from umi_data.trajectory import Trajectory
+from umi_data.trajectory.checks import HALLUCINATED
 
-HALLUCINATED = "invalid_hallucination_function_name"
 GIVE_UP = "Next: give up."
 ROLE_NAMES = ("global", "planner", "caller", "summarizer")
 

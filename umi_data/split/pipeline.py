@@ -40,6 +40,7 @@ from typing import Any
 
 import orjson
 
+from umi_cli.errors import UsageError
 from umi_data import __version__
 from umi_data.export.convert import UNREAD_REASONS, Checked, judge, reject_row
 from umi_data.output.guard import UnsafeOutput, check_output, clean_stale, output_lock
@@ -65,7 +66,7 @@ ROLE_PURPOSE = {
 EXPORT_NAMES = {"global": "backbone", "planner": "planner", "caller": "caller", "summarizer": "summarizer"}
 
 
-class SplitError(Exception):
+class SplitError(UsageError):
     """A usage or I/O problem (exit code 2)."""
 
 

@@ -23,10 +23,12 @@ from typing import Any
 
 import polars as pl
 
+from umi_cli.errors import UsageError
 from umi_data.render.parse import ParseError, parse_caller, parse_global
+from umi_data.render.roles import ROLE_NAMES
 from umi_data.split.shards import unreadable_shard
 
-ROLES = ("global", "planner", "caller", "summarizer")
+ROLES = ROLE_NAMES
 SPLITS = ("train", "dev")
 REQUIRED_COLUMNS = ("id", "trajectory_id", "role", "prompt", "completion")
 DECISION_KEYS = ("call", "conclude", "give_up")
@@ -35,11 +37,11 @@ _SHARD_RE = re.compile(r"^(?P<split>train|dev)-(?P<k>\d{5})-of-(?P<n>\d{5})\.par
 BATCH_ROWS = 2_000
 
 
-class NotASplit(Exception):
+class NotASplit(UsageError):
     """OUTDIR is not a ``umidata split`` output (the message says why, in one line)."""
 
 
-class TokenizerError(Exception):
+class TokenizerError(UsageError):
     """The ``--tokenizer`` path cannot be loaded (the message says why, in one line)."""
 
 
