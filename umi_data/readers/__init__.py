@@ -124,8 +124,8 @@ def _readable(name: str) -> bool:
 
 
 def _is_answer_member(name: str) -> bool:
-    p = PurePosixPath(name)
-    return p.suffix.lower() == ".json" and p.parent.name.endswith("_answer")
+    p = PurePosixPath(name)  # BFCL's possible_answer/ is not a ToolBench answer folder
+    return p.suffix.lower() == ".json" and p.parent.name.endswith("_answer") and p.parent.name != "possible_answer"
 
 
 def _zip_units(path: str) -> list[Unit]:
