@@ -326,3 +326,29 @@ def test_new_readers_go_through_split(tmp_path: Path, template: str, inputs: lis
         tools = json.loads(rows["caller"][0]["tools"])
         assert all(p["type"] in ("string", "integer", "number", "boolean", "array", "object", ["integer", "null"])
                    for t in tools for p in t["function"]["parameters"]["properties"].values() if "type" in p)
+
+
+def test_forcing_the_new_readers_on_other_records_rejects_them_located(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "c.jsonl", [{"messages": [{"role": "user", "content": "hi"}]},
+                                              {"question": "not a list", "function": []}])
+    for fmt, pointer in (("bfcl", "/question"), ("xlam", "/query")):
+        recs = list(read_inputs([data], fmt=fmt))
+        assert [(errors(r), r.findings[0].pointer) for r in recs] == [(["schema"], pointer)] * 2
+
+
+def test_bfcl_question_with_an_earlier_exchange_is_one_trajectory_under_its_id(tmp_path: Path) -> None:
+    q = {"id": "live_multiple_7-3-0", "question": [[{"role": "user", "content": "Hi"},
+                                                     {"role": "assistant", "content": "Hello! How can I help?"},
+                                                     {"role": "user", "content": "Order 2 pizzas."}]],
+         "function": [{"name": "order", "description": "Order food.", "parameters": {
+             "type": "dict", "properties": {"item": {"type": "string"}, "qty": {"type": "integer"}},
+             "required": ["item", "qty"]}}]}  # fmt: skip
+    (tmp_path / "possible_answer").mkdir()
+    write_jsonl(tmp_path / "possible_answer" / "BFCL_v4_live_multiple.json",
+                [{"id": q["id"], "ground_truth": [{"order": {"item": ["pizza"], "qty": [2]}}]}])
+    (rec,) = read_inputs([write_jsonl(tmp_path / "BFCL_v4_live_multiple.json", [q])])
+    traj = rec.trajectory
+    assert traj is not None and traj.id == "live_multiple_7-3-0"
+    assert [t.role for t in traj.history] == ["user", "planner", "conclusion", "user"]  # context, never learned
+    assert [t.role for t in traj.turns] == ["planner", "caller"] and calls(rec) == [("order", {"item": "pizza",
+                                                                                                "qty": 2})]

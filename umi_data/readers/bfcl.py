@@ -18,11 +18,13 @@ and, in ``possible_answer/<the same file name>`` beside the question file (match
         {"spotify.play": {"artist": ["Maroon 5"], "duration": [15], "shuffle": [false, ""]}}]}
 
 One trajectory per question (id: the record's ``id``; ``metadata.bfcl_category`` from it): its
-messages, then ONE assistant turn making every ground-truth call in order (``parallel`` and
+messages (an assistant message among them is context, the trajectory's ``history``: BFCL grades
+only the next turn), then ONE assistant turn making every ground-truth call in order (``parallel`` and
 ``parallel_multiple`` questions: several calls in one caller turn), outcome ``calls_only``. Each
 parameter takes its **first** acceptable value; ``""`` is BFCL's mark for "may be left out", so a
 parameter whose first acceptable value is ``""`` is left out (a required one takes its first other
-value). Values that are dicts (or lists of dicts) of acceptable values are resolved the same way,
+value; a required list parameter given no acceptable value at all, ``[]``, is the empty list). Values
+that are dicts (or lists of dicts) of acceptable values are resolved the same way,
 key by key, as BFCL's checker reads them. Tool ``parameters`` are normalised to JSON Schema
 (``dict`` → ``object``, ``float`` → ``number``, ``tuple`` → ``array``, ``any`` → any value, Java's
 ``String``/``HashMap``/``long``…; ``readers/tool_specs.py``).
@@ -172,12 +174,19 @@ def _resolve(value: Any) -> Any:
     return value
 
 
+def _type_of(spec: Any) -> Any:
+    return spec.get("type") if isinstance(spec, dict) else None
+
+
 def calls_of(truth: Any, tools: list[Tool], pointer: str) -> list[Call]:
     """Ground truth ``[{name: {param: [acceptable…]}}, …]`` → calls, arguments as JSON text."""
+    if isinstance(truth, dict):  # one call given as {name: {param: [values]}}
+        truth = [{k: v} for k, v in truth.items()]
     if not isinstance(truth, list) or not truth:
         raise ValueError(f"{pointer}: the ground truth must be a non-empty list of {{function: {{param: "
                          "[acceptable values]}}}")  # fmt: skip
     required = {t.name: set(t.parameters.get("required") or []) for t in tools if isinstance(t.parameters, dict)}
+    props = {t.name: t.parameters.get("properties") or {} for t in tools if isinstance(t.parameters, dict)}
     calls = []
     for k, item in enumerate(truth):
         if not isinstance(item, dict) or len(item) != 1:
@@ -190,6 +199,8 @@ def calls_of(truth: Any, tools: list[Tool], pointer: str) -> list[Call]:
             present, value = _first(options, p in required.get(name, set()))
             if present:
                 args[p] = value
+            elif options == [] and p in required.get(name, set()) and _type_of(props.get(name, {}).get(p)) == "array":
+                args[p] = []  # a required list with no acceptable value listed: the empty list
         calls.append(Call(name, json.dumps(args, ensure_ascii=False)))
     return calls
 
@@ -200,10 +211,13 @@ def _reject(code: str, message: str, source: Source, pointer: str = "") -> list[
 
 def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
     rid = obj.get("id") if isinstance(obj.get("id"), str) else traj_id
-    if "question" not in obj:
+    if "question" not in obj and "ground_truth" in obj:
         return _reject("bfcl_answer_file", f"a BFCL possible_answer record (id {rid!r}): it holds the expected "
                        "calls of the question with that id and is read with the question file of the same name, "
                        f"one folder up ({ANSWER_DIR}/../<name>); pass the question files", source)  # fmt: skip
+    if not isinstance(obj.get("question"), list):
+        return _reject("schema", "a BFCL question needs `question`: a list of turns, each a list of {role, content}",
+                       source, "/question")
     turns = [t for t in obj["question"] if t]
     if "involved_classes" in obj or "initial_config" in obj or len(turns) > 1:
         classes = obj.get("involved_classes")
@@ -230,7 +244,8 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
         if role not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
             return _reject("schema", "a BFCL message must be {role: system|user|assistant, content: text}", source,
                            where)
-        msgs.append(Msg(role, where, text=m["content"]))
+        # an earlier assistant message of the question is context (BFCL grades only the next turn)
+        msgs.append(Msg(role, where, text=m["content"], context=role == "assistant"))
     meta = {"bfcl_category": category(rid)}
     if "irrelevance" in meta["bfcl_category"]:
         msgs.append(Msg("assistant", "/ground_truth", calls=[Call("Finish", _GIVE_UP)]))
