@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from umi_data.alpha_umi import tool_doc
-from umi_data.checks import check
-from umi_data.cli import main
+from umi_data.cli.commands import main
 from umi_data.readers import Record, read_inputs
 from umi_data.readers.tool_specs import normalise_parameters, read_tools_file, type_schema, use_tools_file
+from umi_data.render.alpha_umi import tool_doc
+from umi_data.trajectory.checks import check
 
 from .conftest import write_jsonl
 

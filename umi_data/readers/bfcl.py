@@ -53,10 +53,10 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from umi_data.findings import Finding
 from umi_data.readers.chat import Episode, Msg, build
 from umi_data.readers.tool_specs import ToolSpecError, tools_from_list
 from umi_data.trajectory import Call, Source, Tool
+from umi_data.trajectory.findings import Finding
 
 FORMAT = "bfcl"
 ANSWER_DIR = "possible_answer"

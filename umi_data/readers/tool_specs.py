@@ -257,7 +257,7 @@ def tools_from_spec(spec: Any, pointer: str) -> list[Tool]:
         return [_toolbench_api(tool_name, api, f"{pointer}/api_list/{k}") for k, api in enumerate(spec["api_list"])
                 if isinstance(api, dict)]  # fmt: skip
     if isinstance(spec.get("Name"), str) and "input" in spec:  # an α-UMi doc
-        from umi_data.alpha_umi import tool_from_doc
+        from umi_data.render.alpha_umi import tool_from_doc
 
         tool = tool_from_doc(spec)
         tool.parameters = normalise_parameters(tool.parameters)

@@ -30,10 +30,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from umi_data.findings import Finding
 from umi_data.readers.chat import Episode, Msg, build
 from umi_data.readers.tool_specs import ToolSpecError, tools_from_list
 from umi_data.trajectory import Call, Source
+from umi_data.trajectory.findings import Finding
 
 FORMAT = "xlam"
 _GIVE_UP = '{"return_type": "give_up_and_restart"}'  # chat.build reads a Finish call like this as give_up
