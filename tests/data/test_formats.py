@@ -274,7 +274,7 @@ def test_unknown_format_names_the_closest(tmp_path: Path) -> None:
     (rec,) = read_inputs([write_json(tmp_path / "x.json", {"query": "q", "function": []})])
     assert rec.findings[0].code == "unknown_format"
     assert "closest format: toolbench" in rec.findings[0].message and "`answer_generation`" in rec.findings[0].message
-    (rec,) = read_inputs([write_json(tmp_path / "y.json", {"tools": [], "id": "a"})])
+    (rec,) = read_inputs([write_json(tmp_path / "y.json", {"tools": [], "functions": [], "id": "a"})])
     assert "closest format: openai" in rec.findings[0].message and "`messages`" in rec.findings[0].message
     (rec,) = read_inputs([write_json(tmp_path / "dataset_info.json", {"d": {"file_name": "d.json"}})])
     assert rec.findings[0].code == "unknown_format" and "LLaMA-Factory dataset_info.json" in rec.findings[0].message

@@ -25,7 +25,7 @@ import orjson
 from umi_cli.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, GuardedGroup, UsageError, describe_os_error
 from umi_cli.terminal import interactive
 from umi_data import __version__
-from umi_data.cli.options import allow_empty, check_dataset_info, read_limits, read_options
+from umi_data.cli.options import allow_empty, check_dataset_info, check_tools_file, read_limits, read_options
 from umi_data.readers import FORMATS, Unit, expand
 from umi_data.trajectory.findings import CODES
 
@@ -41,6 +41,10 @@ _dataset_info = click.option(
     "--dataset-info", type=click.Path(exists=True, dir_okay=False), default=None,
     help="A LLaMA-Factory dataset_info.json: ShareGPT role tags and columns for the input files its entries "
          "name (default: a dataset_info.json beside each file).")  # fmt: skip
+_tools = click.option(
+    "--tools", "tools_file", type=click.Path(exists=True, dir_okay=False), default=None,
+    help="Tool definitions for records that carry no tool list: a JSON list (or JSONL) of tools in any shape "
+         "umidata reads (OpenAI, BFCL/xLAM {name, description, parameters}, ToolBench api_list).")  # fmt: skip
 _id_prefix = click.option("--id-prefix", default="", help="Prepend this to every trajectory id (e.g. the system "
                           "that wrote the answers).")
 _quiet = click.option(
@@ -120,13 +124,14 @@ def main() -> None:
 @_strict
 @_id_prefix
 @_dataset_info
+@_tools
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (never an input).")
 @read_limits
 @allow_empty
 @_quiet
 def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict: bool, id_prefix: str,
-            dataset_info: str | None, overwrite: bool, max_record_bytes: int, max_ratio: float, allow_empty: bool,
-            quiet: bool) -> None:  # fmt: skip
+            dataset_info: str | None, tools_file: str | None, overwrite: bool, max_record_bytes: int,
+            max_ratio: float, allow_empty: bool, quiet: bool) -> None:  # fmt: skip
     """Convert INPUT files, directories or zips to canonical trajectories (or α-UMi).
 
     Records with an error finding (or a warning under --strict) and duplicates (same id or same
@@ -138,10 +143,11 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
 
     _check_inputs(inputs)
     check_dataset_info(dataset_info)
+    check_tools_file(tools_file)
     try:
         with _progress(inputs, quiet) as on_unit:
             summary = run(inputs, out, fmt=fmt, to=to, strict=strict, on_unit=on_unit,  # type: ignore[arg-type]
-                          id_prefix=id_prefix, dataset_info=dataset_info, overwrite=overwrite,
+                          id_prefix=id_prefix, dataset_info=dataset_info, tools=tools_file, overwrite=overwrite,
                           allow_empty=allow_empty, read_opts=read_options(max_record_bytes, max_ratio))  # fmt: skip
     except OSError as e:  # usage errors (unsafe output, nothing read) are the group's to print
         raise UsageError(f"cannot write {out}: {describe_os_error(e)}") from e
@@ -160,12 +166,13 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
               help="Print one JSON report (schemas/findings-report.schema.json), not lines.")  # fmt: skip
 @_id_prefix
 @_dataset_info
+@_tools
 @read_limits
 @allow_empty
 @_quiet
 def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bool, id_prefix: str,
-             dataset_info: str | None, max_record_bytes: int, max_ratio: float, allow_empty: bool,
-             quiet: bool) -> None:  # fmt: skip
+             dataset_info: str | None, tools_file: str | None, max_record_bytes: int, max_ratio: float,
+             allow_empty: bool, quiet: bool) -> None:  # fmt: skip
     """Check INPUT files, directories or zips and report findings; write nothing.
 
     One line per finding (file:line#/pointer: severity [code] message), then a summary. Exits 1
@@ -183,9 +190,11 @@ def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bo
                 click.echo(f.line())
 
     check_dataset_info(dataset_info)
+    check_tools_file(tools_file)
     with _progress(inputs, quiet) as on_unit:
         summary, findings = run(inputs, fmt=fmt, strict=strict, on_unit=on_unit, on_checked=on_checked,
                                 keep_findings=as_json, id_prefix=id_prefix, dataset_info=dataset_info,
+                                tools=tools_file,
                                 read_opts=read_options(max_record_bytes, max_ratio))
     if as_json:
         sys.stdout.buffer.write(

@@ -57,3 +57,14 @@ def check_dataset_info(path: str | None) -> None:
     except (OSError, ValueError) as e:
         click.echo(f"error: --dataset-info: {e}", err=True)
         sys.exit(EXIT_USAGE)
+
+
+def check_tools_file(path: str | None) -> None:
+    """A --tools file that holds no readable tool is a usage error, before any work."""
+    from umi_data.readers import tool_specs
+
+    try:
+        tool_specs.use_tools_file(path)
+    except (OSError, ValueError) as e:
+        click.echo(f"error: --tools: {e}", err=True)
+        sys.exit(EXIT_USAGE)

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from umi_cli.terminal import console, interactive
-from umi_data.cli.options import allow_empty, check_dataset_info, read_limits
+from umi_data.cli.options import allow_empty, check_dataset_info, check_tools_file, read_limits
 from umi_data.readers import FORMATS
 from umi_data.render.roles import ROLE_NAMES
 from umi_data.render.templates import BUILTIN_NAMES
@@ -70,6 +70,9 @@ def summary_table(s: SplitSummary) -> Table:
 @click.option("--dataset-info", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A LLaMA-Factory dataset_info.json: ShareGPT role tags and columns for the input files its "
                    "entries name (default: a dataset_info.json beside each file).")
+@click.option("--tools", "tools_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Tool definitions for records that carry no tool list: a JSON list (or JSONL) of tools in any "
+                   "shape umidata reads (OpenAI, BFCL/xLAM {name, description, parameters}, ToolBench api_list).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty OUTDIR (never one that is, holds or lies "
               "inside an input).")
 @read_limits
@@ -78,8 +81,8 @@ def summary_table(s: SplitSummary) -> Table:
 def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], fmt: str | None, template: str,
                   granularity: str | None, dev_ratio: float, seed: int, shard_size: int | None, workers: int,
                   export: tuple[str, ...], exclude_files: tuple[str, ...], strict: bool, id_prefix: str,
-                  dataset_info: str | None, overwrite: bool, max_record_bytes: int, max_ratio: float,
-                  allow_empty: bool, quiet: bool) -> None:  # fmt: skip
+                  dataset_info: str | None, tools_file: str | None, overwrite: bool, max_record_bytes: int,
+                  max_ratio: float, allow_empty: bool, quiet: bool) -> None:  # fmt: skip
     """Split trajectories into the GLPFT role datasets: global, planner, caller, summarizer.
 
     INPUTS are ToolBench answer trees, files or data.zip, α-UMi stage-2 JSON, ToolLLaMA, ShareGPT
@@ -91,13 +94,14 @@ def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], 
 
     err = console(stderr=True)
     check_dataset_info(dataset_info)
+    check_tools_file(tools_file)
     try:
         exclude = frozenset().union(*(read_id_list(f) for f in exclude_files))
         opts = SplitOptions(roles=roles, dev_ratio=dev_ratio, seed=seed, shard_size=shard_size, template=template,
                             format=fmt, strict=strict, export_glpft_json="glpft-json" in export,
                             exclude_ids=exclude, granularity=granularity, workers=workers, id_prefix=id_prefix,
-                            dataset_info=dataset_info, max_record_bytes=max_record_bytes, max_ratio=max_ratio,
-                            allow_empty=allow_empty)
+                            dataset_info=dataset_info, tools=tools_file, max_record_bytes=max_record_bytes,
+                            max_ratio=max_ratio, allow_empty=allow_empty)
         if interactive(quiet):
             with Progress(TextColumn("[bold]split"), BarColumn(), TextColumn("{task.fields[rate]}"),
                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),

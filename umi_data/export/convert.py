@@ -43,6 +43,7 @@ from umi_data.readers import (
     read_inputs,
     read_units,
     sharegpt,
+    tool_specs,
 )
 from umi_data.render import alpha_umi
 from umi_data.trajectory import Trajectory
@@ -212,6 +213,7 @@ def convert(
     on_checked: Callable[[Checked], None] | None = None,
     id_prefix: str = "",
     dataset_info: str | None = None,
+    tools: str | None = None,
     overwrite: bool = False,
     allow_empty: bool = False,
     read_opts: ReadOptions = DEFAULT_READ,
@@ -222,8 +224,10 @@ def convert(
     Both files appear atomically, and only if the whole run succeeds. Raises
     :class:`OutputError` before reading anything when ``out`` exists without ``overwrite``, or
     when it or its rejects file is, holds or lies inside an input; :class:`NothingRead` (and
-    writes nothing) when no record could be read, unless ``allow_empty``."""
+    writes nothing) when no record could be read, unless ``allow_empty``. ``tools``: a ``--tools``
+    file, whose tools go to records that carry none."""
     sharegpt.use_dataset_info(dataset_info)
+    tool_specs.use_tools_file(tools)
     paths = [os.fspath(p) for p in paths]
     out = os.fspath(out)
     kind = output_kind(out, to)
@@ -286,11 +290,13 @@ def validate(
     id_prefix: str = "",
     dataset_info: str | None = None,
     read_opts: ReadOptions = DEFAULT_READ,
+    tools: str | None = None,
 ) -> tuple[Summary, list[Finding]]:
     """Check every record without writing anything: the summary and every finding (only the
     counts with ``keep_findings=False``, so memory stays flat when findings are streamed out
     through ``on_checked``). ``summary.nothing_read`` says whether any record could be read."""
     sharegpt.use_dataset_info(dataset_info)
+    tool_specs.use_tools_file(tools)
     summary = Summary()
     findings: list[Finding] = []
     for c in evaluate(prefixed(read_inputs(paths, fmt, on_unit, read_opts), id_prefix), strict):

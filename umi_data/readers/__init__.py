@@ -25,13 +25,16 @@ import orjson
 
 from umi_data.readers import (
     alpha_umi,
+    bfcl,
     canonical,
     openai,
     openai_functions,
     openai_typed,
     sharegpt,
+    tool_specs,
     toolbench,
     toolllama,
+    xlam,
 )
 from umi_data.trajectory import Source, Trajectory
 from umi_data.trajectory.findings import Finding
@@ -46,6 +49,8 @@ READERS: dict[str, ModuleType] = {
     openai_typed.FORMAT: openai_typed,
     openai_functions.FORMAT: openai_functions,
     openai.FORMAT: openai,
+    bfcl.FORMAT: bfcl,
+    xlam.FORMAT: xlam,
 }
 FORMATS = tuple(READERS)
 # Suffixes read below a directory or inside a zip (case-insensitive); ``.gz`` / ``.zst`` may follow
@@ -119,8 +124,8 @@ def _readable(name: str) -> bool:
 
 
 def _is_answer_member(name: str) -> bool:
-    p = PurePosixPath(name)
-    return p.suffix.lower() == ".json" and p.parent.name.endswith("_answer")
+    p = PurePosixPath(name)  # BFCL's possible_answer/ is not a ToolBench answer folder
+    return p.suffix.lower() == ".json" and p.parent.name.endswith("_answer") and p.parent.name != "possible_answer"
 
 
 def _zip_units(path: str) -> list[Unit]:
@@ -235,18 +240,39 @@ def _traj_id(fmt: str, obj: Any, unit: Unit, index: int | None) -> str:
     return f"{name.stem}/{index}" if index is not None else name.stem
 
 
-# What each format needs at least, to say which one an unrecognised record is closest to.
-_SHAPES: dict[str, tuple[str, ...]] = {
-    canonical.FORMAT: ("format", "id", "instruction", "turns", "outcome", "source"),
-    toolbench.FORMAT: ("answer_generation", "query", "train_messages", "function"),
-    alpha_umi.FORMAT: ("conversations", "instruction", "tools"),
-    sharegpt.FORMAT: ("conversations", "tools", "system"),
-    openai.FORMAT: ("messages", "tools", "functions", "id", "metadata"),
+# Each format's signature: the keys its sniff needs (the first is named when it is missing), then
+# the keys it usually has. An unrecognised record is closest to the format with most of them.
+_SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    canonical.FORMAT: (("format",), ("instruction", "turns", "outcome", "source", "history")),
+    toolbench.FORMAT: (("answer_generation",), ("query", "train_messages", "function", "finish_type", "valid_data")),
+    alpha_umi.FORMAT: (("conversations", "instruction"), ("tools",)),
+    toolllama.FORMAT: (("conversations",), ()),
+    sharegpt.FORMAT: (("conversations",), ("tools", "system")),
+    openai.FORMAT: (("messages",), ("tools", "functions", "metadata")),
+    bfcl.FORMAT: (("question",), ("function", "ground_truth", "involved_classes", "initial_config")),
+    xlam.FORMAT: (("query", "answers"), ("tools",)),
 }
 
 
+def _shape_keys(obj: dict[str, Any]) -> set[str]:
+    """The record's keys, with those one level down in ToolBench's ``answer_generation``."""
+    keys = set(obj)
+    inner = obj.get("answer_generation")
+    return keys | set(inner) if isinstance(inner, dict) else keys
+
+
+def closest_formats(obj: dict[str, Any]) -> tuple[list[str], int]:
+    """The formats whose signature keys the record has most of (several when tied), and how many;
+    ``([], 0)`` when it has none of any format's."""
+    keys = _shape_keys(obj)
+    score = {f: len(keys & {*need, *usual}) for f, (need, usual) in _SHAPES.items()}
+    best = max(score.values(), default=0)
+    return ([f for f, n in score.items() if n == best] if best else []), best
+
+
 def _unknown(obj: Any, source: Source) -> Finding:
-    """Name the closest format and the field that did not match."""
+    """Name the closest format (by how many of its signature keys the record has) and what did
+    not match."""
     if not isinstance(obj, dict):
         kind = type(obj).__name__
         return Finding("unknown_format", f"a record must be a JSON object, not a {kind}; see `umidata formats`", source)
@@ -254,16 +280,27 @@ def _unknown(obj: Any, source: Source) -> Finding:
         return Finding("unknown_format", "this is a LLaMA-Factory dataset_info.json (dataset descriptions, not "
                        "records): the sharegpt reader reads the tags of the files it names from it; pass the data "
                        "files, not this one", source)
-    keys = set(obj)
-    fmt = max(_SHAPES, key=lambda f: (len(keys & set(_SHAPES[f])), -list(_SHAPES).index(f)))
-    need = _SHAPES[fmt][0]
-    if fmt == canonical.FORMAT and "format" in keys:
-        why = f"`format` is {obj['format']!r}, not {canonical.FORMAT_VERSION!r}"
-    else:
-        why = f"it has no `{need}`"
-    shown = ", ".join(sorted(keys)[:8]) or "none"
-    return Finding("unknown_format", f"no reader recognises this record (keys: {shown}); closest format: {fmt}, "
-                   f"but {why}; `umidata formats` shows every shape, --format forces one", source)
+    shown = ", ".join(sorted(map(str, obj))[:8]) or "none"
+    head = f"no reader recognises this record (keys: {shown}); "
+    tail = "; `umidata formats` shows every shape, --format forces one"
+    if isinstance(obj.get("name"), str) and ("parameters" in obj or "description" in obj) and len(obj) <= 4:
+        return Finding("unknown_format", head + "it looks like a tool definition (name, description, parameters), "
+                       "not a record: give tool files with --tools FILE" + tail, source)  # fmt: skip
+    fmts, n = closest_formats(obj)
+    if not fmts:
+        return Finding("unknown_format", head + "it has none of the keys any format is recognised by" + tail, source)
+    whys = []
+    for fmt in fmts:
+        missing = [k for k in _SHAPES[fmt][0] if k not in obj]
+        if fmt == canonical.FORMAT and "format" in obj:
+            whys.append(f"{fmt} (but `format` is {obj['format']!r}, not {canonical.FORMAT_VERSION!r})")
+        elif missing:
+            whys.append(f"{fmt} (but it has no `{missing[0]}`)")
+        else:
+            whys.append(f"{fmt} (but its {', '.join(f'`{k}`' for k in _SHAPES[fmt][0])} is not what that reader "
+                        "reads)")
+    label = "closest format" if len(fmts) == 1 else f"closest formats, {n} key(s) each"
+    return Finding("unknown_format", head + f"{label}: {'; '.join(whys)}" + tail, source)
 
 
 def _one(obj: Any, source: Source, unit: Unit, index: int | None, fmt: str | None) -> list[Record]:
@@ -275,10 +312,12 @@ def _one(obj: Any, source: Source, unit: Unit, index: int | None, fmt: str | Non
     if not isinstance(obj, dict):
         return [Record(source, None, [Finding("schema", f"a {reader.FORMAT} record must be a JSON object", source)])]
     result = reader.read(obj, source, _traj_id(reader.FORMAT, obj, unit, index))
-    if isinstance(result, list):
-        return [Record(source, traj, findings) for traj, findings in result]
-    traj, findings = result
-    return [Record(source, traj, findings)]
+    episodes = result if isinstance(result, list) else [result]
+    if tool_specs.has_given_tools():  # --tools: for records that carry no tool list of their own
+        for traj, _ in episodes:
+            if traj is not None and not traj.tools:
+                traj.tools = tool_specs.given_tools()
+    return [Record(source, traj, findings) for traj, findings in episodes]
 
 
 def prefixed(records: Iterable[Record], prefix: str) -> Iterator[Record]:
@@ -521,6 +560,9 @@ def parse_unit(
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as e:
+        if _looks_like_jsonl(data):
+            yield from _jsonl_in_json(unit, data, fmt, opts)
+            return
         code, msg = _decode_error(data, e)
         yield Record(base, None, [Finding(code, msg, base)])
         return
@@ -535,6 +577,27 @@ def parse_unit(
                                   [(p[len(prefix):], k) for p, k in dups if p == prefix or p.startswith(prefix + "/")])
     else:
         yield from _with_dups(_safe_one(obj, base, unit, None, fmt), dups)
+
+
+def _looks_like_jsonl(data: bytes) -> bool:
+    """A JSON file that does not parse whole but whose first line is a JSON object and is
+    followed by more lines: JSONL under a ``.json`` name (BFCL publishes its data so)."""
+    lines = [ln for ln in data.split(b"\n") if ln.strip()]
+    if len(lines) < 2:
+        return False
+    try:
+        return isinstance(orjson.loads(lines[0]), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _jsonl_in_json(unit: Unit, data: bytes, fmt: str | None, opts: ReadOptions) -> Iterator[Record]:
+    """Read it as the JSONL it is, every record with a ``jsonl_in_json`` warning (located by line)."""
+    name = PurePosixPath(unit.member).name if unit.member else Path(unit.path).name
+    for rec in _read_jsonl(unit, data, fmt, opts):
+        rec.findings.append(Finding("jsonl_in_json", f"{name} holds one JSON record per line (JSONL), not one JSON "
+                                    "value; read line by line (name it .jsonl to say so)", rec.source))  # fmt: skip
+        yield rec
 
 
 def _with_dups(recs: list[Record], dups: list[tuple[str, str]]) -> list[Record]:

@@ -78,6 +78,22 @@ CATALOG: tuple[FormatDoc, ...] = (
         _CHAT_ID,
     ),
     FormatDoc(
+        "bfcl",
+        "Berkeley Function-Calling Leaderboard questions (gorilla `bfcl_eval/data/BFCL_v4_*.json`, JSONL in a `.json` file), joined by `id` with `possible_answer/<same file name>` beside them",
+        ('{"id": "parallel_0", "question": [[{"role": "user", "content": "…"}]], "function": [{"name": "f", "parameters": {"type": "dict", "properties": {…}}}]}',
+         ' possible_answer: {"id": "parallel_0", "ground_truth": [{"f": {"a": [1], "b": ["", 2]}}, {"f": {"a": [3]}}]}'),
+        "the question's messages; the ground-truth calls → planner (no thought) + ONE caller turn (first acceptable value of each parameter; `\"\"` first: left out); irrelevance questions → `give_up`, no call; no ground truth → `no_ground_truth`; multi-turn → `bfcl_multi_turn`",
+        "the record's `id`",
+    ),
+    FormatDoc(
+        "xlam",
+        "xLAM / APIGen function-calling rows (`xlam-function-calling-60k`): `tools` and `answers` JSON strings (or lists), flat parameter maps with Python types",
+        ('{"id": 7, "query": "…", "tools": "[{\"name\": \"f\", \"parameters\": {\"a\": {\"type\": \"int\", \"description\": \"…\"}}}]",',
+         ' "answers": "[{\"name\": \"f\", \"arguments\": {\"a\": 5}}]"}'),
+        "`query` → instruction; `answers` → planner (no thought) + ONE caller turn (several: parallel); `answers: []` → `give_up`",
+        "the record's `id` (a number too), else `<file stem>/<index or line>`",
+    ),
+    FormatDoc(
         "umi",
         "canonical trajectories written by `umidata convert` (JSONL or Parquet)",
         ('{"format": "umi.trajectory/v1", "id": "c1", "source": {…}, "instruction": "…", "tools": [{"name": "f", …}],',
@@ -103,7 +119,12 @@ Every chat format shares one rule set (`umi_data/readers/chat.py`):
   example would have an empty target (`empty_completion`) is rejected, never written.
 - **Ids.** `--id-prefix P` puts `P` before every id (e.g. the system that wrote the answers).
 - **Tools** may be given as a JSON string; a tool that is not a function
-  (`{"type": "code_interpreter"}`) is kept in `metadata.other_tools` with a warning.
+  (`{"type": "code_interpreter"}`) is kept in `metadata.other_tools` with a warning. Flat
+  parameter maps (`{"p": {"type": "str", …}}`) and type names that are not JSON Schema's (BFCL's
+  `dict`/`float`/`tuple`/`any`, Java's, Python's `List[int]`, `Optional[str]`) become JSON Schema.
+  `--tools FILE` (a JSON list of tools in any of these shapes, OpenAI, BFCL/xLAM or ToolBench)
+  gives tools to the records that carry none.
+- **JSONL in a `.json` file** is read line by line, each record with a `jsonl_in_json` warning.
 """
 
 

@@ -43,6 +43,7 @@ from typing import Any, Literal
 from umi_data.readers.toolbench import finish_decision
 from umi_data.trajectory import Call, Source, Tool, Trajectory, Turn, derive_outcome
 from umi_data.trajectory.findings import Finding
+from umi_data.trajectory.param_types import is_flat, normalise_parameters
 
 Episode = tuple[Trajectory | None, list[Finding]]
 _MSG_INDEX = re.compile(r"^/[^/]+/(\d+)")
@@ -103,6 +104,8 @@ def parse_tools(raw: Any, pointer: str, source: Source, findings: list[Finding])
         if params is not None and not isinstance(params, dict):
             raise Reject(f"{here}/parameters", "`parameters` must be a JSON Schema object")
         desc = fn.get("description")
+        if is_flat(params):  # xLAM-style {"p": {"type": "str", …}}: never JSON Schema, so made one
+            params = normalise_parameters(params)
         tools.append(Tool(fn["name"], desc if isinstance(desc, str) else "",
                           params if params is not None else {"type": "object", "properties": {}}))
     return tools, others

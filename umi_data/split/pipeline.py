@@ -45,7 +45,17 @@ from umi_data import __version__
 from umi_data.export.convert import UNREAD_REASONS, Checked, judge, reject_row
 from umi_data.output.guard import UnsafeOutput, check_output, clean_stale, output_lock
 from umi_data.output.writers import sha256_file
-from umi_data.readers import DEFAULT_READ, ReadOptions, Record, Unit, expand, parse_unit, read_bytes, sharegpt
+from umi_data.readers import (
+    DEFAULT_READ,
+    ReadOptions,
+    Record,
+    Unit,
+    expand,
+    parse_unit,
+    read_bytes,
+    sharegpt,
+    tool_specs,
+)
 from umi_data.render import chat
 from umi_data.render.roles import ROLE_NAMES, examples, prepare
 from umi_data.render.templates import load_template
@@ -90,6 +100,7 @@ class SplitOptions:
     workers: int = 1
     id_prefix: str = ""
     dataset_info: str | None = None  # --dataset-info: LLaMA-Factory ShareGPT tags per file name
+    tools: str | None = None  # --tools: tool definitions for records that carry none
     max_record_bytes: int = DEFAULT_READ.max_record_bytes
     max_ratio: float = DEFAULT_READ.max_ratio
     allow_empty: bool = False
@@ -184,6 +195,7 @@ class _ShardJob:
     def __init__(self, k: int, stage: Path, opts: SplitOptions) -> None:
         self.k, self.stage, self.opts = k, stage, opts
         sharegpt.use_dataset_info(opts.dataset_info)  # in the process that reads (a worker)
+        tool_specs.use_tools_file(opts.tools)
         self.chat = opts.template == chat.CHAT
         self.template = None if self.chat else load_template(opts.template)
         self.schema = CHAT_SCHEMA if self.chat else EXAMPLE_SCHEMA

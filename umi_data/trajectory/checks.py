@@ -15,8 +15,9 @@ ends in tool calls, outcome ``calls_only``, is fine), ``empty_instruction`` and
 Argument checks validate the decoded arguments with ``jsonschema`` against a *normalised* copy
 of the tool's ``parameters``: only the top-level ``properties`` (their ``type``), ``required``
 and ``additionalProperties`` are used, type names are lower-cased and common aliases mapped
-(``str``, ``int``, ``float``, ``bool``, ``dict``, ``list``), and a parameter whose type name is
-unknown is not type-checked. ToolBench's extra keys (``optional``, ``example_value``) are ignored.
+(``str``, ``int``, ``float``, ``bool``, ``dict``, ``list``; Python annotations such as ``List[int]`` or
+``Optional[str]`` and Java names via ``trajectory/param_types.py``), and a parameter whose type name is
+unknown (or ``any``) is not type-checked. ToolBench's extra keys (``optional``, ``example_value``) are ignored.
 A ``parameters`` that is not usable at all gives ``tool_schema_invalid`` and calls to that tool
 are only checked for being a JSON object.
 """
@@ -35,6 +36,7 @@ from jsonschema import Draft202012Validator
 
 from umi_data.trajectory import Source, Trajectory, Turn, ends_in_calls
 from umi_data.trajectory.findings import Finding
+from umi_data.trajectory.param_types import json_type
 
 FINISH = "Finish"
 HALLUCINATED = "invalid_hallucination_function_name"
@@ -57,7 +59,8 @@ _TYPES = {
 def _norm_type(t: Any) -> str | list[str] | None:
     """A JSON-Schema type from a tool's (possibly odd) type; ``None`` when it cannot be used."""
     if isinstance(t, str):
-        return _TYPES.get(t.strip().lower())
+        known = _TYPES.get(t.strip().lower())
+        return known if known is not None else json_type(t)  # List[int], Optional[str], HashMap …
     if isinstance(t, list):
         names = [_norm_type(x) for x in t]
         if names and all(isinstance(n, str) for n in names):

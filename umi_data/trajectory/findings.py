@@ -42,9 +42,19 @@ _CODES = [
     Code("unknown_format", "error", "No reader recognises the record; the message names the closest format and the field that did not match (`umidata formats` lists the shapes)."),
     Code("schema", "error", "The record does not have the shape its format requires (missing key, wrong type)."),
     Code("no_trajectory", "error", "A ToolBench answer file without `train_messages`: it carries no trajectory."),
+    Code("no_ground_truth", "error", "A benchmark question (BFCL) whose expected calls are not available: no "
+         "`possible_answer/<same file name>` beside the question file, no entry with its id, or a relevance "
+         "question that only expects *some* call."),
+    Code("bfcl_multi_turn", "error", "A BFCL multi-turn or agentic question (`involved_classes`, several turns, "
+         "memory, web search): its expected calls run against BFCL's simulated APIs, whose results are not in "
+         "the data, so it makes no trajectory."),
+    Code("bfcl_answer_file", "error", "A BFCL `possible_answer` record given as input: it is read with the "
+         "question file of the same name, not on its own."),
     Code("excluded", "error", "`umidata split --exclude-ids`: the trajectory or ToolBench query id is listed (e.g. a test query)."),
     Code("duplicate_id", "error", "Another record already produced this trajectory id; the later one is rejected."),
     # Semantics: the record parses; these describe what it says.
+    Code("jsonl_in_json", "warning", "A `.json` file holds one JSON record per line (JSONL, as BFCL publishes "
+         "its data); it is read line by line."),
     Code("duplicate_key", "warning", "A JSON object repeats a key; JSON readers keep the last value and "
          "ignore the earlier ones."),
     Code("unknown_tool", "warning", "A call names a tool that is not in the tool list (a hallucinated name)."),
