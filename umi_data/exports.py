@@ -118,7 +118,7 @@ def _continues(prev: Trajectory, t: Trajectory) -> bool:
 
 
 def _metadata(t: Trajectory) -> dict[str, Any]:
-    hidden = ("system", "other_tools", *(_EPISODE_KEYS if episode_of(t) is not None else ()))
+    hidden = ("other_tools", *(_EPISODE_KEYS if episode_of(t) is not None else ()))
     return {k: v for k, v in t.metadata.items() if k not in hidden}
 
 
@@ -224,8 +224,8 @@ def openai_chat(chat_id: str, t: Trajectory) -> dict[str, Any]:
     """One trajectory (its history first) as an OpenAI chat record."""
     episodes = episode_of(t) is not None  # a chat's earlier requests: history by the episode rule
     msgs: list[dict[str, Any]] = []
-    if isinstance(t.metadata.get("system"), str):
-        msgs.append({"role": "system", "content": t.metadata["system"]})
+    if t.system is not None:
+        msgs.append({"role": "system", "content": t.system})
     msgs += _openai_messages(t.history, context=not episodes) + _openai_messages(t.turns, context=False)
     tools: list[Any] = [{"type": "function", "function": tool.to_dict()} for tool in t.tools]
     tools += t.metadata.get("other_tools") or []
@@ -348,8 +348,8 @@ def sharegpt_record(chat_id: str, t: Trajectory) -> dict[str, Any]:
     msgs, _ = _alternate(_sharegpt_messages(t.history + t.turns))
     conv = [{"from": m.tag, "value": _sharegpt_value(m, msgs[k - 1] if k else None)} for k, m in enumerate(msgs)]
     rec: dict[str, Any] = {"id": chat_id, "conversations": conv}
-    if isinstance(t.metadata.get("system"), str):
-        rec["system"] = t.metadata["system"]
+    if t.system is not None:
+        rec["system"] = t.system
     rec["tools"] = json.dumps([tool.to_dict() for tool in t.tools] + (t.metadata.get("other_tools") or []),
                               ensure_ascii=False)
     return rec

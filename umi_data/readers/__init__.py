@@ -480,6 +480,8 @@ def _type_problem(t: Trajectory) -> tuple[str, str] | None:
         return "/id", "the trajectory id must be a non-empty string"
     if not isinstance(t.instruction, str):
         return "/instruction", f"the instruction must be text, not {type(t.instruction).__name__}"
+    if t.system is not None and not isinstance(t.system, str):
+        return "/system", f"the system prompt must be text, not {type(t.system).__name__}"
     for i, tool in enumerate(t.tools):
         params = tool.parameters
         if not isinstance(tool.name, str) or not isinstance(tool.description, str):

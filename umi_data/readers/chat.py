@@ -4,7 +4,7 @@ The chat readers (``openai`` and its variants, ``sharegpt``, ``toolllama``) only
 input into a list of :class:`Msg` (system / user / assistant / tool); :func:`build` applies the
 rules below, so every chat format maps to planner / caller / observation / conclusion alike.
 
-- ``system`` → ``metadata["system"]`` (several joined with a blank line); no turn.
+- ``system`` → the trajectory's ``system`` (several joined with a blank line); no turn.
 - ``user`` → a user turn.
 - ``assistant`` with calls → a planner turn (``thought`` = reasoning and text, decision ``call``)
   + ONE caller turn with all its calls in order. A call named ``Finish`` (ToolBench's
@@ -231,8 +231,7 @@ def build(
         return [(None, [*findings, Finding("schema", "the chat has no user message (no instruction)", source,
                                            where)])]
     meta = dict(metadata or {})
-    if system:
-        meta["system"] = "\n\n".join(system)
+    system_text = "\n\n".join(system) if system else None
     context = [k for k, m in enumerate(msgs) if m.context]
     if context:  # history = up to the first assistant step after the last message not to learn
         mode = "last_step"
@@ -257,7 +256,7 @@ def build(
         user = next(t for t in turns if t.role == "user")
         cut = starts[-1]
         t = Trajectory(traj_id, source, user.content or "", tools, turns[cut:], derive_outcome(turns[cut:]),
-                       meta, turns[:cut])
+                       meta, turns[:cut], system_text)
         return [(t, [f for fs in per for f in fs])]
     out: list[Episode] = []
     for e, (s, end) in enumerate(bounds):
@@ -269,6 +268,6 @@ def build(
             m["umi_episode"], m["umi_episodes"] = e + 1, len(bounds)
         tid = traj_id if e == 0 else f"{traj_id}#{e + 1}"
         traj = Trajectory(tid, source, (user.content or "") if user else "", tools, own, derive_outcome(own), m,
-                          turns[:s])
+                          turns[:s], system_text)
         out.append((traj, per[e]))
     return out
