@@ -27,10 +27,13 @@ from umi_data.findings import Finding
 from umi_data.readers import (
     alpha_umi,
     canonical,
+    hermes,
     openai,
     openai_functions,
     openai_typed,
     sharegpt,
+    taubench,
+    toolace,
     toolbench,
     toolllama,
 )
@@ -42,6 +45,9 @@ READERS: dict[str, ModuleType] = {
     toolbench.FORMAT: toolbench,
     alpha_umi.FORMAT: alpha_umi,
     toolllama.FORMAT: toolllama,
+    hermes.FORMAT: hermes,
+    toolace.FORMAT: toolace,
+    taubench.FORMAT: taubench,
     sharegpt.FORMAT: sharegpt,
     openai_typed.FORMAT: openai_typed,
     openai_functions.FORMAT: openai_functions,

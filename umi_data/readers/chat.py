@@ -290,6 +290,7 @@ def build(
                                            where)])]
     meta = dict(metadata or {})
     last_meta = {TRAILING_USER: trailing} if trailing else {}
+    system = [text for text in system if text.strip()]
     system_text = "\n\n".join(system) if system else None
     context = [k for k, m in enumerate(msgs) if m.context]
     if context:  # history = up to the first assistant step after the last message not to learn

@@ -145,13 +145,14 @@ def _function_call(fc: Any, where: str) -> Call:
     return Call(fc["name"], _arguments(fc.get("arguments", "{}"), f"{where}/function_call/arguments"))
 
 
-def messages(raw: Any, source: Source, findings: list[Finding]) -> list[Msg]:
-    """OpenAI-family messages (plain, typed parts, legacy functions) → :class:`Msg`."""
+def messages(raw: Any, source: Source, findings: list[Finding], key: str = "messages") -> list[Msg]:
+    """OpenAI-family messages (plain, typed parts, legacy functions) → :class:`Msg`; ``key``
+    names the field that held them, for the pointers."""
     if not isinstance(raw, list):
-        raise Reject("/messages", "`messages` must be a list of chat messages")
+        raise Reject(f"/{key}", f"`{key}` must be a list of chat messages")
     out = []
     for i, m in enumerate(raw):
-        where = f"/messages/{i}"
+        where = f"/{key}/{i}"
         if not isinstance(m, dict):
             raise Reject(where, "a message must be an object")
         raw_role = m.get("role")
