@@ -87,8 +87,9 @@ def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], 
                   allow_empty: bool, quiet: bool) -> None:  # fmt: skip
     """Split trajectories into the GLPFT role datasets: global, planner, caller, summarizer.
 
-    INPUTS are ToolBench answer trees, files or data.zip, α-UMi stage-2 JSON, ToolLLaMA, ShareGPT
-    or OpenAI-style chats (JSON/JSONL) or umi trajectories (JSONL/Parquet); `umidata formats`.
+    INPUTS are ToolBench answer trees, files or data.zip, α-UMi stage-2 JSON, ToolLLaMA, ShareGPT,
+    Hermes, ToolACE, τ-bench or OpenAI-style chats (JSON/JSONL) or umi trajectories (JSONL/Parquet);
+    `umidata formats`.
     Writes OUTDIR/<role>/{train,dev}-*.parquet, manifest.json, README.md and rejects.jsonl.
     Exit 0: all records used; 1: some rejected; 2: usage or I/O error, OUTDIR in use by another
     run, no record read, or a worker process killed; 3: internal error.
