@@ -75,6 +75,7 @@ _CODES = [
     Code("calls_in_text", "warning", "A chat that declares no tools has assistant text that opens like tool calls but cannot be read as them; it is kept as text (an answer or a plain message): check it."),
     Code("unanswered_user", "warning", "A chat ends with user messages nothing answers (e.g. a user simulator's `###STOP###`): the chat ends before them; their text is kept in `metadata.umi_trailing_user`."),
     Code("tools_inferred", "warning", "The record lists no tools (τ-bench trajectories): tools are named from its calls, without descriptions or parameter schemas; `metadata.umi_tools_inferred` marks them."),
+    Code("terminal_action", "warning", "A τ-bench run ends on the result of its last call (the environment ended the episode, e.g. `transfer_to_human_agents`): the trajectory ends in that call (`calls_only`); the result is kept in `metadata.umi_final_results`."),
     Code("tool_schema_invalid", "warning", "A tool's `parameters` is not a usable JSON Schema; calls to it are checked "
          "only for being a JSON object."),
 ]

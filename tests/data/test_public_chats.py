@@ -120,9 +120,10 @@ def test_toolace_call_that_is_not_literal_stays_text_with_a_warning(tmp_path: Pa
 def test_tau_bench() -> None:
     recs = read(TAU)
     assert {r.source.format for r in recs} == {"tau-bench"} and all(r.accepted for r in recs)
-    ask, cancel_check, cancel, single = (r.trajectory for r in recs)
-    assert [t.id for t in (ask, cancel_check, cancel, single)] == [
-        "tau-bench-retail/0", "tau-bench-retail/0#2", "tau-bench-retail/0#3", "tau-bench-retail/1"]
+    ask, cancel_check, cancel, single, transfer = (r.trajectory for r in recs)
+    assert [t.id for t in (ask, cancel_check, cancel, single, transfer)] == [
+        "tau-bench-retail/0", "tau-bench-retail/0#2", "tau-bench-retail/0#3", "tau-bench-retail/1",
+        "tau-bench-retail/2"]
     assert ask.system.startswith("# Retail agent policy") and ask.metadata["task_id"] == 3
     assert ask.metadata["reward"] == 1.0 and ask.metadata["info"]["task"]["user_id"] == "ada_9"
     # no tool list: named from the record's calls, with a warning and a mark
@@ -135,6 +136,11 @@ def test_tau_bench() -> None:
                              ("caller", [("get_order", {"order_id": "#W7"})]),
                              ("observation", '{"order_id": "#W7", "status": "in transit"}'),
                              ("planner", "conclude"), ("conclusion", "Order #W7 is in transit.")]
+    # the environment ended the run on the transfer's result: the run ends in the call, result kept
+    assert transfer.outcome == "calls_only" and turns(transfer)[-1][1][0][0] == "transfer_to_human_agents"
+    assert transfer.metadata["umi_final_results"] == [{"call_id": "call_c1", "name": "transfer_to_human_agents",
+                                                       "content": "Transfer successful"}]
+    assert "terminal_action" in codes(recs[4])
 
 
 def test_new_readers_round_trip_through_exports(tmp_path: Path) -> None:
@@ -288,3 +294,16 @@ def test_text_call_parsers_never_evaluate() -> None:
         tagged_calls("<tool_call>not a call</tool_call>")
     assert double_encoded(json.dumps('{"a": 1}')) == '{"a": 1}'
     assert double_encoded('{"a": 1}') is None and double_encoded(json.dumps("plain")) is None
+
+
+def test_llamafactory_sharegpt_is_not_taken_for_hermes_or_toolace(tmp_path: Path) -> None:
+    """Structured ShareGPT calls stay the sharegpt reader's, even with a tool list or a
+    ``<tool_call>`` mention in the system text."""
+    tools = [{"name": "area", "description": "Area", "parameters": {"type": "object", "properties": {}}}]
+    rec = {"system": f"Functions you can invoke:\n{json.dumps(tools)}\nAnswer in <tool_call> tags.",
+           "conversations": [{"from": "human", "value": "Area?"},
+                             {"from": "function_call", "value": json.dumps({"name": "area", "arguments": {}})},
+                             {"from": "observation", "value": "1"}, {"from": "gpt", "value": "It is 1."}]}
+    hermes_like = {"conversations": [{"from": "system", "value": "<tools>[]</tools>"}, *rec["conversations"]]}
+    a, b = read(write_jsonl(tmp_path / "lf.jsonl", [rec, hermes_like]))
+    assert (a.source.format, b.source.format) == ("sharegpt", "sharegpt") and a.accepted and b.accepted

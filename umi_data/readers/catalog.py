@@ -66,7 +66,7 @@ CATALOG: tuple[FormatDoc, ...] = (
         "τ-bench / APIGen-MT agent runs (`run.py` results, `historical_trajectories/*.json`): an OpenAI chat in `traj`, no tool list",
         ('{"task_id": 3, "trial": 0, "reward": 1.0, "info": {"task": {…}, …}, "traj": [{"role": "system", "content": "# Airline Agent Policy …"}, {"role": "user", …},',
          ' {"role": "assistant", "content": null, "tool_calls": […]}, {"role": "tool", "tool_call_id": "…", …}, {"role": "assistant", …}, {"role": "user", "content": "Thanks! ###STOP###"}]}'),
-        "as `openai`; the policy → `system`; the simulator's last line ends the chat (`unanswered_user`); tools named from the calls (`tools_inferred`); `task_id`, `trial`, `reward`, `info` → metadata",
+        "as `openai`; the policy → `system`; the simulator's last line ends the chat (`unanswered_user`); a run the environment ended on a call's result ends in that call (`terminal_action`); tools named from the calls (`tools_inferred`); `task_id`, `trial`, `reward`, `info` → metadata",
         _CHAT_ID,
     ),
     FormatDoc(

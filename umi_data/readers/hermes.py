@@ -49,12 +49,13 @@ _ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant
 _TOOLS = re.compile(r"<tools>(.*?)</tools>", re.S)
 _RESPONSE = re.compile(r"<tool_response>(.*?)(?:</tool_response>|\Z)", re.S)
 _KNOWN = ("id", "conversations", "tools", "system")
+_SHAREGPT_TAGS = ("function_call", "observation")
 
 
 def sniff(obj: Any) -> bool:
     convs = obj.get("conversations") if isinstance(obj, dict) else None
-    if not isinstance(convs, list):
-        return False
+    if not isinstance(convs, list) or any(isinstance(c, dict) and c.get("from") in _SHAREGPT_TAGS for c in convs):
+        return False  # LLaMA-Factory's structured calls: the sharegpt reader's
     for item in convs:
         if not isinstance(item, dict) or not isinstance(item.get("value"), str):
             continue

@@ -19,7 +19,11 @@ Input shape: a JSON list (or JSONL) of one agent run per task::
 (the domain policy) is the trajectory's ``system``; the user simulator's last line
 (``###STOP###``) ends the chat with an ``unanswered_user`` warning. Each request of the chat (a
 user message after an answer) is its own trajectory, as for every chat. ``task_id``, ``trial``,
-``reward`` and ``info`` (the task and its ground-truth actions) go to ``metadata``.
+``reward`` and ``info`` (the task and its ground-truth actions) go to ``metadata``. A run that
+ends on the result of its last call (``transfer_to_human_agents``: the environment ends the
+episode on some actions) ends in that call (outcome ``calls_only``: the call is learned, no
+answer is made up), with a ``terminal_action`` warning; the result is kept in
+``metadata.umi_final_results``.
 
 The record lists no tools: a ``tools`` field is used when there is one; otherwise the tools are
 named from the calls (no description, parameters ``{"type": "object"}`` accepting any argument),
@@ -32,16 +36,25 @@ from __future__ import annotations
 from typing import Any
 
 from umi_data.findings import Finding
-from umi_data.readers.chat import Episode, Reject, build, parse_tools
+from umi_data.readers.chat import Episode, Msg, Reject, build, parse_tools
 from umi_data.readers.openai import messages
 from umi_data.trajectory import Source, Tool
 
 FORMAT = "tau-bench"
 _META = ("task_id", "trial", "reward", "info")
+FINAL_RESULTS = "umi_final_results"
 
 
 def sniff(obj: Any) -> bool:
     return isinstance(obj, dict) and isinstance(obj.get("traj"), list) and "task_id" in obj
+
+
+def _final_results(msgs: list[Msg]) -> list[Msg]:
+    """The tool messages that end the run right after its last call (none when it ends otherwise)."""
+    k = len(msgs)
+    while k > 0 and msgs[k - 1].role == "tool":
+        k -= 1
+    return msgs[k:] if k < len(msgs) and k > 0 and msgs[k - 1].role == "assistant" and msgs[k - 1].calls else []
 
 
 def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
@@ -52,6 +65,14 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
     except Reject as r:
         return [(None, [*findings, Finding("schema", r.message, source, r.pointer)])]
     metadata: dict[str, Any] = {k: obj[k] for k in _META if k in obj}
+    final = _final_results(msgs)
+    if final:
+        metadata[FINAL_RESULTS] = [{"call_id": m.call_id, "name": m.name, "content": m.text} for m in final]
+        findings.append(Finding("terminal_action", f"the run ends on the result of its last call "
+                                f"({final[0].name or '?'}): the environment ended the episode there, so the trajectory "
+                                f"ends in that call (calls_only); the result is kept in metadata.{FINAL_RESULTS}",
+                                source, final[0].pointer))
+        msgs = msgs[: len(msgs) - len(final)]
     if others:
         metadata["other_tools"] = others
     if not tools:
