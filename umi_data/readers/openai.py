@@ -25,7 +25,7 @@ kept in ``metadata.other_tools`` with a ``non_function_tool`` warning. The same 
 ``openai-typed`` and ``openai-functions`` variants (their modules show their shapes).
 
 Rules: ``readers/chat.py`` (shared by every chat format): ``system``/``developer`` →
-``metadata["system"]``; ``user`` → user turn; ``assistant`` with ``tool_calls`` → planner
+the trajectory's ``system``; ``user`` → user turn; ``assistant`` with ``tool_calls`` → planner
 (``thought`` = content, decision ``call``) + ONE caller turn with all its calls in order (call
 ids kept; a ``Finish`` call → ``conclude`` + conclusion, or ``give_up``); ``assistant`` without
 calls that ends a request → planner ``conclude`` + conclusion, else a plain planner turn;
