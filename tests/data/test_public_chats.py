@@ -307,3 +307,17 @@ def test_llamafactory_sharegpt_is_not_taken_for_hermes_or_toolace(tmp_path: Path
     hermes_like = {"conversations": [{"from": "system", "value": "<tools>[]</tools>"}, *rec["conversations"]]}
     a, b = read(write_jsonl(tmp_path / "lf.jsonl", [rec, hermes_like]))
     assert (a.source.format, b.source.format) == ("sharegpt", "sharegpt") and a.accepted and b.accepted
+
+
+def test_deeply_nested_text_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    hermes = json.loads(HERMES.read_text())[2]
+    hermes["conversations"][2]["value"] = f'<tool_call>{{"name": "get_news", "arguments": {{"a": {deep}}}}}</tool_call>'
+    toolace = json.loads(TOOLACE.read_text())[0]
+    toolace["conversations"][1]["value"] = f"[newAddress(password={deep})]"
+    toolace["conversations"][2]["value"] = deep
+    twice = json.dumps(json.dumps("x"))
+    no_tools = chat({"role": "user", "content": "q"}, {"role": "assistant", "content": twice + deep},
+                    {"role": "assistant", "content": '{"name": "f", "arguments": ' + deep + "}"}, tools=[])
+    recs = read(write_jsonl(tmp_path / "deep.jsonl", [hermes, toolace, no_tools]))
+    assert all("internal_error" not in codes(r) for r in recs), [r.findings for r in recs]

@@ -44,7 +44,7 @@ def literal(text: str) -> Any:
     :class:`ValueError` when it is neither."""
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     try:
         return ast.literal_eval(text.strip())
@@ -62,8 +62,8 @@ def _arguments(args: Any, what: str) -> str:
     if isinstance(args, dict):
         try:
             return json.dumps(args, ensure_ascii=False)
-        except (TypeError, ValueError) as e:
-            raise CallSyntax(f"{what}: arguments are not JSON-serialisable ({e})") from None
+        except (TypeError, ValueError, RecursionError) as e:
+            raise CallSyntax(f"{what}: arguments are not JSON-serialisable ({type(e).__name__})") from None
     raise CallSyntax(f"{what}: `arguments` must be an object or a string, not {type(args).__name__}")
 
 
@@ -187,7 +187,7 @@ def json_calls(text: str) -> list[Call] | None:
         return None
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(i, dict) and isinstance(i.get("name"), str)
@@ -218,6 +218,6 @@ def double_encoded(arguments: str) -> str | None:
         inner = json.loads(arguments)
         if isinstance(inner, str) and isinstance(json.loads(inner), dict):
             return inner
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return None

@@ -49,7 +49,7 @@ def tool_list(text: str) -> tuple[list[dict[str, Any]], int, int] | None:
     while at >= 0:
         try:
             value, end = _DECODER.raw_decode(text, at)
-        except ValueError:
+        except (ValueError, RecursionError):
             value, end = None, at
         if isinstance(value, list) and value and all(isinstance(t, dict) and isinstance(t.get("name"), str)
                                                      for t in value):
@@ -74,7 +74,7 @@ def _results(value: str) -> list[tuple[str | None, str]]:
     """``(name, content)`` per item of a ToolACE result list, else the whole value once."""
     try:
         data = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if isinstance(data, list) and data and all(
             isinstance(d, dict) and isinstance(d.get("name"), str) and ("results" in d or "content" in d)
