@@ -140,7 +140,7 @@ def test_tau_bench() -> None:
     assert transfer.outcome == "calls_only" and turns(transfer)[-1][1][0][0] == "transfer_to_human_agents"
     assert transfer.metadata["umi_final_results"] == [{"call_id": "call_c1", "name": "transfer_to_human_agents",
                                                        "content": "Transfer successful"}]
-    assert "terminal_action" in codes(recs[4])
+    assert "terminal_action" in codes(recs[4]) and "terminal_action" not in codes(recs[0])
 
 
 def test_new_readers_round_trip_through_exports(tmp_path: Path) -> None:
@@ -321,3 +321,15 @@ def test_deeply_nested_text_is_a_finding_not_a_crash(tmp_path: Path) -> None:
                     {"role": "assistant", "content": '{"name": "f", "arguments": ' + deep + "}"}, tools=[])
     recs = read(write_jsonl(tmp_path / "deep.jsonl", [hermes, toolace, no_tools]))
     assert all("internal_error" not in codes(r) for r in recs), [r.findings for r in recs]
+
+
+def test_tau_bench_terminal_action_warns_on_the_last_request(tmp_path: Path) -> None:
+    rec = json.loads(TAU.read_text())[0]
+    rec["traj"][-1] = {"role": "user", "content": "Actually, get me a human."}
+    rec["traj"] += [{"role": "assistant", "content": None, "tool_calls": [tcall("call_t", "transfer_to_human_agents",
+                                                                               '{"summary": "wants a human"}')]},
+                    {"role": "tool", "tool_call_id": "call_t", "name": "transfer_to_human_agents",
+                     "content": "Transfer successful"}]
+    recs = read(write_jsonl(tmp_path / "t.jsonl", [rec]))
+    assert [r.trajectory.id for r in recs][-1] == "t/1#4" and recs[-1].trajectory.outcome == "calls_only"
+    assert [("terminal_action" in codes(r)) for r in recs] == [False, False, False, True]

@@ -1,6 +1,7 @@
 """Chat-shaped records → canonical trajectories: the one rule set every chat reader shares.
 
-The chat readers (``openai`` and its variants, ``sharegpt``, ``toolllama``) only translate their
+The chat readers (``openai`` and its variants, ``sharegpt``, ``toolllama``, ``hermes``, ``toolace``,
+``tau-bench``) only translate their
 input into a list of :class:`Msg` (system / user / assistant / tool); :func:`build` applies the
 rules below, so every chat format maps to planner / caller / observation / conclusion alike.
 
@@ -18,6 +19,12 @@ rules below, so every chat format maps to planner / caller / observation / concl
 - ``tool`` → an observation; it answers the call with its ``call_id``, else the oldest
   unanswered call. One tool message holding the results of several waiting calls (a JSON list
   of ``{"name", "content"}``, LLaMA-Factory's typed-part data) is one observation per call.
+
+Small mismatches of published chats are mended with a warning, never a reject (:func:`_mend`):
+arguments encoded twice are decoded once; in a chat that declares no tools, assistant text that
+is calls in a known syntax (``readers/textcalls.py``) is read as calls, text that only opens
+like calls stays text with a warning; user messages nothing answers at the chat's end (a user
+simulator's ``###STOP###``) end the chat, their text in ``metadata["umi_trailing_user"]``.
 
 Episodes (multi-turn chats): a user message that comes after an answer (or a give-up) starts a
 new request. Each request becomes its own trajectory — its instruction is its first user

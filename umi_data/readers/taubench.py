@@ -68,10 +68,6 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
     final = _final_results(msgs)
     if final:
         metadata[FINAL_RESULTS] = [{"call_id": m.call_id, "name": m.name, "content": m.text} for m in final]
-        findings.append(Finding("terminal_action", f"the run ends on the result of its last call "
-                                f"({final[0].name or '?'}): the environment ended the episode there, so the trajectory "
-                                f"ends in that call (calls_only); the result is kept in metadata.{FINAL_RESULTS}",
-                                source, final[0].pointer))
         msgs = msgs[: len(msgs) - len(final)]
     if others:
         metadata["other_tools"] = others
@@ -83,4 +79,10 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
             findings.append(Finding("tools_inferred", f"the record lists no tools; {len(names)} named from its calls "
                                     f"({', '.join(names[:8])}{', …' if len(names) > 8 else ''}), without descriptions "
                                     "or parameter schemas", source, "/traj"))
-    return build(msgs, tools, source, traj_id, findings, metadata, where="/traj")
+    episodes = build(msgs, tools, source, traj_id, findings, metadata, where="/traj")
+    if final:  # the last request's warning (its pointer is past the messages build saw)
+        episodes[-1][1].append(Finding("terminal_action", f"the run ends on the result of its last call "
+                                       f"({final[0].name or '?'}): the environment ended the episode there, so the "
+                                       f"trajectory ends in that call (calls_only); the result is kept in "
+                                       f"metadata.{FINAL_RESULTS}", source, final[0].pointer))
+    return episodes
