@@ -333,3 +333,24 @@ def test_tau_bench_terminal_action_warns_on_the_last_request(tmp_path: Path) -> 
     recs = read(write_jsonl(tmp_path / "t.jsonl", [rec]))
     assert [r.trajectory.id for r in recs][-1] == "t/1#4" and recs[-1].trajectory.outcome == "calls_only"
     assert [("terminal_action" in codes(r)) for r in recs] == [False, False, False, True]
+
+
+def test_umieval_prompts_follow_the_splits_system_prompt(tmp_path: Path) -> None:
+    """``umieval`` builds a split's test prompts as the split rendered them, system prompt included."""
+    from umi_eval.steps import Prompts, load_steps
+
+    out = tmp_path / "alpha"
+    assert run("split", TAU, "-o", out, "--workers", "1", "--dev-ratio", "0", "--system-prompt", "prepend",
+               "--roles", "planner").exit_code == 0
+    rows = {(r["trajectory_id"], r["step"]): r["prompt"]
+            for f in (out / "planner").glob("*.parquet") for r in pq.read_table(f).to_pylist()}
+    steps = load_steps([out], split="train").steps
+    assert steps and {(s.trajectory_id, s.step): Prompts().planner(s) for s in steps} == rows
+    assert all(p.startswith("# Retail agent policy") for p in rows.values())
+    for extra, want in (((), "prepend"), (("--system-prompt", "ignore"), "ignore")):
+        out = tmp_path / f"chat-{want}"
+        assert run("split", TAU, "-o", out, "--workers", "1", "--dev-ratio", "0", "--template", "chat",
+                   *extra).exit_code == 0
+        chat_steps = load_steps([out], split="train").steps
+        assert {s.system_prompt for s in chat_steps} == {want}
+        assert all(not s.prepared.prefix for s in chat_steps)  # α-UMi references stay the paper's
