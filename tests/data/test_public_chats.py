@@ -354,3 +354,15 @@ def test_umieval_prompts_follow_the_splits_system_prompt(tmp_path: Path) -> None
         chat_steps = load_steps([out], split="train").steps
         assert {s.system_prompt for s in chat_steps} == {want}
         assert all(not s.prepared.prefix for s in chat_steps)  # α-UMi references stay the paper's
+
+
+def test_hermes_tools_without_tags_or_as_a_literal_column(tmp_path: Path) -> None:
+    rec = json.loads(HERMES.read_text())[0]
+    spec = {"name": "get_quote", "description": "Latest price", "parameters": {"type": "object", "properties": {}}}
+    prompt = "You can use these functions -\n" + json.dumps(spec, indent=2) + "\n\nAnswer briefly."
+    glaive = {**rec, "conversations": [{"from": "system", "value": prompt}, *rec["conversations"][1:]]}
+    column = {**rec, "tools": repr([spec]), "conversations": [{"from": "system", "value": "Be brief."},
+                                                             *rec["conversations"][1:]]}
+    a, b = (r.trajectory for r in read(write_jsonl(tmp_path / "h.jsonl", [glaive, column]))[::2])
+    assert [t.name for t in a.tools] == ["get_quote"] and a.system == "You can use these functions -\nAnswer briefly."
+    assert [t.name for t in b.tools] == ["get_quote"] and b.system == "Be brief."

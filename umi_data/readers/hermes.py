@@ -18,9 +18,11 @@ Input shape: a JSON list (or JSONL) of ShareGPT records whose calls and results 
 Tools: the ``<tools>…</tools>`` block of the system prompt (the first one that holds a list;
 the prompt's prose mentions the tags empty), JSON or a Python literal (``ast.literal_eval``,
 never executed), a list or one tool per line, each ``{type: function, function: {…}}`` or a bare
-``{name, description, parameters}``; a ``tools`` field (list or JSON string) when the record has
-one. The system prompt without that block is the trajectory's ``system`` (a ``system`` field, as
-LLaMA-Factory's ShareGPT has, is read like a first ``system`` message).
+``{name, description, parameters}``; without ``<tools>`` tags, the JSON function objects written in
+the prompt (glaive's "access to the following functions -\n{…}"); a ``tools`` field (a list, or a
+string holding JSON or a Python literal) when the record has one. The system prompt without the
+tool list is the trajectory's ``system`` (a ``system`` field, as LLaMA-Factory's ShareGPT has, is
+read like a first ``system`` message).
 
 Calls: each ``<tool_call>…</tool_call>`` block of a ``gpt`` message (JSON, a Python literal, or a
 Python call ``f(a=1)``) is a call; several are parallel calls; the text around them is the
@@ -49,6 +51,7 @@ _ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant
 _TOOLS = re.compile(r"<tools>(.*?)</tools>", re.S)
 _RESPONSE = re.compile(r"<tool_response>(.*?)(?:</tool_response>|\Z)", re.S)
 _KNOWN = ("id", "conversations", "tools", "system")
+_DECODER = json.JSONDecoder()
 _SHAREGPT_TAGS = ("function_call", "observation")
 
 
@@ -94,11 +97,39 @@ def tools_from_system(text: str, pointer: str, source: Source,
     if found is None:
         if _TOOLS.search(text) and any(m.group(1).strip() for m in _TOOLS.finditer(text)):
             raise Reject(pointer, "the system prompt's <tools> block is not a tool list (JSON or a Python literal)")
+        items, spans = _json_tools(text)
+    else:
+        items, spans = found[0], [found[1].span()]
+    if not items:
         return [], [], text
-    items, m = found
     tools, others = parse_tools(items, pointer, source, findings)
-    rest = (text[: m.start()].rstrip() + "\n" + text[m.end():].lstrip()).strip()
-    return tools, others, rest
+    rest, at = [], 0
+    for start, end in spans:
+        rest.append(text[at:start].rstrip())
+        at = end
+    rest.append(text[at:].lstrip())
+    return tools, others, "\n".join(r for r in rest if r).strip()
+
+
+def _json_tools(text: str) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
+    """Function specs written as JSON objects in the system text without ``<tools>`` tags (glaive's
+    "access to the following functions -\n{…}\n{…}"), with their spans."""
+    items: list[dict[str, Any]] = []
+    spans: list[tuple[int, int]] = []
+    if '"name"' not in text:
+        return items, spans
+    at = text.find("{")
+    while at >= 0:
+        try:
+            value, end = _DECODER.raw_decode(text, at)
+        except (ValueError, RecursionError):
+            value, end = None, at + 1
+        if isinstance(value, dict) and isinstance(value.get("name"), str) and (
+                "parameters" in value or "description" in value or "function" in value):
+            items.append(value)
+            spans.append((at, end))
+        at = text.find("{", max(end, at + 1))
+    return items, spans
 
 
 def _responses(value: str) -> list[tuple[str | None, str]]:
@@ -121,7 +152,13 @@ def _responses(value: str) -> list[tuple[str | None, str]]:
 def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
     findings: list[Finding] = []
     try:
-        tools, others = parse_tools(obj.get("tools"), "/tools", source, findings)
+        raw_tools = obj.get("tools")
+        if isinstance(raw_tools, str) and raw_tools.strip():
+            try:  # a tools column written as JSON, or as a Python literal
+                raw_tools = literal(raw_tools)
+            except ValueError:
+                raise Reject("/tools", "`tools` is a string but neither JSON nor a Python literal") from None
+        tools, others = parse_tools(raw_tools, "/tools", source, findings)
         convs = obj.get("conversations")
         if not isinstance(convs, list):
             raise Reject("/conversations", "`conversations` must be a list of {from, value}")
