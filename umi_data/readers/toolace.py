@@ -67,7 +67,7 @@ def sniff(obj: Any) -> bool:
     first = convs[0].get("from") if isinstance(convs[0], dict) else None
     if any(isinstance(c, dict) and c.get("from") == "function_call" for c in convs):
         return False  # LLaMA-Factory's structured calls: the sharegpt reader's
-    return first in _ROLES and "[" in obj["system"] and tool_list(obj["system"]) is not None
+    return isinstance(first, str) and first in _ROLES and "[" in obj["system"] and tool_list(obj["system"]) is not None
 
 
 def _results(value: str) -> list[tuple[str | None, str]]:
