@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from umi_data.chat import SYSTEM
-from umi_data.cli import main
+from umi_data.cli.commands import main
 from umi_data.readers import read_inputs
 from umi_data.readers.textcalls import CallSyntax, calls_in_text, double_encoded, python_calls, tagged_calls
-from umi_data.roles import examples, prepare
+from umi_data.render.chat import SYSTEM
+from umi_data.render.roles import examples, prepare
 from umi_data.trajectory import Trajectory
 
 from .conftest import chat, tcall, write_jsonl
@@ -337,7 +337,7 @@ def test_tau_bench_terminal_action_warns_on_the_last_request(tmp_path: Path) -> 
 
 def test_umieval_prompts_follow_the_splits_system_prompt(tmp_path: Path) -> None:
     """``umieval`` builds a split's test prompts as the split rendered them, system prompt included."""
-    from umi_eval.steps import Prompts, load_steps
+    from umi_eval.generate.steps import Prompts, load_steps
 
     out = tmp_path / "alpha"
     assert run("split", TAU, "-o", out, "--workers", "1", "--dev-ratio", "0", "--system-prompt", "prepend",

@@ -40,10 +40,10 @@ import json
 import re
 from typing import Any
 
-from umi_data.findings import Finding
 from umi_data.readers.chat import Episode, Msg, Reject, build, parse_tools
 from umi_data.readers.textcalls import CallSyntax, literal, tagged_calls
 from umi_data.trajectory import Source, Tool
+from umi_data.trajectory.findings import Finding
 
 FORMAT = "hermes"
 _ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",

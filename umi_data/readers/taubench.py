@@ -35,10 +35,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from umi_data.findings import Finding
 from umi_data.readers.chat import Episode, Msg, Reject, build, parse_tools
 from umi_data.readers.openai import messages
 from umi_data.trajectory import Source, Tool
+from umi_data.trajectory.findings import Finding
 
 FORMAT = "tau-bench"
 _META = ("task_id", "trial", "reward", "info")

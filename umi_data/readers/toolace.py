@@ -31,10 +31,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from umi_data.findings import Finding
 from umi_data.readers.chat import Episode, Msg, Reject, build, parse_tools
 from umi_data.readers.textcalls import CallSyntax, python_calls
 from umi_data.trajectory import Source, Tool
+from umi_data.trajectory.findings import Finding
 
 FORMAT = "toolace"
 _ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "tool": "tool",
