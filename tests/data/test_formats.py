@@ -206,7 +206,7 @@ def test_openai_typed(tmp_path: Path) -> None:
     t1, t2 = (r.trajectory for r in recs)
     assert [f.code for f in recs[0].findings] == ["non_function_tool"] and recs[0].findings[0].pointer == "/tools/1"
     assert t1.metadata["other_tools"] == [{"type": "code_interpreter"}] and [t.name for t in t1.tools] == ["local_time"]
-    assert t1.metadata["system"] == "Reason, then act." and t1.instruction == "Time in Oslo?"
+    assert t1.system == "Reason, then act." and t1.instruction == "Time in Oslo?"
     assert (t1.turns[1].thought, t1.turns[1].decision) == ("I need local_time.", "call")
     assert t1.turns[2].calls[0].arguments == '{"city": "Oslo"}' and t1.turns[3].content == "09:00"
     assert (t1.turns[4].thought, t1.turns[4].decision, t1.turns[5].content) == ("Report it.", "conclude",
@@ -237,8 +237,8 @@ def test_toolllama(tmp_path: Path) -> None:
     s2, s4 = trajectories(write_json(tmp_path / "toolllama_G1.json", toolllama_like()))
     assert s2.id == "Step 2: Find a cafe in Oslo." and s2.source.format == "toolllama"
     assert [t.name for t in s2.tools] == ["find_for_maps", "Finish"] and s2.tools[0].parameters["required"] == ["q"]
-    assert s2.instruction == "Find a cafe in Oslo." and s2.metadata["system"].startswith("You are AutoGPT")
-    assert "following APIs" not in s2.metadata["system"]
+    assert s2.instruction == "Find a cafe in Oslo." and s2.system.startswith("You are AutoGPT")
+    assert "following APIs" not in s2.system
     assert s2.history == [] and s2.outcome == "calls_only"
     assert (s2.turns[1].thought, s2.turns[2].calls[0].arguments) == ("Search it.", '{\n  "q": "cafe Oslo"\n}')
     # Step 4: the earlier step is history, only the Finish step makes examples
@@ -502,3 +502,13 @@ def test_an_opening_greeting_is_history_not_a_request(tmp_path: Path) -> None:
     assert t.id == "g1" and t.instruction == "Q?"
     assert roles_of(t.turns) == [("planner", None), ("user", None), ("planner", "conclude"), ("conclusion", None)]
     assert [e.completion for e in examples(t, "summarizer")] == ["A."]
+
+
+def test_every_format_has_a_signature_for_closest_format() -> None:
+    """A new reader is named as the closest format of a record that almost matches it."""
+    from umi_data.readers import _SHAPES, FORMATS, closest_formats
+
+    missing = [f for f in FORMATS if f not in _SHAPES and f not in ("openai-typed", "openai-functions")]
+    assert missing == []
+    fmts, _ = closest_formats({"traj": "not a list", "task_id": 3, "reward": 1.0})
+    assert fmts == ["tau-bench"]

@@ -27,11 +27,13 @@ PER_RUN = 250
 
 def _samples() -> list[tuple[str, bytes]]:
     """(suffix, bytes) of good single records: ToolBench answer files, OpenAI chat lines, α-UMi
-    stage-2 items (each its own one-element list)."""
+    stage-2 items, the Hermes / ToolACE / τ-bench fixtures (each its own one-element list)."""
     out = [(".json", p.read_bytes()) for p in sorted((EXAMPLES / "toolbench-mini").rglob("*.json"))]
     out += [(".jsonl", line + b"\n") for line in (EXAMPLES / "openai-chats.jsonl").read_bytes().splitlines()]
     shared_tb = sorted((SHARED / "toolbench-example" / "answer").rglob("*.json"))[:4]
     out += [(".json", p.read_bytes()) for p in shared_tb]
+    for fixture in sorted((Path(__file__).parent / "fixtures").glob("*.json")):  # Hermes, ToolACE, τ-bench
+        out += [(".json", orjson.dumps([item])) for item in orjson.loads(fixture.read_bytes())]
     stage2 = SHARED / "alpha-umi-example" / "raw_data_stage_2.json"
     if stage2.exists():
         out += [(".json", orjson.dumps([item])) for item in orjson.loads(stage2.read_bytes())[:5]]

@@ -67,7 +67,7 @@ def test_openai_jsonl_examples() -> None:
     obs = [t for t in par.turns if t.role == "observation"]
     assert [(o.call_id, o.name) for o in obs][2] == ("call_b4", "get_weather")
     assert par.turns[-1].content == "Tokyo: 22:40, clear, 12 °C. São Paulo: 10:40, sunny, 27 °C."
-    assert recs[0].trajectory.metadata["system"] == "You are a concise travel assistant."
+    assert recs[0].trajectory.system == "You are a concise travel assistant."
     assert recs[0].trajectory.metadata["model"] == "gpt-4o-mini"
     assert recs[2].trajectory.outcome == "gave_up"
 

@@ -52,6 +52,10 @@ def summary_table(s: SplitSummary) -> Table:
                    "model's own chat template); or a JSON template file (README: 'Custom templates').")
 @click.option("--granularity", type=click.Choice(["trajectory", "step"]),
               help="--template chat: one row per trajectory per role [default], or one per α-UMi example.")
+@click.option("--system-prompt", "system_prompt", type=click.Choice(["ignore", "prepend"]),
+              help="What to do with a record's own system prompt (a policy, a persona): ignore it or prepend it "
+                   "to every prompt (chat: it opens the system message). Default: ignore for alpha-umi and text "
+                   "templates (the paper's prompts, byte for byte), prepend for chat.")
 @click.option("--dev-ratio", default=0.02, show_default=True, type=float,
               help="Share of trajectories (not steps) in the dev split.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the train/dev assignment.")
@@ -79,14 +83,16 @@ def summary_table(s: SplitSummary) -> Table:
 @allow_empty
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], fmt: str | None, template: str,
-                  granularity: str | None, dev_ratio: float, seed: int, shard_size: int | None, workers: int,
+                  granularity: str | None, system_prompt: str | None, dev_ratio: float, seed: int,
+                  shard_size: int | None, workers: int,
                   export: tuple[str, ...], exclude_files: tuple[str, ...], strict: bool, id_prefix: str,
                   dataset_info: str | None, tools_file: str | None, overwrite: bool, max_record_bytes: int,
                   max_ratio: float, allow_empty: bool, quiet: bool) -> None:  # fmt: skip
     """Split trajectories into the GLPFT role datasets: global, planner, caller, summarizer.
 
-    INPUTS are ToolBench answer trees, files or data.zip, α-UMi stage-2 JSON, ToolLLaMA, ShareGPT
-    or OpenAI-style chats (JSON/JSONL) or umi trajectories (JSONL/Parquet); `umidata formats`.
+    INPUTS are ToolBench answer trees, files or data.zip, α-UMi stage-2 JSON, ToolLLaMA, ShareGPT,
+    Hermes, ToolACE, τ-bench or OpenAI-style chats (JSON/JSONL) or umi trajectories (JSONL/Parquet);
+    `umidata formats`.
     Writes OUTDIR/<role>/{train,dev}-*.parquet, manifest.json, README.md and rejects.jsonl.
     Exit 0: all records used; 1: some rejected; 2: usage or I/O error, OUTDIR in use by another
     run, no record read, or a worker process killed; 3: internal error.
@@ -99,9 +105,9 @@ def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], 
         exclude = frozenset().union(*(read_id_list(f) for f in exclude_files))
         opts = SplitOptions(roles=roles, dev_ratio=dev_ratio, seed=seed, shard_size=shard_size, template=template,
                             format=fmt, strict=strict, export_glpft_json="glpft-json" in export,
-                            exclude_ids=exclude, granularity=granularity, workers=workers, id_prefix=id_prefix,
-                            dataset_info=dataset_info, tools=tools_file, max_record_bytes=max_record_bytes,
-                            max_ratio=max_ratio, allow_empty=allow_empty)
+                            exclude_ids=exclude, granularity=granularity, system_prompt=system_prompt, workers=workers,
+                            id_prefix=id_prefix, dataset_info=dataset_info, tools=tools_file,
+                            max_record_bytes=max_record_bytes, max_ratio=max_ratio, allow_empty=allow_empty)
         if interactive(quiet):
             with Progress(TextColumn("[bold]split"), BarColumn(), TextColumn("{task.fields[rate]}"),
                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),

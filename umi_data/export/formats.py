@@ -5,11 +5,14 @@
   answer is ``reasoning_content``; a give-up is ToolBench's ``Finish`` call with
   ``give_up_and_restart``; an observation's separate ``error`` (and ``raw`` text) are kept; history
   turns that are not earlier requests of the same chat (ToolLLaMA steps) are assistant messages
-  with ``"weight": 0`` (OpenAI fine-tuning's "do not learn this message").
+  with ``"weight": 0`` (OpenAI fine-tuning's "do not learn this message"); the record's system
+  prompt is its ``system`` message, and the user lines no one answered at the chat's end
+  (``metadata.umi_trailing_user``) close it again.
 - ``sharegpt``: LLaMA-Factory's ShareGPT (``conversations`` with human / function_call /
   observation / gpt, ``system``, ``tools`` as a JSON string), a JSON list (JSONL for ``.jsonl``),
   plus its entry in a ``dataset_info.json`` beside it (merged into an existing one), and an ``id``
-  (LLaMA-Factory ignores it). ShareGPT has no place for a thought, a tool error, call ids,
+  (LLaMA-Factory ignores it), the record's system prompt in ``system``. ShareGPT has no place for
+  trailing user lines (a conversation ends on the assistant side), a thought, a tool error, call ids,
   metadata or a history mark that is not an earlier request: those are not kept.
 
 A multi-turn chat read as several trajectories (one per request) is written back whole, once,
@@ -59,6 +62,7 @@ import orjson
 
 from umi_cli.errors import UsageError
 from umi_data.output.writers import atomic_path, write_jsonl
+from umi_data.readers.chat import TRAILING_USER
 from umi_data.trajectory import Call, Trajectory, Turn, record_id
 
 if TYPE_CHECKING:
@@ -119,7 +123,7 @@ def _continues(prev: Trajectory, t: Trajectory) -> bool:
 
 
 def _metadata(t: Trajectory) -> dict[str, Any]:
-    hidden = ("system", "other_tools", *(_EPISODE_KEYS if episode_of(t) is not None else ()))
+    hidden = ("other_tools", TRAILING_USER, *(_EPISODE_KEYS if episode_of(t) is not None else ()))
     return {k: v for k, v in t.metadata.items() if k not in hidden}
 
 
@@ -225,9 +229,11 @@ def openai_chat(chat_id: str, t: Trajectory) -> dict[str, Any]:
     """One trajectory (its history first) as an OpenAI chat record."""
     episodes = episode_of(t) is not None  # a chat's earlier requests: history by the episode rule
     msgs: list[dict[str, Any]] = []
-    if isinstance(t.metadata.get("system"), str):
-        msgs.append({"role": "system", "content": t.metadata["system"]})
+    if t.system is not None:
+        msgs.append({"role": "system", "content": t.system})
     msgs += _openai_messages(t.history, context=not episodes) + _openai_messages(t.turns, context=False)
+    msgs += [{"role": "user", "content": text} for text in t.metadata.get(TRAILING_USER) or []
+             if isinstance(text, str)]  # the chat's unanswered last user lines, where they were
     tools: list[Any] = [{"type": "function", "function": tool.to_dict()} for tool in t.tools]
     tools += t.metadata.get("other_tools") or []
     rec: dict[str, Any] = {"id": chat_id, "messages": msgs, "tools": tools}
@@ -349,8 +355,8 @@ def sharegpt_record(chat_id: str, t: Trajectory) -> dict[str, Any]:
     msgs, _ = _alternate(_sharegpt_messages(t.history + t.turns))
     conv = [{"from": m.tag, "value": _sharegpt_value(m, msgs[k - 1] if k else None)} for k, m in enumerate(msgs)]
     rec: dict[str, Any] = {"id": chat_id, "conversations": conv}
-    if isinstance(t.metadata.get("system"), str):
-        rec["system"] = t.metadata["system"]
+    if t.system is not None:
+        rec["system"] = t.system
     rec["tools"] = json.dumps([tool.to_dict() for tool in t.tools] + (t.metadata.get("other_tools") or []),
                               ensure_ascii=False)
     return rec

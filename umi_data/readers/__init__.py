@@ -27,11 +27,14 @@ from umi_data.readers import (
     alpha_umi,
     bfcl,
     canonical,
+    hermes,
     openai,
     openai_functions,
     openai_typed,
     sharegpt,
+    taubench,
     tool_specs,
+    toolace,
     toolbench,
     toolllama,
     xlam,
@@ -45,6 +48,9 @@ READERS: dict[str, ModuleType] = {
     toolbench.FORMAT: toolbench,
     alpha_umi.FORMAT: alpha_umi,
     toolllama.FORMAT: toolllama,
+    hermes.FORMAT: hermes,
+    toolace.FORMAT: toolace,
+    taubench.FORMAT: taubench,
     sharegpt.FORMAT: sharegpt,
     openai_typed.FORMAT: openai_typed,
     openai_functions.FORMAT: openai_functions,
@@ -251,6 +257,9 @@ _SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     openai.FORMAT: (("messages",), ("tools", "functions", "metadata")),
     bfcl.FORMAT: (("question",), ("function", "ground_truth", "involved_classes", "initial_config")),
     xlam.FORMAT: (("query", "answers"), ("tools",)),
+    hermes.FORMAT: (("conversations",), ("tools", "category", "subcategory", "task")),
+    toolace.FORMAT: (("system", "conversations"), ()),
+    taubench.FORMAT: (("traj", "task_id"), ("reward", "info", "trial")),
 }
 
 
@@ -519,6 +528,8 @@ def _type_problem(t: Trajectory) -> tuple[str, str] | None:
         return "/id", "the trajectory id must be a non-empty string"
     if not isinstance(t.instruction, str):
         return "/instruction", f"the instruction must be text, not {type(t.instruction).__name__}"
+    if t.system is not None and not isinstance(t.system, str):
+        return "/system", f"the system prompt must be text, not {type(t.system).__name__}"
     for i, tool in enumerate(t.tools):
         params = tool.parameters
         if not isinstance(tool.name, str) or not isinstance(tool.description, str):

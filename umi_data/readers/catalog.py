@@ -46,6 +46,30 @@ CATALOG: tuple[FormatDoc, ...] = (
         "the record's `id`",
     ),
     FormatDoc(
+        "hermes",
+        "Hermes function-calling chats (NousResearch `hermes-function-calling-v1`): ShareGPT with ChatML text calls; tools in the system prompt's `<tools>` block (JSON or a Python literal, never executed)",
+        ('{"conversations": [{"from": "system", "value": "… <tools> [{\'type\': \'function\', \'function\': {\'name\': \'f\', …}}] </tools> …"}, {"from": "human", …},',
+         ' {"from": "gpt", "value": "<tool_call>\\n{\'arguments\': {…}, \'name\': \'f\'}\\n</tool_call>"}, {"from": "tool", "value": "<tool_response>\\n{\\"name\\": \\"f\\", \\"content\\": …}\\n</tool_response>"}, {"from": "gpt", …}]}'),
+        "tools ← the `<tools>` block (the rest of the prompt → `system`); text around `<tool_call>` blocks → planner thought; each block → a call (several: parallel); each `<tool_response>` → observation; `gpt` ending a request → conclusion",
+        _CHAT_ID,
+    ),
+    FormatDoc(
+        "toolace",
+        "ToolACE-style chats (Team-ACE `ToolACE`): tools as a JSON list in the `system` text, calls as a Python call list parsed with `ast` (literal values only, never executed)",
+        ('{"system": "… Here is a list of functions in JSON format that you can invoke:\\n[{\\"name\\": \\"f\\", …}]. …", "conversations": [{"from": "user", …},',
+         ' {"from": "assistant", "value": "[f(a=1, b=\\"x\\"), g()]"}, {"from": "tool", "value": "[{\\"name\\": \\"f\\", \\"results\\": {…}}, …]"}, {"from": "assistant", …}]}'),
+        "tools ← the system text's function list (the rest → `system`); `[f(…), g(…)]` → planner (no thought) + caller (parallel calls together); each result item → observation; other assistant text ending a request → conclusion",
+        _CHAT_ID,
+    ),
+    FormatDoc(
+        "tau-bench",
+        "τ-bench / APIGen-MT agent runs (`run.py` results, `historical_trajectories/*.json`): an OpenAI chat in `traj`, no tool list",
+        ('{"task_id": 3, "trial": 0, "reward": 1.0, "info": {"task": {…}, …}, "traj": [{"role": "system", "content": "# Airline Agent Policy …"}, {"role": "user", …},',
+         ' {"role": "assistant", "content": null, "tool_calls": […]}, {"role": "tool", "tool_call_id": "…", …}, {"role": "assistant", …}, {"role": "user", "content": "Thanks! ###STOP###"}]}'),
+        "as `openai`; the policy → `system`; the simulator's last line ends the chat (`unanswered_user`); a run the environment ended on a call's result ends in that call (`terminal_action`); tools named from the calls (`tools_inferred`); `task_id`, `trial`, `reward`, `info` → metadata",
+        _CHAT_ID,
+    ),
+    FormatDoc(
         "sharegpt",
         "ShareGPT chats with tools (LLaMA-Factory `sharegpt`, e.g. `glaive_toolcall_en_demo.json`); custom role tags and columns from a `dataset_info.json` beside the file or `--dataset-info FILE`",
         ('{"conversations": [{"from": "human", "value": "…"}, {"from": "function_call", "value": "{\\"name\\": \\"f\\", \\"arguments\\": {…}}"},',
@@ -125,6 +149,17 @@ Every chat format shares one rule set (`umi_data/readers/chat.py`):
   `--tools FILE` (a JSON list of tools in any of these shapes, OpenAI, BFCL/xLAM or ToolBench)
   gives tools to the records that carry none.
 - **JSONL in a `.json` file** is read line by line, each record with a `jsonl_in_json` warning.
+- **System prompts** are data: the record's own system text is the trajectory's `system` (a tool
+  list parsed out of it excluded); chat rows open their system message with it, α-UMi prompts
+  ignore it unless `umidata split --system-prompt prepend`, exports write it back.
+- **Small mismatches are mended, with a warning, not rejected:** call arguments encoded twice (a
+  JSON string holding a JSON object) are decoded once (`arguments_double_encoded`); user lines
+  nothing answers at a chat's end (a simulator's `###STOP###`) end the chat there
+  (`unanswered_user`, text kept in `metadata.umi_trailing_user`, written back by `--to openai`);
+  in a chat that declares no tools, assistant text that is calls in a known syntax
+  (`<tool_call>` blocks, JSON `{name, arguments}`, a Python call list `[f(a=1)]`) is read as
+  calls (`calls_from_text`), and text that opens like calls but cannot be read stays text with a
+  `calls_in_text` warning — never silently an answer.
 """
 
 

@@ -1,10 +1,11 @@
 """Chat-shaped records → canonical trajectories: the one rule set every chat reader shares.
 
-The chat readers (``openai`` and its variants, ``sharegpt``, ``toolllama``) only translate their
+The chat readers (``openai`` and its variants, ``sharegpt``, ``toolllama``, ``hermes``, ``toolace``,
+``tau-bench``) only translate their
 input into a list of :class:`Msg` (system / user / assistant / tool); :func:`build` applies the
 rules below, so every chat format maps to planner / caller / observation / conclusion alike.
 
-- ``system`` → ``metadata["system"]`` (several joined with a blank line); no turn.
+- ``system`` → the trajectory's ``system`` (several joined with a blank line); no turn.
 - ``user`` → a user turn.
 - ``assistant`` with calls → a planner turn (``thought`` = reasoning and text, decision ``call``)
   + ONE caller turn with all its calls in order. A call named ``Finish`` (ToolBench's
@@ -18,6 +19,12 @@ rules below, so every chat format maps to planner / caller / observation / concl
 - ``tool`` → an observation; it answers the call with its ``call_id``, else the oldest
   unanswered call. One tool message holding the results of several waiting calls (a JSON list
   of ``{"name", "content"}``, LLaMA-Factory's typed-part data) is one observation per call.
+
+Small mismatches of published chats are mended with a warning, never a reject (:func:`_mend`):
+arguments encoded twice are decoded once; in a chat that declares no tools, assistant text that
+is calls in a known syntax (``readers/textcalls.py``) is read as calls, text that only opens
+like calls stays text with a warning; user messages nothing answers at the chat's end (a user
+simulator's ``###STOP###``) end the chat, their text in ``metadata["umi_trailing_user"]``.
 
 Episodes (multi-turn chats): a user message that comes after an answer (or a give-up) starts a
 new request. Each request becomes its own trajectory — its instruction is its first user
@@ -40,6 +47,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from umi_data.readers.textcalls import CallSyntax, calls_in_text, double_encoded, looks_like_calls
 from umi_data.readers.toolbench import finish_decision
 from umi_data.trajectory import Call, Source, Tool, Trajectory, Turn, derive_outcome
 from umi_data.trajectory.findings import Finding
@@ -114,6 +122,61 @@ def parse_tools(raw: Any, pointer: str, source: Source, findings: list[Finding])
 def _join(*parts: str | None) -> str | None:
     kept = [p for p in parts if p]
     return "\n".join(kept) if kept else None
+
+
+TRAILING_USER = "umi_trailing_user"  # metadata: the user messages no one answered, at a chat's end
+
+
+def _mend(msgs: list[Msg], tools: list[Tool], source: Source, findings: list[Finding]) -> tuple[list[Msg], list[str]]:
+    """The small mismatches of published chats, each mended with a warning, never a reject:
+
+    - call arguments encoded twice (a JSON string holding a JSON object) are decoded once;
+    - a chat that declares no tools but whose assistant text is calls in a known syntax
+      (``<tool_call>`` blocks, JSON ``{name, arguments}``, a Python call list): read as calls;
+      text that opens like calls but cannot be read stays text, with a warning saying so;
+    - user messages after the last assistant or tool message (a user simulator's ``###STOP###``
+      line) end the chat: they are returned apart (kept in ``metadata``), not left as a request
+      without an answer.
+    """
+    for msg in msgs:
+        if msg.role != "assistant":
+            continue
+        if not msg.calls and not tools and msg.text and not msg.context:
+            try:
+                found = calls_in_text(msg.text)
+            except CallSyntax as e:
+                found = None
+                findings.append(Finding("calls_in_text", f"the chat declares no tools and this assistant text opens "
+                                        f"like tool calls but cannot be read as them ({e}); kept as text (an answer "
+                                        "or a plain message)", source, msg.pointer))
+            else:
+                if found is None and looks_like_calls(msg.text):
+                    findings.append(Finding("calls_in_text", "the chat declares no tools and this assistant text "
+                                            "opens like tool calls in no syntax umi reads; kept as text (an answer "
+                                            "or a plain message)", source, msg.pointer))
+            if found is not None:
+                thought, msg.calls = found
+                msg.text = thought
+                names = ", ".join(c.name for c in msg.calls)
+                findings.append(Finding("calls_from_text", f"the chat declares no tools; this assistant text is "
+                                        f"read as {len(msg.calls)} tool call(s) ({names})", source, msg.pointer))
+        for k, call in enumerate(msg.calls):
+            inner = double_encoded(call.arguments)
+            if inner is not None:
+                call.arguments = inner
+                findings.append(Finding("arguments_double_encoded", f"the arguments of call {k} ({call.name!r}) are a "
+                                        "JSON string holding a JSON object (encoded twice); decoded once",
+                                        source, msg.pointer))
+    last = max((k for k, m in enumerate(msgs) if m.role in ("assistant", "tool")), default=None)
+    if last is None:
+        return msgs, []
+    trailing = [m for m in msgs[last + 1:] if m.role == "user"]
+    for m in trailing:
+        findings.append(Finding("unanswered_user", "the chat ends with this user message, which nothing answers "
+                                "(e.g. a user simulator's stop line): the chat ends before it; its text is kept in "
+                                f"metadata.{TRAILING_USER}", source, m.pointer))
+    dropped = {id(m) for m in trailing}
+    return [m for m in msgs if id(m) not in dropped], [m.text or "" for m in trailing]
 
 
 def _turns(msgs: list[Msg], source: Source, findings: list[Finding]) -> tuple[list[Turn], list[int], list[str]]:
@@ -226,6 +289,8 @@ def build(
 ) -> list[Episode]:
     """Trajectories of one chat record (one per request, or one for its last step), each with
     the reader warnings that point into its messages; a ``schema`` rejection if it has none."""
+    given = msgs
+    msgs, trailing = _mend(msgs, tools, source, findings)
     try:
         turns, origin, system = _turns(msgs, source, findings)
     except Reject as r:
@@ -234,8 +299,9 @@ def build(
         return [(None, [*findings, Finding("schema", "the chat has no user message (no instruction)", source,
                                            where)])]
     meta = dict(metadata or {})
-    if system:
-        meta["system"] = "\n\n".join(system)
+    last_meta = {TRAILING_USER: trailing} if trailing else {}
+    system = [text for text in system if text.strip()]
+    system_text = "\n\n".join(system) if system else None
     context = [k for k, m in enumerate(msgs) if m.context]
     if context:  # history = up to the first assistant step after the last message not to learn
         mode = "last_step"
@@ -250,7 +316,7 @@ def build(
     bounds = list(zip(starts, [*starts[1:], len(turns)], strict=True))
     # Reader warnings go with the request whose messages they point into.
     first_msg = [origin[s] if s < len(origin) else len(msgs) for s, _ in bounds]
-    position = {msg.pointer: k for k, msg in enumerate(msgs)}
+    position = {msg.pointer: k for k, msg in enumerate(given)}  # trailing user messages: the last request
     per: list[list[Finding]] = [[] for _ in bounds]
     for f in findings:
         hit = _MSG_INDEX.match(f.pointer)
@@ -260,7 +326,7 @@ def build(
         user = next(t for t in turns if t.role == "user")
         cut = starts[-1]
         t = Trajectory(traj_id, source, user.content or "", tools, turns[cut:], derive_outcome(turns[cut:]),
-                       meta, turns[:cut])
+                       {**meta, **last_meta}, turns[:cut], system_text)
         return [(t, [f for fs in per for f in fs])]
     out: list[Episode] = []
     for e, (s, end) in enumerate(bounds):
@@ -270,8 +336,10 @@ def build(
         if len(bounds) > 1:
             # umi's own reserved keys: a record's metadata may hold an "episode" of its own (RL logs)
             m["umi_episode"], m["umi_episodes"] = e + 1, len(bounds)
+        if e == len(bounds) - 1:
+            m.update(last_meta)
         tid = traj_id if e == 0 else f"{traj_id}#{e + 1}"
         traj = Trajectory(tid, source, (user.content or "") if user else "", tools, own, derive_outcome(own), m,
-                          turns[:s])
+                          turns[:s], system_text)
         out.append((traj, per[e]))
     return out

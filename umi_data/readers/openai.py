@@ -25,7 +25,7 @@ kept in ``metadata.other_tools`` with a ``non_function_tool`` warning. The same 
 ``openai-typed`` and ``openai-functions`` variants (their modules show their shapes).
 
 Rules: ``readers/chat.py`` (shared by every chat format): ``system``/``developer`` →
-``metadata["system"]``; ``user`` → user turn; ``assistant`` with ``tool_calls`` → planner
+the trajectory's ``system``; ``user`` → user turn; ``assistant`` with ``tool_calls`` → planner
 (``thought`` = content, decision ``call``) + ONE caller turn with all its calls in order (call
 ids kept; a ``Finish`` call → ``conclude`` + conclusion, or ``give_up``); ``assistant`` without
 calls that ends a request → planner ``conclude`` + conclusion, else a plain planner turn;
@@ -145,13 +145,14 @@ def _function_call(fc: Any, where: str) -> Call:
     return Call(fc["name"], _arguments(fc.get("arguments", "{}"), f"{where}/function_call/arguments"))
 
 
-def messages(raw: Any, source: Source, findings: list[Finding]) -> list[Msg]:
-    """OpenAI-family messages (plain, typed parts, legacy functions) → :class:`Msg`."""
+def messages(raw: Any, source: Source, findings: list[Finding], key: str = "messages") -> list[Msg]:
+    """OpenAI-family messages (plain, typed parts, legacy functions) → :class:`Msg`; ``key``
+    names the field that held them, for the pointers."""
     if not isinstance(raw, list):
-        raise Reject("/messages", "`messages` must be a list of chat messages")
+        raise Reject(f"/{key}", f"`{key}` must be a list of chat messages")
     out = []
     for i, m in enumerate(raw):
-        where = f"/messages/{i}"
+        where = f"/{key}/{i}"
         if not isinstance(m, dict):
             raise Reject(where, "a message must be an object")
         raw_role = m.get("role")

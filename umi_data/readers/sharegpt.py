@@ -14,7 +14,7 @@ Input shape (e.g. LLaMA-Factory ``data/glaive_toolcall_en_demo.json``): a JSON l
 of them for parallel calls; ``arguments`` objects become JSON text, ``json.dumps(…,
 ensure_ascii=False)``, as LLaMA-Factory renders them), decided by a planner turn without a
 thought; ``observation`` → observation; ``gpt`` → the answer of its request (or a plain planner
-turn when no user message follows it); ``system`` → ``metadata.system``. The rest are the chat
+turn when no user message follows it); ``system`` → the trajectory's ``system``. The rest are the chat
 rules of ``readers/chat.py`` (one trajectory per request, ``calls_only``).
 
 Custom role tags and column names are read as LLaMA-Factory reads them: from the entry whose

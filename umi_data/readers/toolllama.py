@@ -13,7 +13,7 @@ Input shape (``toolllama_G123_dfs_train.json`` and its per-group parts): a JSON 
         {"from": "assistant", "value": "\\nThought: \\nAction: Finish\\nAction Input: {\\"return_type\\": …}"}]}
 
 Tools are recovered from the system prompt's function list (a Python literal, read with
-``ast.literal_eval``: data is never executed); the text before it is ``metadata.system``. The
+``ast.literal_eval``: data is never executed); the text before it is the trajectory's ``system``. The
 first user message, without ToolBench's ``Begin!`` wrapper, is the instruction. ``Thought:`` →
 the planner's thought (empty → none); ``Action`` / ``Action Input`` → the caller's call
 (arguments kept verbatim); ``Action: Finish`` → ``conclude`` + conclusion (``final_answer``)

@@ -4,7 +4,10 @@ Today's models (Qwen2.5/3, Llama-3.x, …) are served with their own chat templa
 syntax; training them on α-UMi's plain-text prompts teaches a format no server parses. This
 module writes the same four role datasets as conversations that any chat template renders:
 
-- ``system``: a role-specific instruction (:data:`SYSTEM`); the role's tools go in the row's
+- ``system``: the trajectory's own system prompt (``Trajectory.system``: a deployment's policy,
+  an assistant persona), then a blank line and the role-specific instruction (:data:`SYSTEM`);
+  ``system_prompt="ignore"`` (``split --system-prompt ignore``) leaves the role's instruction
+  alone. The role's tools go in the row's
   ``tools`` (OpenAI function format, full JSON-Schema ``parameters``), never into text, so the
   model's own template lays them out;
 - ``user``: the instruction (and any later user turn, e.g. ToolBench reflection prompts);
@@ -49,7 +52,7 @@ from typing import Any
 import orjson
 
 from umi_data.render.alpha_umi import turn_value
-from umi_data.render.roles import RULES, Conv, Prepared, _decision
+from umi_data.render.roles import RULES, Conv, Prepared, _decision, system_prefix
 from umi_data.trajectory import Call, Tool, Trajectory, Turn
 
 CHAT = "chat"
@@ -175,7 +178,14 @@ def _step(conv: Conv, role: str, i: int) -> int:
     return owner if owner >= 0 and conv[owner]["from"] == "assistant" else i
 
 
-def rows(traj: Trajectory, role: str, prepared: Prepared, granularity: str = "trajectory") -> Iterator[ChatRow]:
+def system_message(traj: Trajectory, role: str, system_prompt: str = "prepend") -> dict[str, Any]:
+    """The row's system message: the trajectory's own system prompt (``prepend``), a blank line,
+    then the role's instruction; the role's instruction alone under ``ignore`` or without one."""
+    return {"role": "system", "content": system_prefix(traj, system_prompt) + SYSTEM[role]}
+
+
+def rows(traj: Trajectory, role: str, prepared: Prepared, granularity: str = "trajectory",
+         system_prompt: str = "prepend") -> Iterator[ChatRow]:
     """The chat rows of one role for one trajectory (none when the role has nothing to learn).
     The history turns (``traj.history``: earlier requests of a chat, earlier ToolLLaMA steps) are
     context messages, never trained: only the units ``roles.examples`` emits are supervised."""
@@ -183,7 +193,7 @@ def rows(traj: Trajectory, role: str, prepared: Prepared, granularity: str = "tr
     if len(messages) != len(prepared.conv):
         raise ValueError(f"{traj.id}: {len(messages)} chat messages for {len(prepared.conv)} turns")
     tools = [] if role == "summarizer" else openai_tools(traj.tools)
-    system = {"role": "system", "content": SYSTEM[role]}
+    system = system_message(traj, role, system_prompt)
 
     def row(rid: str, trained: set[int], step: int | None, turn: int | None) -> ChatRow:
         last = max(trained)
@@ -219,7 +229,8 @@ CARD_ROWS = """\
 Template `chat`, granularity `{granularity}`: each row is a conversation in native chat roles.
 Columns: `id` (`<trajectory>/<role>` per trajectory, `<trajectory>/<role>/<turn>` per step),
 `trajectory_id`, `role`, `step` / `turn` (step rows only), `messages` (list of `{{role, content,
-tool_calls?, tool_call_id?, name?, train}}`: `system` (the role's instruction), `user`,
+tool_calls?, tool_call_id?, name?, train}}`: `system` (the record's own system prompt, if any and
+not `--system-prompt ignore`, then the role's instruction), `user`,
 `assistant` (planner thought ending in `Next: …`, a call with structured `tool_calls`, or the final
 answer), `tool` (observations); `train` marks the messages this role learns), `tools` (OpenAI
 function format, full JSON-Schema parameters; empty for the summarizer), `source`.
@@ -232,13 +243,13 @@ messages only (axolotl: `message_field_training: train`; `umitrain` does it by i
 
 
 def prompt_messages(
-    traj: Trajectory, role: str, stop: int, thought: str | None = None
+    traj: Trajectory, role: str, stop: int, thought: str | None = None, system_prompt: str = "prepend"
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(messages, tools)`` a chat model of ``role`` is prompted with before turn ``stop`` (then
     ``apply_chat_template(..., add_generation_prompt=True)``): the training conversation of that
     step without its target, so a test prompt is the training prefix. ``thought`` (the caller's
     input at test time: the planner's generated text) replaces the gold planner turn before ``stop``."""
-    messages = [{"role": "system", "content": SYSTEM[role]}, *messages_of(traj)[0][:stop]]
+    messages = [system_message(traj, role, system_prompt), *messages_of(traj)[0][:stop]]
     if thought is not None:
         if not messages or messages[-1]["role"] != "assistant" or "tool_calls" in messages[-1]:
             messages.append({"role": "assistant", "content": thought})

@@ -25,6 +25,10 @@ from umi_data.render.templates import ALPHA_UMI, Template
 from umi_data.trajectory import Trajectory
 from umi_data.trajectory.checks import HALLUCINATED
 
+# What a rendering does with a trajectory's own system prompt (``umidata split --system-prompt``):
+# ``ignore`` (the α-UMi default: the paper's prompts, byte for byte) or ``prepend`` (before every
+# prompt, then a blank line; the chat default: it opens the system message).
+SYSTEM_PROMPT_MODES = ("ignore", "prepend")
 GIVE_UP = "Next: give up."
 ROLE_NAMES = ("global", "planner", "caller", "summarizer")
 
@@ -172,9 +176,17 @@ class Prepared:
     docs: list[dict]
     slots: dict[str, str]
     start: int = 0
+    prefix: str = ""  # text before every prompt: the trajectory's system prompt under ``prepend``
 
 
-def prepare(traj: Trajectory) -> Prepared:
+def system_prefix(traj: Trajectory, system_prompt: str = "ignore") -> str:
+    """``<system prompt>\n\n`` under ``prepend`` when the trajectory has one, else ``""``."""
+    if system_prompt not in SYSTEM_PROMPT_MODES:
+        raise ValueError(f"system prompt mode must be one of {', '.join(SYSTEM_PROMPT_MODES)}, not {system_prompt!r}")
+    return f"{traj.system}\n\n" if system_prompt == "prepend" and traj.system else ""
+
+
+def prepare(traj: Trajectory, system_prompt: str = "ignore") -> Prepared:
     conv = conversation(traj.history + traj.turns) if traj.history else conversation(traj.turns)
     docs = tool_docs(traj.tools)
     slots = {
@@ -182,7 +194,7 @@ def prepare(traj: Trajectory) -> Prepared:
         "doc": "".join(json.dumps(d) + "\n" for d in docs),
         "tool_names": ", ".join(d["Name"] for d in docs),
     }
-    return Prepared(conv, docs, slots, len(traj.history))
+    return Prepared(conv, docs, slots, len(traj.history), system_prefix(traj, system_prompt))
 
 
 def examples(
@@ -232,8 +244,9 @@ def history(conv: Conv, role: str, stop: int | None = None) -> str:
 def render(
     prepared: Prepared, role: str, history: str, template: Template = ALPHA_UMI, thought: str | None = None
 ) -> str:
-    """The model input of ``role`` for a given history (and, for the caller, the planner thought)."""
+    """The model input of ``role`` for a given history (and, for the caller, the planner thought),
+    after the trajectory's system prompt when it was prepared with ``prepend``."""
     slots = {**prepared.slots, "history": history}
     if thought is not None:
         slots["thought"] = thought
-    return template.render(role, slots)
+    return prepared.prefix + template.render(role, slots)

@@ -57,7 +57,7 @@ from umi_data.readers import (
     tool_specs,
 )
 from umi_data.render import chat
-from umi_data.render.roles import ROLE_NAMES, examples, prepare
+from umi_data.render.roles import ROLE_NAMES, SYSTEM_PROMPT_MODES, examples, prepare
 from umi_data.render.templates import load_template
 from umi_data.split.shards import CHAT_SCHEMA, EXAMPLE_SCHEMA, ShardWriter, drop_rows
 from umi_data.trajectory import Source, record_id
@@ -97,6 +97,7 @@ class SplitOptions:
     export_glpft_json: bool = False
     exclude_ids: frozenset[str] = frozenset()
     granularity: str | None = None  # --template chat only: trajectory (default) or step
+    system_prompt: str | None = None  # a record's own system prompt: ignore / prepend; None: by template
     workers: int = 1
     id_prefix: str = ""
     dataset_info: str | None = None  # --dataset-info: LLaMA-Factory ShareGPT tags per file name
@@ -110,8 +111,14 @@ class SplitOptions:
         check parses each input a second time, which ``split`` cannot afford on every run."""
         return ReadOptions(self.max_record_bytes, self.max_ratio, duplicate_keys=self.strict)
 
+    def system_mode(self) -> str:
+        """``--system-prompt`` as given, else by template: ``ignore`` for α-UMi's text prompts
+        (byte parity with the paper's), ``prepend`` for chat rows (the system message)."""
+        return self.system_prompt or ("prepend" if self.template == chat.CHAT else "ignore")
+
     def manifest_view(self) -> dict[str, Any]:
         d = asdict(self)
+        d["system_prompt"] = self.system_mode()
         d.pop("workers")  # never changes the output
         d.pop("allow_empty")
         if self.template == chat.CHAT:
@@ -253,14 +260,15 @@ class _ShardJob:
         res.warnings = [f.code for f in checked.findings]
         # the requests of one chat share a split: a later one's history holds the earlier ones
         res.split = "dev" if is_dev(record_id(traj), self.opts.seed, self.opts.dev_ratio) else "train"
-        prepared = prepare(traj)
+        mode = self.opts.system_mode()
+        prepared = prepare(traj, "ignore" if self.chat else mode)
         key = (traj.id, res.where)
         rows: list[tuple[str, dict[str, Any], bytes | None]] = []  # rendered first: all or nothing
         for role in self.opts.roles:
             if self.chat:
                 res.examples[role] = len(rows)
                 rows.extend((role, chat.row_dict(row, res.where), None)
-                            for row in chat.rows(traj, role, prepared, self.opts.granularity or "trajectory"))
+                            for row in chat.rows(traj, role, prepared, self.opts.granularity or "trajectory", mode))
                 res.examples[role] = len(rows) - res.examples[role]
                 continue
             n = 0
@@ -545,6 +553,8 @@ def _first_rejects(stage: Path, n: int = 3) -> str:
 
 
 def _check_chat_options(opts: SplitOptions) -> None:
+    if opts.system_prompt not in (None, *SYSTEM_PROMPT_MODES):
+        raise SplitError(f"--system-prompt must be one of {', '.join(SYSTEM_PROMPT_MODES)}, got {opts.system_prompt!r}")
     if opts.template == chat.CHAT:
         if opts.granularity not in (None, *chat.GRANULARITIES):
             raise SplitError(f"--granularity must be one of {', '.join(chat.GRANULARITIES)}, got {opts.granularity!r}")

@@ -80,6 +80,12 @@ _CODES = [
     Code("observation_recovered", "warning", "A tool response was not valid JSON; its text was recovered after `\"response\":`."),
     Code("finish_recovered", "warning", "A Finish call's arguments were not valid JSON; the answer was recovered from the text."),
     Code("non_function_tool", "warning", "A tool that is not a function (e.g. `{\"type\": \"code_interpreter\"}`) cannot be called by name; it is kept in `metadata.other_tools`."),
+    Code("arguments_double_encoded", "warning", "A call's arguments were a JSON string holding a JSON object (encoded twice); they are decoded once, so the caller does not learn the double encoding."),
+    Code("calls_from_text", "warning", "A chat that declares no tools writes tool calls as assistant text (`<tool_call>` blocks, JSON `{name, arguments}`, a Python call list `[f(a=1)]`): they are read as calls, not as an answer."),
+    Code("calls_in_text", "warning", "A chat that declares no tools has assistant text that opens like tool calls but cannot be read as them; it is kept as text (an answer or a plain message): check it."),
+    Code("unanswered_user", "warning", "A chat ends with user messages nothing answers (e.g. a user simulator's `###STOP###`): the chat ends before them; their text is kept in `metadata.umi_trailing_user`."),
+    Code("tools_inferred", "warning", "The record lists no tools (τ-bench trajectories): tools are named from its calls, without descriptions or parameter schemas; `metadata.umi_tools_inferred` marks them."),
+    Code("terminal_action", "warning", "A τ-bench run ends on the result of its last call (the environment ended the episode, e.g. `transfer_to_human_agents`): the trajectory ends in that call (`calls_only`); the result is kept in `metadata.umi_final_results`."),
     Code("tool_schema_invalid", "warning", "A tool's `parameters` is not a usable JSON Schema; calls to it are checked "
          "only for being a JSON object."),
 ]

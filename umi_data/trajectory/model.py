@@ -10,6 +10,11 @@ Why a planner turn and a caller turn instead of one "assistant" message: α-UMi 
 rationale (planner) and the exact call (caller) as separate models, so the split is the
 canonical unit; a single OpenAI assistant message with tool calls becomes both.
 
+``system`` is the record's own system prompt (an OpenAI ``system`` message, ShareGPT's ``system``
+column, τ-bench's policy …), kept as data: the chat rendering passes it as the system message,
+exports write it back, and the α-UMi rendering ignores or prepends it (``split --system-prompt``).
+A tool list that a reader parsed out of the system text is in ``tools``, not repeated here.
+
 ``history`` holds turns the agent saw *before* this trajectory's request (earlier requests of a
 multi-turn chat, or the earlier steps of a ToolLLaMA "Step N" record): they enter the prompts'
 conversation history but make no training example themselves, so every step is learned once.
@@ -148,6 +153,7 @@ class Trajectory:
     outcome: Outcome = "incomplete"
     metadata: dict[str, Any] = field(default_factory=dict)
     history: list[Turn] = field(default_factory=list)  # context only: no example is made from it
+    system: str | None = None  # the record's own system prompt (None: it had none)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -155,8 +161,10 @@ class Trajectory:
             "id": self.id,
             "source": self.source.to_dict(),
             "instruction": self.instruction,
-            "tools": [t.to_dict() for t in self.tools],
         }
+        if self.system is not None:  # absent when None: trajectories without one keep their exact bytes
+            d["system"] = self.system
+        d["tools"] = [t.to_dict() for t in self.tools]
         if self.history:  # absent when empty: single-request trajectories keep their exact bytes
             d["history"] = [t.to_dict() for t in self.history]
         d["turns"] = [t.to_dict() for t in self.turns]
@@ -166,7 +174,14 @@ class Trajectory:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Trajectory:
+        """Files written before ``system`` was a field kept it in ``metadata["system"]``: it is
+        lifted into ``system`` (so every reader and renderer sees it in one place)."""
         s = d["source"]
+        metadata = d.get("metadata") or {}
+        system = d.get("system")
+        if system is None and isinstance(metadata.get("system"), str):
+            metadata = {k: v for k, v in metadata.items() if k != "system"}
+            system = d["metadata"]["system"]
         return Trajectory(
             id=d["id"],
             source=Source(s["format"], s["file"], s.get("index"), s.get("line"), s.get("member")),
@@ -174,8 +189,9 @@ class Trajectory:
             tools=[Tool.from_dict(t) for t in d["tools"]],
             turns=[Turn.from_dict(t) for t in d["turns"]],
             outcome=d.get("outcome", "incomplete"),
-            metadata=d.get("metadata") or {},
+            metadata=metadata,
             history=[Turn.from_dict(t) for t in d.get("history") or []],
+            system=system,
         )
 
 

@@ -44,7 +44,7 @@ class ChatPrompts:
         if s.trajectory is None:
             raise ValueError(f"step {s.id} has no trajectory; chat prompts need one")
         tok = self.tokenizers[who]
-        messages, tools = prompt_messages(s.trajectory, role, stop, thought)
+        messages, tools = prompt_messages(s.trajectory, role, stop, thought, s.system_prompt)
         text = tok.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True, tokenize=False)
         bos = tok.bos_token
         if bos and text.startswith(bos) and tok("x", add_special_tokens=True)["input_ids"][:1] == [tok.bos_token_id]:

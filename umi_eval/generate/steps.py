@@ -76,6 +76,7 @@ class Step:
     prepared: Prepared = field(repr=False, compare=False)
     template: Template = field(repr=False, compare=False, default=ALPHA_UMI)
     trajectory: Trajectory | None = field(repr=False, compare=False, default=None)  # chat prompts render it
+    system_prompt: str = "prepend"  # chat prompts: the split's --system-prompt (α-UMi's is in ``prepared``)
 
     @property
     def tools(self) -> list[dict[str, Any]]:
@@ -129,11 +130,14 @@ def _global_target(conv: list[dict[str, str]], i: int) -> str:
     return _global_target(conv, i)
 
 
-def trajectory_steps(traj: Trajectory, template: Template = ALPHA_UMI) -> tuple[list[Step], list[Issue]]:
+def trajectory_steps(traj: Trajectory, template: Template = ALPHA_UMI, system_prompt: str = "ignore",
+                     chat_system_prompt: str = "prepend") -> tuple[list[Step], list[Issue]]:
     """The steps of one trajectory, and the marked planner turns that cannot be steps. Turns of
     the trajectory's ``history`` (``Prepared.start``) are in the prompts but are not steps: as in
-    training (:func:`umi_data.render.roles.examples`), a step shared by several episodes counts once."""
-    p = prepare(traj)
+    training (:func:`umi_data.render.roles.examples`), a step shared by several episodes counts once.
+    ``system_prompt`` / ``chat_system_prompt``: what the α-UMi / chat prompts do with the
+    trajectory's own system prompt (``umidata split --system-prompt``; each rendering's default)."""
+    p = prepare(traj, system_prompt)
     conv = p.conv
     steps: list[Step] = []
     issues: list[Issue] = []
@@ -159,7 +163,7 @@ def trajectory_steps(traj: Trajectory, template: Template = ALPHA_UMI) -> tuple[
                 continue
             reference = f"assistant: {item['value']}{EOS}{want}: {conv[i + 1]['value']}{EOS}"
         steps.append(Step(f"{traj.id}#{i}", traj.id, i, decision, reference, _global_target(conv, i), p, template,
-                          traj))
+                          traj, chat_system_prompt))
     return steps, issues
 
 
@@ -198,8 +202,9 @@ class Prompts:
 # --- inputs ----------------------------------------------------------------------------------
 
 
-def _split_inputs(d: Path, split: str) -> tuple[list[str], set[str], str | None, str]:
-    """A ``umidata split`` directory → (its inputs, the trajectory ids of ``split``, format, template)."""
+def _split_inputs(d: Path, split: str) -> tuple[list[str], set[str], str | None, str, str | None]:
+    """A ``umidata split`` directory → (its inputs, the trajectory ids of ``split``, format, template,
+    ``--system-prompt`` or None when the split predates it)."""
     try:
         manifest = orjson.loads((d / "manifest.json").read_bytes())
     except (OSError, orjson.JSONDecodeError) as e:
@@ -219,7 +224,9 @@ def _split_inputs(d: Path, split: str) -> tuple[list[str], set[str], str | None,
         raise StepsError(f"{d}: the split's input {missing[0]!r} (from manifest.json) is not there; "
                          "run from the directory the split was made in")  # fmt: skip
     opts = manifest.get("options", {})
-    return inputs, ids, opts.get("format"), str(manifest.get("template") or "alpha-umi")
+    mode = opts.get("system_prompt")
+    return (inputs, ids, opts.get("format"), str(manifest.get("template") or "alpha-umi"),
+            mode if mode in ("ignore", "prepend") else None)
 
 
 def is_split_dir(path: str | os.PathLike[str]) -> bool:
@@ -239,24 +246,27 @@ def load_steps(
     without a reference are in ``issues``; ``records`` counts every record read."""
     out = StepSet()
     seen: dict[str, str] = {}
-    groups: list[tuple[list[str], set[str] | None, str | None, Template]] = []
+    # (inputs, wanted ids, format, template, α-UMi system prompt mode, chat system prompt mode)
+    groups: list[tuple[list[str], set[str] | None, str | None, Template, str, str]] = []
     plain = [str(p) for p in paths if not is_split_dir(p)]
     for p in paths:
         if is_split_dir(p):
-            inputs, ids, sfmt, tname = _split_inputs(Path(p), split)
+            inputs, ids, sfmt, tname, mode = _split_inputs(Path(p), split)
             out.chat_split |= tname == "chat"
             try:  # a chat split's steps and references are the α-UMi ones; its prompts are --prompts chat
                 tmpl = load_template("alpha-umi" if tname == "chat" else tname)
             except (OSError, ValueError) as e:
                 raise StepsError(f"{p}: cannot load the split's template {tname!r}: {e}") from None
-            groups.append((inputs, ids, fmt or sfmt, tmpl))
+            chat = tname == "chat"  # each rendering's default where the split does not say
+            groups.append((inputs, ids, fmt or sfmt, tmpl, (mode if not chat else None) or "ignore",
+                           (mode if chat else None) or "prepend"))
     if plain:
         try:
             tmpl = load_template(template)
         except (OSError, ValueError) as e:
             raise StepsError(f"cannot load template {template!r}: {e}") from None
-        groups.insert(0, (plain, None, fmt, tmpl))
-    for inputs, wanted, gfmt, tmpl in groups:
+        groups.insert(0, (plain, None, fmt, tmpl, "ignore", "prepend"))
+    for inputs, wanted, gfmt, tmpl, mode, chat_mode in groups:
         found: set[str] = set()
         for rec in read_inputs(inputs, gfmt, on_unit):
             traj = rec.trajectory
@@ -277,7 +287,7 @@ def load_steps(
             seen[traj.id] = rec.source.where()
             found.add(traj.id)
             out.trajectories += 1
-            steps, issues = trajectory_steps(traj, tmpl)
+            steps, issues = trajectory_steps(traj, tmpl, mode, chat_mode)
             out.steps.extend(steps)
             out.issues.extend(issues)
         if wanted is not None:
