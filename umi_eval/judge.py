@@ -439,10 +439,15 @@ class Judge:
         self.usage = Usage()
         self.chunk = max(1, chunk)
 
+    def _redact(self, text: str) -> str:
+        key = self.backend.api_key
+        return text.replace(key, "***") if key else text
+
     def ask(self, requests: Sequence[tuple[list[dict[str, str]], int]]) -> list[Reply]:
-        """One reply per ``(messages, sample)``; cached ones cost nothing."""
+        """One reply per ``(messages, sample)``; cached ones cost nothing, and the same request
+        twice in one batch (two identical answers) is asked once."""
         out: list[Reply | None] = [None] * len(requests)
-        todo: list[tuple[int, str, str]] = []
+        todo: dict[str, tuple[list[int], str]] = {}
         for i, (messages, sample) in enumerate(requests):
             digest = prompt_digest(messages, self.decoding)
             key = cache_key(self.name, digest, sample)
@@ -452,26 +457,31 @@ class Judge:
                 self.usage.cached += 1
                 self.usage.cached_prompt_tokens += int(hit.get("prompt_tokens") or 0)
                 self.usage.cached_completion_tokens += int(hit.get("completion_tokens") or 0)
+            elif key in todo:
+                todo[key][0].append(i)
             else:
-                todo.append((i, key, digest))
-        for start in range(0, len(todo), self.chunk):
-            part = todo[start : start + self.chunk]
+                todo[key] = ([i], digest)
+        pending = list(todo.items())
+        for start in range(0, len(pending), self.chunk):
+            part = pending[start : start + self.chunk]
             gens: list[Generation] = self.backend.chat(
-                [(requests[i][0], self.decoding.seed + requests[i][1]) for i, _, _ in part], self.decoding)
+                [(requests[ix[0]][0], self.decoding.seed + requests[ix[0]][1]) for _, (ix, _) in part], self.decoding)
             fresh = []
-            for (i, key, digest), g in zip(part, gens, strict=True):
+            for (key, (ix, digest)), g in zip(part, gens, strict=True):
                 self.usage.asked += 1
                 if g.error is not None:
                     self.usage.errors += 1
-                    self.usage.last_error = g.error
-                    out[i] = Reply("", False, g.error)
-                    continue
-                self.usage.prompt_tokens += g.prompt_tokens
-                self.usage.completion_tokens += g.completion_tokens
-                fresh.append({"key": key, "judge": self.name, "prompt_digest": digest, "sample": requests[i][1],
-                              "reply": g.text, "prompt_tokens": g.prompt_tokens,
-                              "completion_tokens": g.completion_tokens})  # fmt: skip
-                out[i] = Reply(g.text, False)
+                    self.usage.last_error = self._redact(g.error)
+                    reply = Reply("", False, self.usage.last_error)
+                else:
+                    self.usage.prompt_tokens += g.prompt_tokens
+                    self.usage.completion_tokens += g.completion_tokens
+                    fresh.append({"key": key, "judge": self.name, "prompt_digest": digest,
+                                  "sample": requests[ix[0]][1], "reply": g.text, "prompt_tokens": g.prompt_tokens,
+                                  "completion_tokens": g.completion_tokens})  # fmt: skip
+                    reply = Reply(g.text, False)
+                for i in ix:
+                    out[i] = reply
             self.cache.add(fresh)
         return [r for r in out if r is not None]
 

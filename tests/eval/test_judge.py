@@ -41,13 +41,15 @@ def judge_server(answer: Callable[[str, dict], object]) -> Iterator[tuple[str, l
             if isinstance(got, float):
                 time.sleep(got)
                 got = '{"answer_status": "Solved"}'
+            status = 200
             if isinstance(got, tuple):
                 data = got[1]
+                status = got[2] if len(got) > 2 else 200
             else:
                 data = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": got}}],
                                    "usage": {"prompt_tokens": 100, "completion_tokens": 10}}).encode()  # fmt: skip
             try:
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -59,6 +61,7 @@ def judge_server(answer: Callable[[str, dict], object]) -> Iterator[tuple[str, l
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.block_on_close = False  # a handler still sleeping (a time-out test) must not hold the test
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -122,7 +125,7 @@ def status_reply(user: str, body: dict) -> object:
     if "[garbage]" in answer:
         return "I think it is probably fine, more or less."
     if "[slow]" in answer:
-        return 5.0
+        return 2.0
     return '{"answer_status": "Unsolved"}'
 
 
@@ -266,6 +269,7 @@ def test_time_outs_are_counted_and_another_judge_reuses_nothing(tmp_path: Path) 
         res = invoke("judge", str(runs), *base_args(url, out, "--json", "--timeout", "0.3", "--retries", "1"))
         assert time.monotonic() - t0 < 20
     assert res.exit_code == 1, res.output  # unanswered requests are findings
+    assert len(seen) == 3 + 3 * 2  # Q1's samples, Q2's each tried twice (--retries 1)
     s = json.loads(res.stdout)
     assert s["judge"]["errors"] == 3 and s["pass_votes"]["error"] == 3
     rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines()[1:])}
@@ -310,6 +314,15 @@ def test_malformed_http_answers_exit_2_when_the_judge_answers_nothing(tmp_path: 
     assert "answered none of 3" in res.output and "malformed response" in res.output
     assert len(seen) == 6  # each request retried once
     assert not (tmp_path / "j.jsonl").exists()
+
+
+def test_a_refused_key_is_never_printed(tmp_path: Path) -> None:
+    runs = write_runs(tmp_path / "runs.jsonl", [("G1_tool/1", "Q1?", "yes [solved]")])
+    with judge_server(lambda u, b: ("raw", f"invalid key {KEY}".encode(), 401)) as (url, seen):
+        res = invoke("judge", str(runs), *base_args(url, tmp_path / "j.jsonl", "--retries", "2"))
+    assert res.exit_code == 2 and "HTTP 401" in res.output and "***" in res.output
+    assert KEY not in res.output
+    assert len(seen) == 3  # a 4xx is not retried
 
 
 def test_rejects_exit_1_with_their_source_and_unanswered_tree_files_count_as_failed(tmp_path: Path) -> None:
