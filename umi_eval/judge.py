@@ -36,7 +36,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ import orjson
 
 from umi_data.cli_errors import UsageError
 from umi_data.guard import UnsafeOutput, check_output
-from umi_data.readers import read_inputs
+from umi_data.readers import Unit, _traj_id, read_inputs, toolbench
 from umi_data.trajectory import Trajectory
 from umi_data.writers import rejects_path, write_jsonl
 from umi_eval.backends import Decoding, Generation, OpenAIBackend
@@ -58,7 +58,7 @@ GROUPS = {"G1_instruction": "I1-Inst.", "G1_tool": "I1-Tool", "G1_category": "I1
           "G2_instruction": "I2-Inst.", "G2_category": "I2-Cat.", "G3_instruction": "I3-Inst."}  # fmt: skip
 DEFAULT_GROUP = "all"
 OBSERVATION_CHARS = 800  # a tool response is cut to this many characters in the judge's prompt
-_GROUP_DIR = re.compile(r"G[1-3]_(?:instruction|category|tool)")
+_GROUP_DIR = re.compile(r"G[1-3]_(?:instruction|category|tool|answer)")  # test sets; G1_answer: ToolBench's data
 _LEADING_ID = re.compile(r"^(\d+)(?:_|$)")
 
 
@@ -73,7 +73,8 @@ def query_key(run_id: str) -> tuple[str, str | None]:
     """``(key, group)`` of a run id, so that one query answered by several systems matches:
     ``G1_instruction/10`` (umi runs of ToolBench query files), ``chatgpt/G1_instruction/10_CoT@1``
     and ``G1_category/10_DFS_woFilter_w2`` (ToolEval/StableToolBench answer trees) all give
-    ``G1_…/10``. Other ids are their own key, without a group."""
+    ``G1_…/10`` (also ToolBench's ``G1_answer/10_ChatGPT_DFS_woFilter_w2``). Other ids are their
+    own key, without a group."""
     parts = run_id.replace("\\", "/").split("/")
     for i, part in enumerate(parts[:-1]):
         if _GROUP_DIR.fullmatch(part):
@@ -165,9 +166,8 @@ def load_answers(paths: Sequence[str], groups: dict[str, str] | None = None, max
         where = rec.source.where()
         if rec.trajectory is None:
             f = rec.findings[0]
-            if f.code == "no_trajectory":
-                name = PurePosixPath((rec.source.member or rec.source.file).replace("\\", "/"))
-                key, g = query_key(str(name.with_suffix("")))
+            if f.code == "no_trajectory":  # the id the reader gives an answer file that has a chain
+                key, g = query_key(_traj_id(toolbench.FORMAT, None, Unit(rec.source.file, rec.source.member), None))
                 ans = Answer(key, "", key, where, "", None, "(no step)", 0, "no_trajectory")
                 _add(out, ans, groups.get(key) or g, where)
             else:
@@ -695,6 +695,10 @@ def run_judge(runs: Sequence[str], judge: Judge, opts: JudgeOptions, *, against:
         raise JudgeError(f"no answer to judge in {', '.join(runs)}"
                          + (f" ({len(cand.rejects)} record(s) rejected)" if cand.rejects else ""))  # fmt: skip
     answers = list(cand.answers.values())
+    if against and not set(cand.answers) & set(ref.answers):
+        raise JudgeError(f"no query of RUNS has an answer in --against: the ids do not match (e.g. "
+                         f"{next(iter(cand.answers))!r} vs {next(iter(ref.answers), None)!r}); answers are matched "
+                         "by <group>/<query id> (G1_instruction/10) or by the whole id")  # fmt: skip
     say(f"pass rate: {len(answers)} queries × {opts.samples} samples")
     cand_pass = judge_pass(answers, judge, opts.samples)
     win = None

@@ -362,6 +362,10 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     res = invoke("judge", str(runs), *base_args(url, other))
     assert res.exit_code == 2 and "not a umieval judge file" in res.output and other.read_text() == "my notes\n"
     assert invoke("judge", str(runs), *base_args("ftp://x", tmp_path / "j.jsonl")).exit_code == 2
+    ref = tmp_path / "ref"
+    write_ref(ref, "G2_category", "500", "Q500?", "x")
+    res = invoke("judge", str(runs), "--against", str(ref), *base_args(url, tmp_path / "j.jsonl"))
+    assert res.exit_code == 2 and "ids do not match" in res.output
     bad_groups = tmp_path / "g.json"
     bad_groups.write_text("[1, 2]")
     assert invoke("judge", str(runs), *base_args(url, tmp_path / "j.jsonl", "--groups", str(bad_groups))
@@ -412,7 +416,8 @@ def test_groups_file_and_compare_of_judged_files(tmp_path: Path) -> None:
     ("chatgpt_cot/G1_instruction/10160_CoT@1", "G1_instruction/10160", "G1_instruction"),
     ("G2_category/77_DFS_woFilter_w2", "G2_category/77", "G2_category"),
     ("my-query", "my-query", None),
-    ("G1_answer/10_ChatGPT_DFS", "G1_answer/10_ChatGPT_DFS", None),
+    ("G1_answer/10_ChatGPT_DFS_woFilter_w2", "G1_answer/10", "G1_answer"),
+    ("runs/G4_answer/10_x", "runs/G4_answer/10_x", None),
 ])  # fmt: skip
 def test_query_keys_match_runs_and_answer_trees(run_id: str, key: str, group: str | None) -> None:
     assert query_key(run_id) == (key, group)
