@@ -132,11 +132,10 @@ def judge_cmd(runs: tuple[str, ...], against: tuple[str, ...], output: str, judg
         judge = Judge(backend, decoding, cache, chunk=4 * concurrency)
         try:
             report = run_judge(runs, judge, opts, against=against, groups=groups, output=output, on_phase=phase)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # the requests in flight have ended (the thread pool waits for them)
             click.echo("\numieval judge: interrupted; every judge reply received so far is cached in "
                        f"{cache_path}: rerun the same command to resume", err=True)  # fmt: skip
-            sys.stderr.flush()
-            os._exit(EXIT_INTERRUPTED)  # threads still waiting on the server would hold a normal exit
+            sys.exit(EXIT_INTERRUPTED)  # after the cache is closed and the locks are released
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     else:

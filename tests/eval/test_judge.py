@@ -431,3 +431,26 @@ def test_reply_parsing() -> None:
     assert parse_status("") is None
     assert parse_preference('```json\n{"better": "b"}\n```') == "B"
     assert parse_preference('{"better": "C"}') is None
+
+
+def test_ctrl_c_exits_130_and_keeps_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import umi_eval.judge as judge_mod
+
+    runs = write_runs(tmp_path / "runs.jsonl", CANDIDATES[:2])
+    out = tmp_path / "j.jsonl"
+    real = judge_mod.judge_pass
+
+    def interrupted(answers, judge, samples):  # the first batch is answered, then Ctrl-C
+        real(answers[:1], judge, samples)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(judge_mod, "judge_pass", interrupted)
+    with judge_server(status_reply) as (url, seen):
+        res = invoke("judge", str(runs), *base_args(url, out))
+        assert res.exit_code == 130 and "rerun the same command to resume" in res.output
+        assert not out.exists() and not (tmp_path / ".j.jsonl.lock").exists()
+        monkeypatch.setattr(judge_mod, "judge_pass", real)
+        n = len(seen)
+        res = invoke("judge", str(runs), *base_args(url, out, "--json"))
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["judge"]["cached"] == 3 and len(seen) - n == 3
