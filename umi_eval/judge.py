@@ -340,9 +340,11 @@ def parse_preference(text: str) -> str | None:
 
 
 def prompt_digest(messages: list[dict[str, str]], decoding: Decoding) -> str:
-    """What a reply depends on besides the judge and the sample: the messages and the decoding."""
+    """What a reply depends on besides the judge and the sample index: the messages and the
+    decoding (the base seed too: sample i is sent with seed + i)."""
     data = orjson.dumps({"messages": messages, "temperature": decoding.temperature, "top_p": decoding.top_p,
-                         "max_tokens": decoding.max_new_tokens}, option=orjson.OPT_SORT_KEYS)  # fmt: skip
+                         "max_tokens": decoding.max_new_tokens, "seed": decoding.seed},
+                        option=orjson.OPT_SORT_KEYS)  # fmt: skip
     return hashlib.sha256(data).hexdigest()
 
 

@@ -190,6 +190,9 @@ def test_pass_rate_by_hand_and_reruns_cost_nothing(tmp_path: Path) -> None:
         s2 = json.loads(res.stdout)
         assert s2["judge"]["asked"] == 0 and s2["judge"]["cached"] == 18 and s2["judge"]["cost"] is None
         assert out.read_bytes() == first
+        # another base seed is another prompt: asked again
+        res = invoke("judge", str(runs), *base_args(url, out, "--json", "--judge-seed", "5"))
+        assert json.loads(res.stdout)["judge"]["cached"] == 0 and {r["seed"] for r in seen[n:]} == {5, 6, 7}
     cache = (tmp_path / "judged.judge-cache.jsonl").read_text()
     assert KEY not in cache and KEY not in first.decode() and KEY not in res.output
 
