@@ -579,7 +579,7 @@ def judge_win(cands: Sequence[Answer], refs: dict[str, Answer], cand_pass: dict[
                      {"A": "reference", "B": "candidate"}.get(p2 or ""))  # fmt: skip
             if first.error or second.error:
                 vote = "error"
-            elif None in picks:
+            elif picks[0] is None or picks[1] is None:
                 vote = "unparsable"
             elif picks[0] == picks[1]:
                 vote = picks[0]
@@ -633,10 +633,10 @@ def rates(groups: Sequence[str], values: np.ndarray, resamples: int, seed: int) 
                   if resamples > 0 else None}  # fmt: skip
     if order:
         avg = np.mean(means, axis=0)
-        s = np.mean(samples, axis=0) if resamples > 0 else None
+        pooled = np.mean(samples, axis=0)  # resample r of the average = mean of the groups' resample r
         out["average"] = {"queries": len(groups), "rate": avg.tolist(),
-                          "ci": [_percentiles(s[:, j], float(avg[j]), False) for j in range(values.shape[1])]
-                          if s is not None else None}  # fmt: skip
+                          "ci": [_percentiles(pooled[:, j], float(avg[j]), False) for j in range(values.shape[1])]
+                          if resamples > 0 else None}  # fmt: skip
     return out
 
 

@@ -409,6 +409,9 @@ def test_groups_file_and_compare_of_judged_files(tmp_path: Path) -> None:
     assert 0.0 <= lo <= 0.5 <= hi <= 1.0
     res = invoke("compare", str(tmp_path / "a.judged.jsonl"), str(tmp_path / "b.judged.jsonl"))
     assert res.exit_code == 0 and "pass rate" in res.stdout and "+50.0" in res.stdout
+    res = invoke("compare", str(tmp_path / "a.judged.jsonl"), str(tmp_path / "b.judged.jsonl"), "--json",
+                 "--bootstrap", "0")  # fmt: skip
+    assert json.loads(res.stdout)["groups"]["average"]["pass_rate"]["ci"] is None
     # a judged file and a plain run file cannot be compared
     res = invoke("compare", str(tmp_path / "a.judged.jsonl"), str(a))
     assert res.exit_code == 2
