@@ -842,4 +842,6 @@ def compare_judged(a: str, b: str, *, resamples: int = DEFAULT_RESAMPLES, seed: 
         table[g] = {"label": "Average" if g == "average" else group_label(g), "queries": t["queries"], **cols}
     return {"a": str(a), "b": str(b), "judges": {"a": ha.get("judge"), "b": hb.get("judge")},
             "queries": len(keys), "metrics": names, "groups": table,
-            "bootstrap": {"resamples": resamples, "seed": seed}}  # fmt: skip
+            "bootstrap": {"resamples": resamples, "seed": seed},
+            "comparable": "comparable to ToolEval's numbers, not identical: umi's own prompt wording and the judge "
+                          "models named here"}  # fmt: skip
