@@ -121,6 +121,8 @@ def judge_cmd(runs: tuple[str, ...], against: tuple[str, ...], output: str, judg
         if not quiet and not as_json:
             click.echo(f"umieval judge: {message}", err=True)
 
+    for path in (output, cache_path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         try:
             stack.enter_context(output_lock(output))

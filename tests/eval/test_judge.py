@@ -200,8 +200,9 @@ def test_pass_rate_by_hand_and_reruns_cost_nothing(tmp_path: Path) -> None:
 def test_table_is_shaped_like_the_paper_and_says_comparable(tmp_path: Path) -> None:
     runs = write_runs(tmp_path / "runs.jsonl", CANDIDATES)
     with judge_server(status_reply) as (url, _seen):
-        res = invoke("judge", str(runs), *base_args(url, tmp_path / "j.jsonl", "--price-in", "1"))
+        res = invoke("judge", str(runs), *base_args(url, tmp_path / "new" / "j.jsonl", "--price-in", "1"))
     assert res.exit_code == 0, res.output
+    assert (tmp_path / "new" / "j.judge-cache.jsonl").is_file()
     assert "| Method | I1-Inst. P | I2-Cat. P | Average P |" in res.stdout
     assert "| umi | 50.0 | 75.0 | 62.5 |" in res.stdout
     assert "comparable to ToolEval" in res.stdout and "not identical" in res.stdout
