@@ -56,7 +56,8 @@ STATUSES = ("solved", "unsolved", "unsure")
 # ToolBench's six test sets, in the order of the paper's Table 2, with its column names.
 GROUPS = {"G1_instruction": "I1-Inst.", "G1_tool": "I1-Tool", "G1_category": "I1-Cat.",
           "G2_instruction": "I2-Inst.", "G2_category": "I2-Cat.", "G3_instruction": "I3-Inst."}  # fmt: skip
-DEFAULT_GROUP = "all"
+DEFAULT_GROUP = "all"  # no query has a group
+OTHER_GROUP = "other"  # the queries without a group, beside others that have one
 OBSERVATION_CHARS = 800  # a tool response is cut to this many characters in the judge's prompt
 _GROUP_DIR = re.compile(r"G[1-3]_(?:instruction|category|tool|answer)")  # test sets; G1_answer: ToolBench's data
 _LEADING_ID = re.compile(r"^(\d+)(?:_|$)")
@@ -176,6 +177,10 @@ def load_answers(paths: Sequence[str], groups: dict[str, str] | None = None, max
         t = rec.trajectory
         key, g = query_key(t.id)
         _add(out, _answer_of(t, key, "", max_chars), groups.get(t.id) or groups.get(key) or g, where)
+    if {a.group for a in out.answers.values()} - {DEFAULT_GROUP}:  # "all" would mislead beside real groups
+        for a in out.answers.values():
+            if a.group == DEFAULT_GROUP:
+                a.group = OTHER_GROUP
     return out
 
 

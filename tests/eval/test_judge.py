@@ -392,7 +392,7 @@ def test_groups_file_and_compare_of_judged_files(tmp_path: Path) -> None:
     b = write_runs(tmp_path / "b.jsonl", [("q1", "Q1?", "y [solved]"), ("q2", "Q2?", "y [solved]"),
                                           ("q3", "Q3?", "y [solved]"), ("q4", "Q4?", "y [solved]")])  # fmt: skip
     groups = tmp_path / "groups.json"
-    groups.write_text(json.dumps({"q1": "easy", "q2": "easy", "q3": "hard", "q4": "hard"}))
+    groups.write_text(json.dumps({"q1": "easy", "q2": "easy", "q3": "hard", "q4": "hard", "q9": "unused"}))
     with judge_server(status_reply) as (url, _seen):
         for f in (a, b):
             res = invoke("judge", str(f), *base_args(url, tmp_path / f"{f.stem}.judged.jsonl", "--groups",
@@ -410,6 +410,11 @@ def test_groups_file_and_compare_of_judged_files(tmp_path: Path) -> None:
     assert 0.0 <= lo <= 0.5 <= hi <= 1.0
     res = invoke("compare", str(tmp_path / "a.judged.jsonl"), str(tmp_path / "b.judged.jsonl"))
     assert res.exit_code == 0 and "pass rate" in res.stdout and "+50.0" in res.stdout
+    # queries without a group beside grouped ones are "other"
+    c = write_runs(tmp_path / "c.jsonl", [("q1", "Q1?", "x [solved]"), ("free", "Qf?", "x [solved]")])
+    with judge_server(status_reply) as (url, _seen):
+        res = invoke("judge", str(c), *base_args(url, tmp_path / "c.judged.jsonl", "--groups", str(groups), "--json"))
+    assert list(json.loads(res.stdout)["groups"]) == ["easy", "other", "average"]
     res = invoke("compare", str(tmp_path / "a.judged.jsonl"), str(tmp_path / "b.judged.jsonl"), "--json",
                  "--bootstrap", "0")  # fmt: skip
     assert json.loads(res.stdout)["groups"]["average"]["pass_rate"]["ci"] is None
