@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from umi_data.trajectory import Call, Source, Trajectory, Turn, derive_outcome
-from umi_eval.cli import main
-from umi_eval.judge import parse_preference, parse_status, query_key
+from umi_eval.cli.commands import main
+from umi_eval.score.judge import parse_preference, parse_status, query_key
 
 MAX_REQUESTS = 400
 KEY = "sk-test-secret-123"
@@ -377,7 +377,7 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
 
 
 def test_a_locked_output_is_refused(tmp_path: Path) -> None:
-    from umi_data.guard import output_lock
+    from umi_data.output.guard import output_lock
 
     runs = write_runs(tmp_path / "runs.jsonl", CANDIDATES[:1])
     out = tmp_path / "j.jsonl"
@@ -446,7 +446,7 @@ def test_reply_parsing() -> None:
 
 
 def test_ctrl_c_exits_130_and_keeps_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import umi_eval.judge as judge_mod
+    import umi_eval.score.judge as judge_mod
 
     runs = write_runs(tmp_path / "runs.jsonl", CANDIDATES[:2])
     out = tmp_path / "j.jsonl"
