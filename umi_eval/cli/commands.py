@@ -17,6 +17,7 @@ import click
 from umi_cli.errors import GuardedGroup
 from umi_eval import __version__
 from umi_eval.cli.generate import generate_cmd
+from umi_eval.cli.judge import judge_cmd
 from umi_eval.cli.run import run_cmd
 from umi_eval.cli.score import compare, score
 
@@ -24,12 +25,13 @@ from umi_eval.cli.score import compare, score
 @click.group(cls=GuardedGroup, prog="umieval", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="umieval")
 def main() -> None:
-    """Evaluate α-UMi models: generate predictions on test steps, score them, and run the agent loop.
+    """Evaluate α-UMi models: generate predictions on test steps, score them, run the agent loop, and
+    judge runs (pass rate, win rate).
 
     Exit codes: 0 ok, 1 findings (steps, predictions or queries that could not be used), 2 usage or
     I/O error, 3 internal error (one line + a traceback file), 130 interrupted (Ctrl-C).
     """
 
 
-for _command in (generate_cmd, score, compare, run_cmd):
+for _command in (generate_cmd, score, compare, run_cmd, judge_cmd):
     main.add_command(_command)

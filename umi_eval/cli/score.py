@@ -87,12 +87,29 @@ def score(file: str, as_json: bool, cases_out: str | None, resamples: int, seed:
 @_seed
 def compare(a: str, b: str, as_json: bool, resamples: int, seed: int) -> None:
     """Compare two prediction files A and B on the same steps (e.g. the trio and a single model):
-    per metric A, B, B − A and a 95 % paired bootstrap interval of the difference.
+    per metric A, B, B − A and a 95 % paired bootstrap interval of the difference. Two judged files
+    (`umieval judge -o`) are compared on the same queries: pass rate (and win rate) per group and
+    on average.
 
     Refuses (exit 2) when the files are not on the same steps. Exits 1 when either file has
     records that could not be scored."""
+    from umi_eval.score.judge import compare_judged, is_judged_file
+    from umi_eval.score.scoring import StepMismatch
     from umi_eval.score.scoring import compare as run
 
+    judged = (is_judged_file(a), is_judged_file(b))
+    if any(judged):
+        if not all(judged):
+            raise StepMismatch("one file is a judged file (umieval judge) and the other is not; compare two judged "
+                               "files, or two prediction files")  # fmt: skip
+        result = compare_judged(a, b, resamples=resamples, seed=seed)
+        if as_json:
+            _echo_json(result)
+        else:
+            from umi_eval.cli.judge import render_judged_comparison
+
+            render_judged_comparison(result)
+        sys.exit(EXIT_OK)
     with _guard("compare"):
         result = run(a, b, resamples=resamples, seed=seed)
         if as_json:

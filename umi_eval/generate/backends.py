@@ -14,6 +14,8 @@ Two real backends:
   with the KV cache; only new tokens are decoded, special tokens skipped. Greedy by default.
 - :class:`OpenAIBackend`: any OpenAI-compatible *completions* server (vLLM, SGLang, llama.cpp),
   one request per prompt over a small thread pool, standard library only, time-out and retries.
+  Its :meth:`~OpenAIBackend.chat` sends chat messages to ``/chat/completions`` through the same
+  retry, time-out and thread-pool code (the judge of ``umieval judge``).
 """
 
 from __future__ import annotations
@@ -248,7 +250,8 @@ class OpenAIBackend:
         concurrency: int = 8,
         backoff: float = 1.0,
     ) -> None:
-        self.url = base_url.rstrip("/") + "/completions"
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/completions"
         self.model = model
         self.name = f"{model}@{base_url}"
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
@@ -269,23 +272,29 @@ class OpenAIBackend:
             body["top_k"] = d.top_k  # vLLM / SGLang / llama.cpp extension
         return body
 
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, body: dict[str, Any], url: str | None = None) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
+        req = urllib.request.Request(url or self.url, json.dumps(body).encode(), headers, method="POST")
         with urllib.request.urlopen(req, timeout=self.timeout) as resp:
             return json.loads(resp.read())
 
     def _one(self, prompt: str, d: Decoding) -> Generation:
-        body = self._body(prompt, d)
+        return self._request(self.url, self._body(prompt, d), lambda choice: str(choice.get("text") or ""))
+
+    def _request(self, url: str, body: dict[str, Any], text_of: Any) -> Generation:
+        """POST ``body`` with retries; ``text_of(choice)`` reads the text of the first choice."""
         last = ""
         for attempt in range(self.retries + 1):
             try:
-                data = self._post(body)
+                data = self._post(body, url)
                 choice = data["choices"][0]
                 usage = data.get("usage") or {}
-                return Generation(str(choice.get("text") or ""), int(usage.get("prompt_tokens") or 0),
+                text = text_of(choice)
+                if text is not None and not isinstance(text, str):
+                    raise TypeError(f"the reply text is a {type(text).__name__}, not a string")
+                return Generation(text or "", int(usage.get("prompt_tokens") or 0),
                                   int(usage.get("completion_tokens") or 0))  # fmt: skip
             except urllib.error.HTTPError as e:
                 last = f"HTTP {e.code}: {e.read()[:200].decode('utf-8', 'replace')}"
@@ -300,10 +309,29 @@ class OpenAIBackend:
         return Generation("", error=last)
 
     def generate(self, prompts: Sequence[str], decoding: Decoding) -> list[Generation]:
-        if len(prompts) <= 1 or self.concurrency == 1:
-            return [self._one(p, decoding) for p in prompts]
+        return self._map(lambda p: self._one(p, decoding), prompts)
+
+    def _map(self, fn: Any, items: Sequence[Any]) -> list[Generation]:
+        if len(items) <= 1 or self.concurrency == 1:
+            return [fn(x) for x in items]
         with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(lambda p: self._one(p, decoding), prompts))
+            return list(pool.map(fn, items))
+
+    def chat(self, conversations: Sequence[tuple[list[dict[str, str]], int]], decoding: Decoding
+             ) -> list[Generation]:  # fmt: skip
+        """``POST {base_url}/chat/completions`` per ``(messages, seed)`` (the server applies its
+        chat template), with the retries, time-out and thread pool of :meth:`generate`."""
+        url = self.base_url + "/chat/completions"
+
+        def one(item: tuple[list[dict[str, str]], int]) -> Generation:
+            messages, seed = item
+            body = self._body("", Decoding(decoding.max_new_tokens, decoding.temperature, decoding.top_p, seed,
+                                           decoding.max_input_tokens, decoding.top_k))  # fmt: skip
+            del body["prompt"]
+            body["messages"] = messages
+            return self._request(url, body, lambda choice: (choice.get("message") or {}).get("content"))
+
+        return self._map(one, conversations)
 
 
 BACKENDS = ("transformers", "openai")
