@@ -36,7 +36,8 @@ def _within(child: Path, parent: Path) -> bool:
 def check_output(out: str | os.PathLike[str], inputs: Iterable[str], input_files: Iterable[str] = ()) -> None:
     """Refuse an output that equals an input, contains one (replacing OUTDIR would delete it),
     or lies inside an input directory (the next run would read it back). ``input_files`` are the
-    files actually read (symlinked directories followed), checked too."""
+    files actually read (symlinked directories followed), checked too; an existing output with
+    several names is compared with them by inode (a hard link to an input)."""
     o = _real(out)
     inputs = list(inputs)
     files = input_files if isinstance(input_files, list) else list(input_files)

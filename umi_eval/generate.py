@@ -15,7 +15,9 @@ generated again (their new lines come at the end). A rerun with different models
 steps (the header's ``steps_digest``: step ids, references, conversations and tools, so other inputs,
 ``--format`` or ``--split``) or with another ``--template`` (its name, or a digest of a file's content) is
 refused.
-Marked turns that make no step and rejected records go to ``<out>.rejects.jsonl``.
+Marked turns that make no step and rejected records go to ``<out>.rejects.jsonl``. Both files pass
+the output-safety rule before anything is opened (:func:`check_resumable_output`), and a run holds
+the output's lock for its whole length (one writer per output, as ``umidata split``).
 """
 
 from __future__ import annotations

@@ -18,6 +18,11 @@ instruction) and its position in it (the number of assistant turns in its gold h
 trio and the single-model files share; steps that still collide get a digest of their parsed
 reference. Bootstrap groups are the conversations (``trajectory_id``; for the original files the
 instruction digest).
+
+Files are streamed (:func:`open_predictions`): only a regular file is opened (:func:`open_regular`),
+JSONL is read a line at a time and a JSON array an item at a time (:func:`_array_items`), each bounded
+by :data:`MAX_RECORD_BYTES`, so ``umieval score`` keeps one record in memory, not the file.
+:func:`read_predictions` materialises a file for ``compare``.
 """
 
 from __future__ import annotations
