@@ -97,7 +97,8 @@ def check_outputs(
     for o in outputs:
         check_output(o, ins, files)
     seen: dict[object, str] = {}
-    for o in map(os.fspath, outputs):
+    names = [os.fspath(o) for o in outputs]
+    for o in names:
         keys: list[object] = [os.path.realpath(o)]
         with contextlib.suppress(OSError):
             st = os.stat(o)
@@ -108,7 +109,7 @@ def check_outputs(
                                    "choose another output path")  # fmt: skip
             seen[k] = o
     allowed = {os.path.abspath(os.fspath(p)) for p in may_exist}
-    for o in map(os.fspath, outputs):
+    for o in names:
         if os.path.lexists(o) and os.path.abspath(o) not in allowed:
             raise UnsafeOutput(f"{o} already exists; pass {overwrite_flag} to replace it, or choose another output")
 

@@ -435,7 +435,7 @@ def _open_original(path: str) -> Predictions:
     if shared:
         for i, obj in pred._items():
             if i in shared:
-                parsed = parse(obj[_ref_key(obj)], pred._mode)
+                parsed = parse(obj[_ref_key(obj)], "trio" if trio else "single")
                 digests[i] = _digest(repr(tuple(parsed.as_dict().values())), 8)
     pred._ids = _disambiguated(bases, digests)
     return pred

@@ -21,8 +21,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import orjson
@@ -230,6 +231,10 @@ def add_intervals(report: ScoreReport, resamples: int, seed: int = DEFAULT_SEED)
     report.ci = {m: _percentiles(all_samples[:, j], report.metrics[m], not dens[j]) for j, m in enumerate(METRICS)}
 
 
+def _write_line(f: BinaryIO, obj: dict[str, Any]) -> None:
+    f.write(orjson.dumps(obj) + b"\n")
+
+
 def score_file(path: str | Path, *, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
                cases: str | Path | None = None) -> ScoreReport:  # fmt: skip
     """Read a prediction file of any shape and score it, streaming it: memory holds one record at
@@ -240,10 +245,9 @@ def score_file(path: str | Path, *, resamples: int = DEFAULT_RESAMPLES, seed: in
     Raises ``OSError`` / ``ShapeError``."""
     pred = open_predictions(path)
     with ExitStack() as stack:
-        on_case = None
+        on_case: Callable[[dict[str, Any]], None] | None = None
         if cases is not None:
-            f = stack.enter_context(open(stack.enter_context(atomic_path(cases)), "wb"))
-            on_case = lambda case: f.write(orjson.dumps(case) + b"\n")  # noqa: E731
+            on_case = partial(_write_line, stack.enter_context(open(stack.enter_context(atomic_path(cases)), "wb")))
         report = score_records(pred.records(), rejects=pred.rejects, resamples=resamples, seed=seed,
                                on_case=on_case)  # fmt: skip
     report.counts = {"file": pred.path, "shape": pred.shape, **report.counts}
