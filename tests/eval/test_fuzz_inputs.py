@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from umi_eval.cli import main
+from umi_eval.cli.commands import main
 
 from .agent_helpers import Scripted, write_tools
 from .score_builders import MIXED_SINGLE, MIXED_TRIO, TOOLS, record
@@ -149,10 +149,10 @@ def query_file(draw: st.DrawFn) -> tuple[str, bytes]:
 @FUZZ
 @given(case=query_file())
 def test_run_never_crashes_on_any_query_file(case: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
-    import umi_eval.cli_run
+    import umi_eval.cli.run
 
     model = Scripted(planner=["Stop.\n Next: give up."])
-    monkeypatch.setattr(umi_eval.cli_run, "OpenAIBackend", lambda _url, _name: model)
+    monkeypatch.setattr(umi_eval.cli.run, "OpenAIBackend", lambda _url, _name: model)
     suffix, data = case
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / f"q{suffix}"

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from umi_data.cli import main as umidata
-from umi_eval.agent import Models, RunError, run
-from umi_eval.cli import main as umieval
-from umi_eval.generate import GenerateError, GenerateOptions, generate
-from umi_eval.queries import read_queries
+from umi_data.cli.commands import main as umidata
+from umi_eval.agent.loop import Models, RunError, run
+from umi_eval.agent.queries import read_queries
+from umi_eval.cli.commands import main as umieval
+from umi_eval.generate.predict import GenerateError, GenerateOptions, generate
 
 from .agent_helpers import Scripted, write_tools
 from .conftest import TRAJECTORIES
@@ -59,7 +59,7 @@ def _scripted_generate(inp: Path, out: Path, **kw) -> object:  # type: ignore[no
 
 
 def _scripted_run(qfile: Path, out: Path, tmp: Path, **kw) -> object:  # type: ignore[no-untyped-def]
-    from umi_eval.tools import make_executor
+    from umi_eval.agent.tools import make_executor
 
     model = Scripted(planner=["Stop.\n Next: give up."])
     return run(read_queries([str(qfile)]), Models(model, model, model), make_executor(f"python:{write_tools(tmp)}"),
@@ -192,7 +192,7 @@ def test_outputs_of_one_command_never_collide(tmp_path: Path) -> None:
 
 _HOLD = textwrap.dedent("""
     import sys, time
-    from umi_data.guard import output_lock
+    from umi_data.output.guard import output_lock
     with output_lock(sys.argv[1]):
         print("locked", flush=True)
         time.sleep(60)

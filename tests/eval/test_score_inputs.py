@@ -19,10 +19,10 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from umi_eval import predictions
-from umi_eval.cli import main
-from umi_eval.predictions import ShapeError, read_predictions
-from umi_eval.score import StepMismatch, compare, score_file
+from umi_eval.cli.commands import main
+from umi_eval.score import predictions
+from umi_eval.score.predictions import ShapeError, read_predictions
+from umi_eval.score.scoring import StepMismatch, compare, score_file
 
 from .score_builders import MIXED_SINGLE, MIXED_TRIO, TOOLS, write_original, write_umi
 
@@ -75,7 +75,7 @@ def test_compare_refuses_a_fifo(fifo: Path, tmp_path: Path) -> None:
 _SCORE_CAPPED = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a regression fails here, not the machine
-from umi_eval.cli import main
+from umi_eval.cli.commands import main
 main(["score", sys.argv[1]])
 """
 
@@ -173,7 +173,7 @@ def test_broken_json_arrays_are_one_shape_error(tmp_path: Path, text: str, needl
 
 _PEAK = """
 import sys
-from umi_eval.score import score_file
+from umi_eval.score.scoring import score_file
 report = score_file(sys.argv[1], resamples=0)
 assert report.counts["steps"] == int(sys.argv[2]), report.counts
 print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")))
