@@ -37,8 +37,8 @@ echo "== umieval score $OUT/predictions.jsonl"
 ok_or_findings "$BIN/umieval" score "$OUT/predictions.jsonl"
 echo
 echo "== umieval run: the tiny trio acts on the bundled queries, tools answered from the recordings"
-rm -f "$OUT/runs.jsonl"  # the models were just retrained: run every query again
-ok_or_findings "$BIN/umieval" run examples/toolbench-mini/answer -o "$OUT/runs.jsonl" \
+# --overwrite: the models were just retrained, so every query runs again (and runs.rejects.jsonl is replaced)
+ok_or_findings "$BIN/umieval" run examples/toolbench-mini/answer -o "$OUT/runs.jsonl" --overwrite \
   --tools replay:examples/toolbench-mini/answer --glpft-run "$OUT/glpft" --max-steps 3 --max-new-tokens 48
 echo
 echo "Done. Datasets: $OUT/split (see $OUT/split/README.md); models: $OUT/glpft/*/model;"

@@ -58,7 +58,9 @@ def test_convert_stage2_and_parquet(stage2_path: Path, tmp_path: Path) -> None:
     _valid(rows)
     assert (tmp_path / "s.rejects.jsonl").read_text() == ""
     pq_out = tmp_path / "s.parquet"
-    assert run("convert", stage2_path, "-o", pq_out, "--quiet").exit_code == 0
+    # s.parquet's rejects file is s.rejects.jsonl too, which s.jsonl's run wrote: replaced only on request
+    assert run("convert", stage2_path, "-o", pq_out, "--quiet").exit_code == 2
+    assert run("convert", stage2_path, "-o", pq_out, "--quiet", "--overwrite").exit_code == 0
     table = pq.read_table(pq_out)
     assert table.column_names == ["id", "source_format", "outcome", "trajectory"]
     assert [json.loads(t) for t in table.column("trajectory").to_pylist()] == rows

@@ -107,7 +107,7 @@ def test_refuses_other_settings_and_foreign_files(tmp_path: Path) -> None:
     again = generate([str(data)], out, GenerateOptions("trio", {**TRIO_MODELS, "caller": "other"}),
                      overwrite=True, open_backend_fn=fn)  # fmt: skip
     assert again.generated == 5
-    with pytest.raises(GenerateError, match="one of the inputs"):
+    with pytest.raises(GenerateError, match="is the input"):
         generate([str(data)], data, GenerateOptions("trio", TRIO_MODELS), overwrite=True, open_backend_fn=fn)
     assert json.loads(data.read_text()) == TRAJECTORIES
     foreign = tmp_path / "notes.jsonl"

@@ -88,8 +88,9 @@ def test_usage_and_io_errors_exit_2(tmp_path: Path) -> None:
 
 def test_cases_never_overwrite_the_input(mixed: Path) -> None:
     before = mixed.read_bytes()
-    code, _, err = run("score", str(mixed), "--cases", str(mixed))
-    assert code == 2 and "is the input file" in err and mixed.read_bytes() == before
+    for extra in ([], ["--overwrite"]):  # not even on request
+        code, _, err = run("score", str(mixed), "--cases", str(mixed), *extra)
+        assert code == 2 and "is the input" in err and mixed.read_bytes() == before
 
 
 def test_internal_error_exits_3_and_ctrl_c_130(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:

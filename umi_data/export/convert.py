@@ -24,7 +24,7 @@ from typing import Any, Literal
 import orjson
 
 from umi_cli.errors import UsageError
-from umi_data.output.guard import UnsafeOutput, check_output
+from umi_data.output.guard import UnsafeOutput, check_outputs
 from umi_data.output.writers import (
     atomic_path,
     rejects_path,
@@ -222,10 +222,10 @@ def convert(
     LLaMA-Factory ShareGPT with ``to="openai"`` / ``"sharegpt"``, see :mod:`umi_data.export.formats`) and
     rejects to ``<stem>.rejects.jsonl`` beside it (always written, empty when nothing was rejected).
     Both files appear atomically, and only if the whole run succeeds. Raises
-    :class:`OutputError` before reading anything when ``out`` exists without ``overwrite``, or
-    when it or its rejects file is, holds or lies inside an input; :class:`NothingRead` (and
-    writes nothing) when no record could be read, unless ``allow_empty``. ``tools``: a ``--tools``
-    file, whose tools go to records that carry none."""
+    :class:`OutputError` before reading anything when ``out`` or its rejects file exists without
+    ``overwrite``, or is, holds or lies inside an input (:func:`umi_data.output.guard.check_outputs`);
+    :class:`NothingRead` (and writes nothing) when no record could be read, unless ``allow_empty``.
+    ``tools``: a ``--tools`` file, whose tools go to records that carry none."""
     sharegpt.use_dataset_info(dataset_info)
     tool_specs.use_tools_file(tools)
     paths = [os.fspath(p) for p in paths]
@@ -233,15 +233,12 @@ def convert(
     kind = output_kind(out, to)
     rej = rejects_path(out)
     units = expand(paths)
-    try:
-        for target in (out, rej):
-            check_output(target, paths, (u.path for u in units))
+    try:  # the output and its rejects sidecar: neither an input nor each other, neither replaced unasked
+        check_outputs([out, rej], paths, [u.path for u in units], may_exist=[out, rej] if overwrite else [])
     except UnsafeOutput as e:
         raise OutputError(str(e)) from e
     if os.path.isdir(out):
         raise OutputError(f"output {out} is a directory")
-    if os.path.lexists(out) and not overwrite:
-        raise OutputError(f"{out} already exists; pass --overwrite to replace it")
     summary = Summary()
     with atomic_path(rej) as rtmp, open(rtmp, "wb") as rf:
 

@@ -2,8 +2,10 @@
 an input; two runs must never write the same output at once; what a killed run left behind is
 cleaned by the next run on the same output.
 
-Used by ``convert`` (an output file) and ``split`` (an OUTDIR). Paths are compared after
-resolving symlinks, so ``-o link-to-input`` is caught too.
+Used by ``convert`` (an output file), ``split`` (an OUTDIR) and ``umieval`` (prediction, run and
+cases files, and every ``.rejects.jsonl`` sidecar): :func:`check_outputs` is the one rule for all the
+files a command writes. Paths are compared after resolving symlinks, and an existing output file is
+compared with the inputs by inode too, so ``-o link-to-input`` and a hard link to an input are caught.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import errno
 import os
 import re
 import shutil
-from collections.abc import Iterable, Iterator
+import stat
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,8 +36,11 @@ def _within(child: Path, parent: Path) -> bool:
 def check_output(out: str | os.PathLike[str], inputs: Iterable[str], input_files: Iterable[str] = ()) -> None:
     """Refuse an output that equals an input, contains one (replacing OUTDIR would delete it),
     or lies inside an input directory (the next run would read it back). ``input_files`` are the
-    files actually read (symlinked directories followed), checked too."""
+    files actually read (symlinked directories followed), checked too; an existing output with
+    several names is compared with them by inode (a hard link to an input)."""
     o = _real(out)
+    inputs = list(inputs)
+    files = input_files if isinstance(input_files, list) else list(input_files)
     for p in inputs:
         r = _real(p)
         if _within(r, o):
@@ -46,7 +52,7 @@ def check_output(out: str | os.PathLike[str], inputs: Iterable[str], input_files
                                "back as input — choose a path outside it")  # fmt: skip
     real_dirs: dict[str, str] = {}
     o_str, o_prefix = str(o), os.path.join(str(o), "")
-    for f in input_files:  # one realpath per directory (realpath is slow Python), an lstat per file
+    for f in files:  # one realpath per directory (realpath is slow Python), an lstat per file
         d, name = os.path.split(f)
         rd = real_dirs.get(d)
         if rd is None:
@@ -55,6 +61,57 @@ def check_output(out: str | os.PathLike[str], inputs: Iterable[str], input_files
         if real == o_str or real.startswith(o_prefix):
             raise UnsafeOutput(f"output {out} contains the input file {f} (through a symlink); writing it "
                                "would destroy the input — choose another output path")  # fmt: skip
+    _check_hard_links(out, inputs, files)
+
+
+def _check_hard_links(out: str | os.PathLike[str], inputs: Iterable[str], input_files: Iterable[str]) -> None:
+    """An existing output file with more than one name may be an input under another name (a hard
+    link: no path comparison can see it): compare inodes with every input."""
+    try:
+        ost = os.stat(out)
+    except OSError:
+        return
+    if not stat.S_ISREG(ost.st_mode) or ost.st_nlink < 2:
+        return
+    for p in (*inputs, *input_files):
+        with contextlib.suppress(OSError):
+            st = os.stat(p)
+            if (st.st_dev, st.st_ino) == (ost.st_dev, ost.st_ino):
+                raise UnsafeOutput(f"output {out} is the input {p} (a hard link to the same file); writing it "
+                                   "would destroy the input — choose another output path")  # fmt: skip
+
+
+def check_outputs(
+    outputs: Sequence[str | os.PathLike[str]], inputs: Iterable[str | os.PathLike[str]],
+    input_files: Iterable[str] = (), *, may_exist: Iterable[str | os.PathLike[str]] = (),
+    overwrite_flag: str = "--overwrite",
+) -> None:  # fmt: skip
+    """The one output-safety rule for every file a command will write, checked before any of them
+    is opened: each output is not, does not hold and does not lie inside an input
+    (:func:`check_output`, symlinks and hard links resolved); no two outputs are the same file
+    (same path after symlinks, or same inode); and an output that exists already is refused unless
+    it is in ``may_exist`` (what the command resumes, or replaces because ``--overwrite`` was
+    given), so a file nobody asked to replace is never replaced."""
+    ins = [os.fspath(p) for p in inputs]
+    files = list(input_files)
+    for o in outputs:
+        check_output(o, ins, files)
+    seen: dict[object, str] = {}
+    names = [os.fspath(o) for o in outputs]
+    for o in names:
+        keys: list[object] = [os.path.realpath(o)]
+        with contextlib.suppress(OSError):
+            st = os.stat(o)
+            keys.append((st.st_dev, st.st_ino))
+        for k in keys:
+            if k in seen and seen[k] != o:
+                raise UnsafeOutput(f"outputs {seen[k]} and {o} are the same file; this command writes both — "
+                                   "choose another output path")  # fmt: skip
+            seen[k] = o
+    allowed = {os.path.abspath(os.fspath(p)) for p in may_exist}
+    for o in names:
+        if os.path.lexists(o) and os.path.abspath(o) not in allowed:
+            raise UnsafeOutput(f"{o} already exists; pass {overwrite_flag} to replace it, or choose another output")
 
 
 def pid_alive(pid: int) -> bool:
@@ -99,7 +156,7 @@ def clean_stale(parent: str | os.PathLike[str], name: str) -> list[Path]:
 
 
 @contextmanager
-def output_lock(out: str | os.PathLike[str]) -> Iterator[None]:
+def output_lock(out: str | os.PathLike[str], program: str = "umidata") -> Iterator[None]:
     """Hold an exclusive lock on ``out`` for the run (``.NAME.lock`` beside it, ``flock``: the
     kernel drops it when the process dies, so a killed run never leaves a stale lock). A second
     run on the same output fails at once with :class:`UnsafeOutput`."""
@@ -120,7 +177,7 @@ def output_lock(out: str | os.PathLike[str]) -> Iterator[None]:
                 holder = ""
                 with contextlib.suppress(OSError, ValueError):
                     holder = f" (process {int(lock.read_text().strip())})"
-                raise UnsafeOutput(f"another umidata run{holder} is writing {out}; wait for it to finish "
+                raise UnsafeOutput(f"another {program} run{holder} is writing {out}; wait for it to finish "
                                    f"(lock: {lock})") from None  # fmt: skip
             raise
         try:  # the lock file may have been removed by the run that just finished: lock the current one

@@ -52,7 +52,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,11 +62,12 @@ import orjson
 
 from umi_cli.errors import UsageError
 from umi_data import __version__
-from umi_data.output.writers import atomic_path
+from umi_data.output.guard import UnsafeOutput, output_lock
+from umi_data.output.writers import atomic_path, rejects_path
 from umi_data.render.parse import ParseError, parse_caller_clean, parse_global, parse_planner, parse_summarizer
 from umi_data.render.roles import examples
 from umi_data.render.templates import ALPHA_UMI, Template
-from umi_data.trajectory import Call, Source, Tool, Trajectory, Turn, derive_outcome
+from umi_data.trajectory import FORMAT_VERSION, Call, Source, Tool, Trajectory, Turn, derive_outcome
 from umi_data.trajectory.checks import argument_schema
 from umi_eval.agent.queries import Query, Reject
 from umi_eval.agent.tools import Executor, Observation, call_tool, decode_arguments, failed, schema_errors, valid_text
@@ -475,29 +476,41 @@ class RunSummary:
         return out
 
 
+_RUN_LINE_START = orjson.dumps({"format": FORMAT_VERSION})[:-1] + b","  # every run line begins so
+
+
+def _torn_run_line(tail: bytes) -> bool:
+    """Whether ``tail`` (the bytes after a file's last newline) can be the start of a run line that
+    a crash cut: a prefix of one, or the start of one."""
+    return tail.startswith(_RUN_LINE_START) or _RUN_LINE_START.startswith(tail)
+
+
 def _done_ids(path: Path) -> tuple[dict[str, str | None], int]:
     """Ids already in a run file with the digest of the query each was run for (``None`` in a file
     written before digests were recorded), after cutting a last line that a crash left
-    half-written (returns how many bytes were cut)."""
+    half-written (returns how many bytes were cut). Every line is checked before anything is cut,
+    so a file that is not a run file is refused untouched."""
     if not path.exists():
         return {}, 0
     data = path.read_bytes()
-    cut = 0
-    if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-        cut = len(data) - keep
-        with open(path, "r+b") as f:
-            f.truncate(keep)
-        data = data[:keep]
+    keep = data.rfind(b"\n") + 1
     ids: dict[str, str | None] = {}
-    for n, line in enumerate(data.splitlines(), start=1):
+    for n, line in enumerate(data[:keep].splitlines(), start=1):
         if line.strip():
             try:
                 obj = orjson.loads(line)
                 meta = obj.get("metadata")
                 ids[obj["id"]] = meta.get("query_digest") if isinstance(meta, dict) else None
             except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-                raise RunError(f"{path}:{n} is not a run file line ({e}); choose another --output") from None
+                raise RunError(f"{path}:{n} is not a run file line ({e}); not touching it (choose another "
+                               "--output)") from None  # fmt: skip
+    cut = len(data) - keep
+    if cut and not _torn_run_line(data[keep:]):
+        raise RunError(f"{path}: its last line ({data[keep:keep + 40]!r}…) is not the start of a run file line; "
+                       "not touching it (choose another --output)")  # fmt: skip
+    if cut:
+        with open(path, "r+b") as f:
+            f.truncate(keep)
     return ids, cut
 
 
@@ -554,11 +567,31 @@ def run(
     tools_spec: str = "",
     on_start: Callable[[int], None] | None = None,
     on_done: Callable[[], None] | None = None,
+    inputs: Sequence[str] = (),
+    overwrite: bool = False,
 ) -> RunSummary:
     """Run every query not yet in ``output`` and append its trajectory as soon as it ends;
     rejects (bad records, duplicate ids, queries without tools, crashes) go to
-    ``<output stem>.rejects.jsonl``."""
+    ``<output stem>.rejects.jsonl``. ``inputs`` are the query files ``items`` come from: before
+    anything is read or written, the run file and its sidecar are checked against them
+    (:func:`umi_eval.generate.predict.check_resumable_output`), then the run file is locked for this run
+    (a second run on it fails at once). ``overwrite`` starts the run file over instead of resuming it."""
+    from umi_eval.generate.predict import check_resumable_output
+
     out = Path(output)
+    try:
+        check_resumable_output(out, list(inputs), overwrite)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with output_lock(out, "umieval"):
+            return _run_locked(items, models, executor, out, cfg, concurrency, tools_spec, on_start, on_done,
+                               overwrite)  # fmt: skip
+    except UnsafeOutput as e:
+        raise RunError(str(e)) from None
+
+
+def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Executor, out: Path, cfg: LoopConfig,
+                concurrency: int, tools_spec: str, on_start: Callable[[int], None] | None,
+                on_done: Callable[[], None] | None, overwrite: bool) -> RunSummary:  # fmt: skip
     summary = RunSummary(output=str(out))
     queries: list[Query] = []
     rejects: list[dict[str, Any]] = []
@@ -577,6 +610,8 @@ def run(
     if not queries and not rejects:
         raise RunError("no query in the input")
     summary.queries = len(queries)
+    if overwrite and out.exists():
+        os.truncate(out, 0)
     done, _cut = _done_ids(out)
     changed = [q for q in queries if q.id in done and done[q.id] not in (None, q.digest())]
     if changed:
@@ -626,7 +661,7 @@ def run(
     _sort_output(out, [q.id for q in queries])
     summary.rejected = len(rejects)
     summary.reject_codes.update(r["code"] for r in rejects)
-    rpath = out.with_name(f"{out.stem}.rejects.jsonl")
+    rpath = rejects_path(out)
     if rejects:
         with atomic_path(rpath) as tmp:
             tmp.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rejects))

@@ -5,18 +5,20 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 
 import click
 
 from umi_cli.errors import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from umi_cli.terminal import interactive
+from umi_data.output.guard import UnsafeOutput
 from umi_data.render.templates import load_template
 from umi_eval.agent.loop import LoopConfig, Models, run
 from umi_eval.agent.queries import read_queries
 from umi_eval.agent.tools import ToolSpecError, make_executor
 from umi_eval.cli.generate import decoding_options, library_bars, model_options, resolve_models
 from umi_eval.generate.backends import DTYPES, Backend, BackendError, Decoding, OpenAIBackend, TransformersBackend
-from umi_eval.generate.predict import GenerateError
+from umi_eval.generate.predict import GenerateError, check_resumable_output
 
 
 def _fail(code: int, message: str) -> None:
@@ -55,6 +57,8 @@ def _fail(code: int, message: str) -> None:
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True)
 @click.option("--trust-remote-code", is_flag=True, help="Allow a checkpoint's own Python code (off by default).")
 @click.option("--template", default="alpha-umi", show_default=True, help="Built-in template name or JSON file.")
+@click.option("--overwrite", is_flag=True, help="Start the run file (and its rejects file) over instead of "
+              "resuming it; never an input.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary.")
 def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str | None, summarizer: str | None,
             glpft_run: str | None, model: str | None, tools_spec: str, search: str, width: int, max_depth: int,
@@ -62,7 +66,7 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
             max_observation_length: int, tool_timeout: float, tool_retries: int, concurrency: int, backend: str,
             base_url: str | None, max_new_tokens: int, max_input_tokens: int, temperature: float, top_p: float,
             top_k: int, seed: int, device: str, dtype: str, trust_remote_code: bool, template: str,
-            quiet: bool) -> None:  # fmt: skip
+            overwrite: bool, quiet: bool) -> None:  # fmt: skip
     """Run the planner → caller → tool → … → summarizer loop on each query of QUERIES and write
     one canonical trajectory per query (source.format "umi-run") that `umidata validate` checks
     and `umidata split` turns into training data.
@@ -70,11 +74,19 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
     QUERIES: JSONL/JSON of {id, instruction, tools}, ToolBench query files (G1_instruction.json),
     or any trajectory input umidata reads (its instruction and tools are the query).
 
+    The run file and its OUTPUT-stem .rejects.jsonl are never an input (symlinks and hard links
+    resolved); an existing rejects file is replaced only when the run file is resumed or under
+    --overwrite; one run at a time writes a run file (a second one exits 2).
+
     Exit codes: 0 ok; 1 some query rejected or failed (see OUTPUT stem .rejects.jsonl);
     2 usage or I/O error; 3 internal error; 130 interrupted (rerun to resume)."""
     missing = [p for p in queries if not os.path.lexists(p)]
     if missing:
         _fail(EXIT_USAGE, f"no such input: {', '.join(missing)}")
+    try:  # before any model loads (run() checks again, then locks the run file)
+        check_resumable_output(Path(out), list(queries), overwrite)
+    except UnsafeOutput as e:
+        _fail(EXIT_USAGE, str(e))
     try:
         mode, names = resolve_models(planner, caller, summarizer, model, glpft_run, backend)
     except GenerateError as e:
@@ -114,7 +126,8 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
         bar = stack.enter_context(_Bar(quiet))
         try:
             summary = run(read_queries(list(queries)), models, executor, out, cfg, concurrency, tools_spec,
-                          on_start=bar.start, on_done=bar.advance)  # fmt: skip
+                          on_start=bar.start, on_done=bar.advance, inputs=list(queries),
+                          overwrite=overwrite)  # fmt: skip
         except KeyboardInterrupt:
             click.echo(f"\ninterrupted: finished queries are in {out}; rerun the same command to resume", err=True)
             sys.stderr.flush()

@@ -8,7 +8,6 @@ compare on different steps); 3 internal error; 130 interrupted.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +34,9 @@ def _guard(command: str) -> Iterator[None]:
         sys.exit(EXIT_INTERRUPTED)
 
 
-_file = click.Path(exists=True, dir_okay=False, path_type=str)
+# Not click.Path(exists=True): a directory, a symlink loop, a FIFO or a device each gets its own one-line
+# error from umi_eval.score.predictions.open_regular (exit 2), never click's usage block or a hang.
+_file = click.Path(path_type=str)
 _bootstrap = click.option("--bootstrap", "resamples", type=click.IntRange(min=0), default=1000, show_default=True,
                           help="Bootstrap resamples for the 95 % intervals (0: none).")  # fmt: skip
 _seed = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resampling.")
@@ -52,24 +53,30 @@ def _echo_json(obj: object) -> None:
 @click.option("--cases", "cases_out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Write every failed step (and every record that could not be scored) with its reasons "
                    "to this JSONL file (atomic).")  # fmt: skip
+@click.option("--overwrite", is_flag=True, help="Replace an existing --cases file (never the input).")
 @_bootstrap
 @_seed
-def score(file: str, as_json: bool, cases_out: str | None, resamples: int, seed: int) -> None:
+def score(file: str, as_json: bool, cases_out: str | None, overwrite: bool, resamples: int, seed: int) -> None:
     """Score FILE with the α-UMi step metrics (Plan ACC, Act. EM, Hallu., Arg. F1, R-L), exactly as
     the original metric script, plus 95 % bootstrap intervals over conversations.
 
     FILE is the original pipeline's predictions.json, the original single-model predictions.json,
-    or umi's JSONL from `umieval generate`; the shape is detected. --json prints
-    {"metrics": {...}, "ci": {...}, "counts": {...}} with fractions in [0, 1]. Exits 1 when some
-    records could not be scored (they are counted, listed and written to --cases)."""
-    from umi_eval.score.scoring import score_file, write_cases
+    or umi's JSONL from `umieval generate`; the shape is detected. FILE is streamed (memory flat in
+    its size; a line or array item over 64 MiB is refused), and must be a regular file. --json prints
+    {"metrics": {...}, "ci": {...}, "counts": {...}} with fractions in [0, 1]. --cases is never the
+    input and replaces an existing file only with --overwrite. Exits 1 when some records could not be
+    scored (they are counted, listed and written to --cases)."""
+    from umi_eval.score.scoring import score_file
 
-    if cases_out and os.path.exists(cases_out) and os.path.samefile(cases_out, file):
-        _fail("score", f"--cases {cases_out} is the input file; it would be overwritten")
+    if cases_out:  # the one output rule (umi_data.output.guard), before anything is read or opened
+        from umi_data.output.guard import UnsafeOutput, check_outputs
+
+        try:
+            check_outputs([cases_out], [file], may_exist=[cases_out] if overwrite else [])
+        except UnsafeOutput as e:
+            _fail("score", f"--cases: {e}")
     with _guard("score"):
-        report = score_file(file, resamples=resamples, seed=seed)
-        if cases_out:
-            write_cases(cases_out, report)
+        report = score_file(file, resamples=resamples, seed=seed, cases=cases_out)
         if as_json:
             _echo_json(report.to_json())
         else:

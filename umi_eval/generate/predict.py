@@ -15,7 +15,9 @@ generated again (their new lines come at the end). A rerun with different models
 steps (the header's ``steps_digest``: step ids, references, conversations and tools, so other inputs,
 ``--format`` or ``--split``) or with another ``--template`` (its name, or a digest of a file's content) is
 refused.
-Marked turns that make no step and rejected records go to ``<out>.rejects.jsonl``.
+Marked turns that make no step and rejected records go to ``<out>.rejects.jsonl``. Both files pass
+the output-safety rule before anything is opened (:func:`check_resumable_output`), and a run holds
+the output's lock for its whole length (one writer per output, as ``umidata split``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import hashlib
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +36,13 @@ import orjson
 
 from umi_cli.errors import UsageError
 from umi_data import __version__
+from umi_data.output.guard import UnsafeOutput, check_outputs, output_lock
 from umi_data.output.writers import atomic_path, rejects_path, write_jsonl
+from umi_data.readers import expand
 from umi_data.render.templates import BUILTIN, Template
 from umi_eval.generate.backends import Backend, Decoding, Generation, close, open_backend
 from umi_eval.generate.route import compose, postprocess, route
-from umi_eval.generate.steps import Prompts, Step, StepSet, load_steps
+from umi_eval.generate.steps import Prompts, Step, StepSet, load_steps, paths_read
 
 HEADER_KEY = "umi_predictions"
 MODES = ("trio", "single")
@@ -140,7 +145,8 @@ class GenerateSummary:
 
 def _read_existing(out: Path, header: dict[str, Any], overwrite: bool) -> tuple[set[str], dict[str, Any]]:
     """Ids already in ``out`` (resume), after cutting off a torn last line, and its header; checks
-    the header."""
+    the header and every line before anything in the file is changed, so a file that is not a
+    prediction file (or not this run's) is refused untouched."""
     if not out.exists() or overwrite:
         return set(), {}  # (an overwritten file is only truncated once the models are open)
     data = out.read_bytes()
@@ -163,9 +169,6 @@ def _read_existing(out: Path, header: dict[str, Any], overwrite: bool) -> tuple[
         )  # fmt: skip
         raise GenerateError(f"{out} was written with other settings ({shown}); pass --overwrite to start "
                             "over or choose another -o")  # fmt: skip
-    if end < len(data):  # a line torn by a crash: the step is simply generated again
-        with open(out, "rb+") as f:
-            f.truncate(end)
     done: set[str] = set()
     keep = [lines[0]]
     for line in lines[1:]:
@@ -177,6 +180,9 @@ def _read_existing(out: Path, header: dict[str, Any], overwrite: bool) -> tuple[
             keep.append(line)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             raise GenerateError(f"{out}: unreadable line {line[:80]!r}; pass --overwrite to start over") from None
+    if end < len(data):  # a line torn by a crash: the step is simply generated again
+        with open(out, "rb+") as f:
+            f.truncate(end)
     if len(keep) < len(lines):
         with atomic_path(out) as tmp:
             tmp.write_bytes(b"".join(x + b"\n" for x in keep))
@@ -330,15 +336,54 @@ def generate(
     if missing:
         raise GenerateError(f"no model for {', '.join(missing)}")
     t0 = time.perf_counter()
+    out = Path(out)
+    rej = rejects_path(out)
+    try:
+        check_resumable_output(out, inputs, overwrite)
+    except UnsafeOutput as e:
+        raise GenerateError(str(e)) from None
+    with _locked(out):
+        return _generate(inputs, out, rej, opts, t0, fmt=fmt, template=template, split=split, overwrite=overwrite,
+                         limit=limit, steps=steps, open_backend_fn=open_backend_fn, on_start=on_start,
+                         on_steps=on_steps)  # fmt: skip
+
+
+def check_resumable_output(out: Path, inputs: Sequence[str], overwrite: bool) -> None:
+    """The output-safety rule (:func:`umi_data.output.guard.check_outputs`) for a resumable output
+    (``generate``'s prediction file, ``run``'s run file) and its ``.rejects.jsonl`` sidecar, before
+    anything is opened: neither is, holds or lies inside an input (a split directory's own inputs
+    included; symlinks and hard links resolved), they are not one file, and an existing sidecar is
+    replaced only when ``out`` exists (resumed: the sidecar is that run's) or under ``--overwrite``.
+    Raises :class:`umi_data.output.guard.UnsafeOutput`."""
+    read = paths_read(inputs)
+    rej = rejects_path(out)
+    may_exist = [out, rej] if (overwrite or os.path.lexists(out)) else [out]
+    check_outputs([out, rej], read, [u.path for u in expand(read)], may_exist=may_exist)
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """One writer per output: ``.NAME.lock`` beside it, as ``umidata split`` takes
+    (:func:`umi_data.output.guard.output_lock`); a second run on the same ``-o`` fails at once."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with output_lock(out, "umieval"):
+            yield
+    except UnsafeOutput as e:
+        raise GenerateError(str(e)) from None
+
+
+def _generate(
+    inputs: Sequence[str], out: Path, rej: Path, opts: GenerateOptions, t0: float, *, fmt: str | None,
+    template: str, split: str, overwrite: bool, limit: int | None, steps: StepSet | None,
+    open_backend_fn: Callable[[str, str], Backend] | None, on_start: Callable[[int], None] | None,
+    on_steps: Callable[[int], None] | None,
+) -> GenerateSummary:  # fmt: skip
     stepset = steps if steps is not None else load_steps(inputs, fmt, template, split)
     if stepset.chat_split and opts.prompts != "chat":
         raise GenerateError("the split was written with --template chat: models trained on it are prompted with "
                             "their chat template; pass --prompts chat")
     todo_all = stepset.steps[:limit] if limit is not None else stepset.steps
-    out = Path(out)
-    for p in inputs:
-        if out.exists() and Path(p).exists() and out.resolve() == Path(p).resolve():
-            raise GenerateError(f"the output {out} is one of the inputs; choose another -o")
     summary = GenerateSummary(str(out), steps=len(todo_all), records=stepset.records,
                               trajectories=stepset.trajectories, issues=stepset.reasons())  # fmt: skip
     header = opts.header(stepset.steps, template)
@@ -361,7 +406,6 @@ def generate(
                     f"{out} was written with other settings (resolved dtype: file {before!r} vs now {dtypes!r}); "
                     "pass --overwrite to start over or choose another -o"
                 )
-        rej = rejects_path(out)
         write_jsonl(rej, (i.to_dict() for i in stepset.issues))
         summary.rejects = str(rej)
         if on_start is not None:

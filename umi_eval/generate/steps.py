@@ -31,6 +31,7 @@ trainer added one; its inference pipelines did not).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -231,6 +232,19 @@ def _split_inputs(d: Path, split: str) -> tuple[list[str], set[str], str | None,
 
 def is_split_dir(path: str | os.PathLike[str]) -> bool:
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "manifest.json"))
+
+
+def paths_read(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Every path :func:`load_steps` reads: the paths given and, for a split directory, the inputs
+    its manifest lists (an output must be none of them; an unreadable manifest adds nothing here,
+    :func:`load_steps` reports it)."""
+    out = [os.fspath(p) for p in paths]
+    for p in list(out):
+        if is_split_dir(p):
+            with contextlib.suppress(OSError, orjson.JSONDecodeError, AttributeError, TypeError, KeyError):
+                manifest = orjson.loads(Path(p, "manifest.json").read_bytes())
+                out += [str(i["path"]) for i in manifest.get("inputs", [])]
+    return out
 
 
 def load_steps(

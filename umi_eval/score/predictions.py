@@ -18,15 +18,26 @@ instruction) and its position in it (the number of assistant turns in its gold h
 trio and the single-model files share; steps that still collide get a digest of their parsed
 reference. Bootstrap groups are the conversations (``trajectory_id``; for the original files the
 instruction digest).
+
+Files are streamed (:func:`open_predictions`): only a regular file is opened (:func:`open_regular`),
+JSONL is read a line at a time and a JSON array an item at a time (:func:`_array_items`), each bounded
+by :data:`MAX_RECORD_BYTES`, so ``umieval score`` keeps one record in memory, not the file.
+:func:`read_predictions` materialises a file for ``compare``.
 """
 
 from __future__ import annotations
 
+import codecs
+import errno
 import hashlib
+import json
+import os
+import stat
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -34,6 +45,7 @@ from umi_cli.errors import UsageError
 from umi_eval.score.metrics import parse
 
 TRIO, SINGLE, UMI = "alpha-umi-trio", "alpha-umi-single", "umi"
+HEADER_KEY = "umi_predictions"  # umi_eval.generate.predict.HEADER_KEY (not imported: generate pulls the backends in)
 SHAPE_KEYS: dict[str, tuple[str, ...]] = {
     "alpha-umi predictions.json": ("tools", "reference", "predictions"),
     UMI: ("id", "mode", "tools", "reference", "prediction"),
@@ -63,6 +75,7 @@ class Loaded:
     rejects: list[dict[str, Any]] = field(default_factory=list)
     items: int = 0  # records read (header excluded), scored or rejected
     stable_ids: bool = True  # ids name the same step in another file of the same steps
+    header: dict[str, Any] | None = None  # umi's header line (its steps_digest names the steps)
 
 
 def _digest(text: str, n: int = 12) -> str:
@@ -84,7 +97,7 @@ def _matches(obj: Any, shape: str) -> bool:
     return isinstance(obj, dict) and not _lacks(obj, shape)
 
 
-def _reject(loaded: Loaded, source: str, reason: str, message: str) -> None:
+def _reject(loaded: Loaded | Predictions, source: str, reason: str, message: str) -> None:
     loaded.rejects.append({"source": source, "reason": reason, "message": message})
 
 
@@ -126,130 +139,379 @@ def _conversation_key(obj: dict[str, Any]) -> tuple[str, int] | None:
     return instruction, sum(1 for t in turns if t.get("from") == "assistant")
 
 
-def _read_original(path: str, items: list[Any]) -> Loaded:
-    """Both original predictions.json shapes; the mode is decided by the references' markers."""
-    objs = [o for o in items if isinstance(o, dict)]
-    refs = [o.get("reference", o.get("target")) for o in objs]
-    refs = [r for r in refs if isinstance(r, str)]
-    trio = sum(any(m in r for m in _MARKERS) for r in refs) * 2 >= len(refs)
-    loaded = Loaded(path, TRIO if trio else SINGLE, items=len(items))
-    mode = "trio" if trio else "single"
-    for i, obj in enumerate(items):
-        source = f"{path}[{i}]"
-        if not isinstance(obj, dict):
-            _reject(loaded, source, "not_an_object", f"item is a JSON {type(obj).__name__}")
-            continue
-        ref_key = "reference" if "reference" in obj or "target" not in obj else "target"
-        problem = _check(obj, ref_key, "predictions")
-        if problem:
-            _reject(loaded, source, *problem)
-            continue
-        key = _conversation_key(obj)
-        if key is None:
-            loaded.stable_ids = False
-            group, step_id = f"item-{i}", f"item-{i}"
-        else:
-            group = _digest(key[0])
-            step_id = f"{group}#{key[1]}"
-        loaded.records.append({
-            "id": step_id, "trajectory_id": group, "mode": mode, "tools": obj["tools"],
-            "reference": obj[ref_key], "prediction": obj["predictions"], "source": source,
-        })  # fmt: skip
-    _disambiguate(loaded.records)
-    return loaded
+def _base_id(obj: dict[str, Any], i: int) -> tuple[str, str, bool]:
+    """(step id before disambiguation, conversation, whether the id is stable across files)."""
+    key = _conversation_key(obj)
+    if key is None:
+        return f"item-{i}", f"item-{i}", False
+    group = _digest(key[0])
+    return f"{group}#{key[1]}", group, True
 
 
-def _disambiguate(records: list[dict[str, Any]]) -> None:
-    """Steps that share a conversation key (two conversations with one instruction) are all named by
-    their parsed reference too, which a trio and a single-model file share (§2.8), so that the names
-    do not depend on file order; only steps identical in that too are numbered in file order."""
-    base = Counter(r["id"] for r in records)
-    for r in records:
-        if base[r["id"]] > 1:
-            parsed = parse(r["reference"], r["mode"])
-            r["id"] = f"{r['id']}~{_digest(repr(tuple(parsed.as_dict().values())), 8)}"
+def _disambiguated(bases: list[str | None], parsed_digest: dict[int, str]) -> list[str | None]:
+    """Final step ids: steps that share a conversation key (two conversations with one instruction)
+    are all named by their parsed reference too (``parsed_digest``), which a trio and a
+    single-model file share (§2.8), so the names do not depend on file order; only steps identical
+    in that too are numbered in file order. ``None`` marks an item that is not a record."""
+    ids = [b if b is None or i not in parsed_digest else f"{b}~{parsed_digest[i]}" for i, b in enumerate(bases)]
+    full = Counter(x for x in ids if x is not None)
     seen: Counter[str] = Counter()
-    full = Counter(r["id"] for r in records)
-    for r in records:
-        if full[r["id"]] > 1:
-            seen[r["id"]] += 1
-            r["id"] = f"{r['id']}~{seen[r['id']]}"
+    for i, x in enumerate(ids):
+        if x is not None and full[x] > 1:
+            seen[x] += 1
+            ids[i] = f"{x}~{seen[x]}"
+    return ids
 
 
-def _read_umi(path: str, lines: list[bytes]) -> Loaded:
-    loaded = Loaded(path, UMI)
-    seen: set[str] = set()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
+# --- bounded, streaming reads ------------------------------------------------------------------------
+
+MAX_RECORD_BYTES = 64 << 20  # one JSONL line or one item of a JSON array (a step record is KBs)
+_CHUNK = 1 << 20
+_KINDS = ((stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"),
+          (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))  # fmt: skip
+
+
+def _not_regular(path: str, mode: int) -> ShapeError:
+    if stat.S_ISDIR(mode):
+        return ShapeError(f"{path} is a directory, not a prediction file")
+    kind = next((name for test, name in _KINDS if test(mode)), "special file")
+    return ShapeError(f"{path} is a {kind}, not a regular file: not reading it (it could block or never end)")
+
+
+def open_regular(path: str) -> BinaryIO:
+    """Open a prediction file for reading, only if it is a regular file (symlinks followed): a
+    FIFO, device or socket is refused from its ``stat`` without being opened (a FIFO would block,
+    a device never end), and opened non-blocking and checked again, so one swapped in meanwhile
+    cannot hang either. Every refusal is a one-line :class:`ShapeError`."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ShapeError(f"{path}: a symlink loop (too many levels of symbolic links)") from None
+        if e.errno == errno.ENOENT:
+            broken = " (a symlink whose target is missing)" if os.path.islink(path) else ""
+            raise ShapeError(f"{path} does not exist{broken}") from None
+        raise ShapeError(f"{path}: cannot read: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(path, st.st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(path, st.st_mode)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb", buffering=_CHUNK)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _lines(f: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, line without its end) for every line of ``f``, read one at a time; ``None``
+    for a line over :data:`MAX_RECORD_BYTES`, which is skipped without being held in memory."""
+    limit = MAX_RECORD_BYTES
+    n = 0
+    while line := f.readline(limit + 1):
+        n += 1
+        if len(line) > limit and not line.endswith(b"\n"):
+            while (rest := f.readline(_CHUNK)) and not rest.endswith(b"\n"):
+                pass
+            yield n, None
             continue
-        source = f"{path}:{n}"
+        yield n, line.rstrip(b"\r\n")
+
+
+def _too_long() -> str:
+    return f"longer than {MAX_RECORD_BYTES:,} bytes (a step record is a few KB): skipped unread"
+
+
+def _array_items(f: BinaryIO, path: str) -> Iterator[Any]:
+    """The items of a JSON array file, one at a time, so memory holds one item, not the file.
+
+    Python's ``json`` scanner finds where each item ends (``raw_decode`` on a sliding window of
+    decoded text); the item itself is parsed by orjson, so what is accepted is exactly what
+    ``orjson.loads`` of the whole file accepts (no NaN, no lone surrogates). Raises
+    :class:`ShapeError` for invalid JSON, text that is not UTF-8, or an item over
+    :data:`MAX_RECORD_BYTES` (counted in characters)."""
+    limit = MAX_RECORD_BYTES
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    scanner = json.JSONDecoder()
+    buf, pos, eof, seen = "", 0, False, 0  # seen: characters dropped from the front of buf
+
+    def more(n: int) -> None:
+        nonlocal buf, pos, eof, seen
+        data = f.read(n)
+        eof = not data
         try:
-            obj = orjson.loads(line)
+            text = decoder.decode(data, final=eof)
+        except UnicodeDecodeError as e:
+            raise ShapeError(f"{path}: not valid UTF-8 ({e.reason})") from None
+        if pos > _CHUNK:
+            buf, seen, pos = buf[pos:], seen + pos, 0
+        buf += text
+
+    def skip_ws() -> None:
+        nonlocal pos
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n":
+                pos += 1
+            if pos < len(buf) or eof:
+                return
+            more(_CHUNK)
+
+    def bad(what: str) -> ShapeError:
+        return ShapeError(f"{path}: starts like a JSON array (predictions.json) but is not valid JSON: {what}")
+
+    skip_ws()
+    if buf[pos : pos + 1] != "[":
+        raise bad("no '[' at the start")
+    pos += 1
+    first = True
+    while True:
+        skip_ws()
+        if buf[pos : pos + 1] == "]":
+            pos += 1
+            skip_ws()
+            if pos < len(buf):
+                raise bad(f"extra data after the array (character {seen + pos})")
+            return
+        if not first:
+            if buf[pos : pos + 1] != ",":
+                raise bad(f"expected ',' or ']' at character {seen + pos}" if pos < len(buf) else "unexpected end")
+            pos += 1
+            skip_ws()
+        first = False
+        while True:
+            try:
+                end = scanner.raw_decode(buf, pos)[1]
+            except json.JSONDecodeError as e:
+                if eof:
+                    raise bad(f"{e.msg} at character {seen + e.pos}") from None
+                end = -1
+            except RecursionError:
+                raise bad(f"nesting too deep at character {seen + pos}") from None
+            if end >= 0 and (end < len(buf) or eof):  # complete (a number at the window's end may go on)
+                break
+            if len(buf) - pos > limit:
+                break
+            more(max(_CHUNK, len(buf) - pos))  # doubling: a long item is rescanned log(n) times
+        if end < 0 or end - pos > limit:
+            raise ShapeError(f"{path}: the item of the JSON array at character {seen + pos} is longer than "
+                             f"{limit:,} characters (a step record is a few KB); not reading the file")  # fmt: skip
+        try:
+            yield orjson.loads(buf[pos:end])
         except orjson.JSONDecodeError as e:
-            loaded.items += 1
-            _reject(loaded, source, "invalid_json", str(e))
-            continue
-        if isinstance(obj, dict) and "umi_predictions" in obj:
-            continue  # the header line
-        loaded.items += 1
+            raise bad(f"{e} (item at character {seen + pos})") from None
+        pos = end
+
+
+@dataclass(slots=True)
+class Predictions:
+    """A prediction file whose shape is known: its records stream from :meth:`records` (the file is
+    read again on every call; memory holds one record), ``rejects`` and ``items`` are complete once
+    they have been read. ``header`` is umi's header line (``None`` without one, and for the
+    original files)."""
+
+    path: str
+    shape: str
+    header: dict[str, Any] | None = None
+    stable_ids: bool = True
+    items: int = 0
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    _mode: str = ""
+    _ids: list[str | None] = field(default_factory=list)  # original files: each item's step id (None: a reject)
+    _groups: list[str] = field(default_factory=list)  # and its conversation
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """The normalised records, in file order."""
+        if self.shape == UMI:
+            yield from self._umi_records()
+        else:
+            yield from self._original_records()
+
+    def _umi_records(self) -> Iterator[dict[str, Any]]:
+        self.rejects.clear()
+        self.items = 0
+        seen: set[str] = set()
+        with open_regular(self.path) as f:
+            for n, line in _lines(f):
+                source = f"{self.path}:{n}"
+                if line is None:
+                    self.items += 1
+                    _reject(self, source, "too_large", f"the line is {_too_long()}")
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    obj = orjson.loads(line)
+                except orjson.JSONDecodeError as e:
+                    self.items += 1
+                    _reject(self, source, "invalid_json", str(e))
+                    continue
+                if isinstance(obj, dict) and HEADER_KEY in obj:
+                    continue  # the header line
+                self.items += 1
+                if not isinstance(obj, dict):
+                    _reject(self, source, "not_an_object", f"line is a JSON {type(obj).__name__}")
+                    continue
+                problem = invalid(obj)
+                if problem is None and obj["id"] in seen:
+                    problem = ("duplicate_id", f"step {obj['id']!r} appears earlier in the file")
+                if problem:
+                    _reject(self, source, *problem)
+                    continue
+                seen.add(obj["id"])
+                traj = obj.get("trajectory_id")
+                yield {
+                    "id": obj["id"], "trajectory_id": traj if isinstance(traj, str) else obj["id"].rsplit("#", 1)[0],
+                    "mode": obj["mode"], "tools": obj["tools"], "reference": obj["reference"],
+                    "prediction": obj["prediction"], "source": source,
+                }  # fmt: skip
+
+    def _items(self) -> Iterator[tuple[int, Any]]:
+        with open_regular(self.path) as f:
+            yield from enumerate(_array_items(f, self.path))
+
+    def _original_records(self) -> Iterator[dict[str, Any]]:
+        for i, obj in self._items():
+            step_id = self._ids[i] if i < len(self._ids) else None
+            if step_id is None or not isinstance(obj, dict):
+                continue  # a reject (listed when the file was opened)
+            ref_key = _ref_key(obj)
+            yield {
+                "id": step_id, "trajectory_id": self._groups[i], "mode": self._mode, "tools": obj["tools"],
+                "reference": obj[ref_key], "prediction": obj["predictions"], "source": f"{self.path}[{i}]",
+            }  # fmt: skip
+
+
+def _ref_key(obj: dict[str, Any]) -> str:
+    return "reference" if "reference" in obj or "target" not in obj else "target"
+
+
+def _open_original(path: str) -> Predictions:
+    """Both original predictions.json shapes, read item by item: a first pass finds the shape, the
+    mode (by the references' markers), the rejects and each step's conversation key; a second,
+    only when two conversations share an instruction, names those steps by their parsed reference."""
+    pred = Predictions(path, TRIO)
+    bases: list[str | None] = []
+    refs = marked = 0
+    first: Any = None
+    matched = False
+    for i, obj in pred._items():
+        pred.items += 1
+        if i == 0:
+            first = obj
+        matched = matched or _matches(obj, "alpha-umi predictions.json")
         if not isinstance(obj, dict):
-            _reject(loaded, source, "not_an_object", f"line is a JSON {type(obj).__name__}")
+            _reject(pred, f"{path}[{i}]", "not_an_object", f"item is a JSON {type(obj).__name__}")
+            bases.append(None)
+            pred._groups.append("")
             continue
-        problem = invalid(obj)
-        if problem is None and obj["id"] in seen:
-            problem = ("duplicate_id", f"step {obj['id']!r} appears earlier in the file")
+        ref = obj.get("reference", obj.get("target"))
+        if isinstance(ref, str):
+            refs += 1
+            marked += any(m in ref for m in _MARKERS)
+        problem = _check(obj, _ref_key(obj), "predictions")
         if problem:
-            _reject(loaded, source, *problem)
+            _reject(pred, f"{path}[{i}]", *problem)
+            bases.append(None)
+            pred._groups.append("")
             continue
-        seen.add(obj["id"])
-        traj = obj.get("trajectory_id")
-        loaded.records.append({
-            "id": obj["id"], "trajectory_id": traj if isinstance(traj, str) else obj["id"].rsplit("#", 1)[0],
-            "mode": obj["mode"], "tools": obj["tools"], "reference": obj["reference"],
-            "prediction": obj["prediction"], "source": source,
-        })  # fmt: skip
-    return loaded
+        base, group, stable = _base_id(obj, i)
+        pred.stable_ids &= stable
+        bases.append(base)
+        pred._groups.append(group)
+        continue
+    if not pred.items:
+        raise ShapeError(f"{path}: the JSON array is empty: 0 records to score")
+    if not matched:
+        raise ShapeError(f"{path}: a JSON array, but no item has the keys of the original predictions.json; "
+                         + _closest(first, ("alpha-umi predictions.json", UMI)))  # fmt: skip
+    trio = marked * 2 >= refs
+    pred.shape, pred._mode = (TRIO, "trio") if trio else (SINGLE, "single")
+    counts = Counter(b for b in bases if b is not None)
+    shared = {i for i, b in enumerate(bases) if b is not None and counts[b] > 1}
+    digests: dict[int, str] = {}
+    if shared:
+        for i, obj in pred._items():
+            if i in shared:
+                parsed = parse(obj[_ref_key(obj)], "trio" if trio else "single")
+                digests[i] = _digest(repr(tuple(parsed.as_dict().values())), 8)
+    pred._ids = _disambiguated(bases, digests)
+    return pred
+
+
+def _open_umi(path: str, f: BinaryIO) -> Predictions:
+    """umi's JSONL: read up to the first line with umi's keys (usually the second); a file where no
+    line has them is a :class:`ShapeError` that says what the lines are instead."""
+    header: dict[str, Any] | None = None
+    first_obj: Any = None
+    objs = bad = 0
+    first_bad = ""
+    for n, line in _lines(f):
+        if line is not None and not line.strip():
+            continue
+        try:
+            if line is None:
+                raise ValueError(f"the line is {_too_long()}")
+            obj = orjson.loads(line)
+        except (orjson.JSONDecodeError, ValueError) as e:
+            bad += 1
+            first_bad = first_bad or f"line {n}: {e}"
+            continue
+        if isinstance(obj, dict) and HEADER_KEY in obj:
+            header = header or obj
+            continue
+        objs += 1
+        first_obj = obj if objs == 1 else first_obj
+        if _matches(obj, UMI):
+            return Predictions(path, UMI, header=header)
+    if objs:
+        raise ShapeError(f"{path}: JSONL, but no line has the keys of umi's prediction file; "
+                         + _closest(first_obj, (UMI, "alpha-umi predictions.json")))  # fmt: skip
+    if header is not None:
+        if bad:
+            raise ShapeError(f"{path}: a header line and {bad} line(s) that are not JSON ({first_bad}): "
+                             "0 records to score")  # fmt: skip
+        raise ShapeError(f"{path}: only a header line: 0 records to score")
+    size = os.fstat(f.fileno()).st_size
+    if size <= MAX_RECORD_BYTES:  # one JSON value over several lines? read it whole to say what it is
+        f.seek(0)
+        try:
+            whole = orjson.loads(f.read(MAX_RECORD_BYTES + 1))
+        except orjson.JSONDecodeError as e:
+            raise ShapeError(f"{path}: neither JSONL nor JSON: {e}") from None
+        raise ShapeError(f"{path}: one JSON object, not a JSON array (predictions.json) or JSONL (umi); "
+                         + _closest(whole, tuple(SHAPE_KEYS)))  # fmt: skip
+    raise ShapeError(f"{path}: neither JSONL nor JSON: no line is a JSON value ({first_bad})")
+
+
+def open_predictions(path: str | Path) -> Predictions:
+    """Detect a prediction file's shape (only a regular file is opened: :func:`open_regular`) and
+    return it ready to stream. Raises :class:`ShapeError` when it is none of the shapes, holds no
+    record, or cannot be read."""
+    path = str(path)
+    with open_regular(path) as f:
+        head = b""
+        while not head:
+            block = f.read(_CHUNK)
+            if not block:
+                break
+            head = block.lstrip()[:1]
+        if head == b"{":
+            f.seek(0)
+            return _open_umi(path, f)
+    if head == b"[":
+        return _open_original(path)
+    if not head:
+        raise ShapeError(f"{path}: empty file: 0 records to score")
+    raise ShapeError(f"{path}: not JSON: expected a JSON array (the original predictions.json) or JSONL (umi's)")
 
 
 def read_predictions(path: str | Path) -> Loaded:
-    """Read a prediction file of any of the three shapes. Raises ``OSError`` when it cannot be read
-    and :class:`ShapeError` when it is none of the shapes or holds no record."""
-    path = str(path)
-    data = Path(path).read_bytes()
-    head = data.lstrip()[:1]
-    if head == b"[":
-        try:
-            items = orjson.loads(data)
-        except orjson.JSONDecodeError as e:
-            raise ShapeError(f"{path}: starts like a JSON array (predictions.json) but is not valid JSON: {e}") from e
-        if not items:
-            raise ShapeError(f"{path}: the JSON array is empty: 0 records to score")
-        if not any(_matches(o, "alpha-umi predictions.json") for o in items):
-            raise ShapeError(f"{path}: a JSON array, but no item has the keys of the original predictions.json; "
-                             + _closest(items[0], ("alpha-umi predictions.json", UMI)))  # fmt: skip
-        return _read_original(path, items)
-    if head == b"{":
-        lines = data.splitlines()
-        objs = []
-        for line in lines:
-            try:
-                objs.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                continue
-        if not objs:
-            try:
-                whole = orjson.loads(data)
-            except orjson.JSONDecodeError as e:
-                raise ShapeError(f"{path}: neither JSONL nor JSON: {e}") from e
-            raise ShapeError(f"{path}: one JSON object, not a JSON array (predictions.json) or JSONL (umi); "
-                             + _closest(whole, tuple(SHAPE_KEYS)))  # fmt: skip
-        body = [o for o in objs if not (isinstance(o, dict) and "umi_predictions" in o)]
-        if not body:
-            raise ShapeError(f"{path}: only a header line: 0 records to score")
-        if not any(_matches(o, UMI) for o in body):
-            raise ShapeError(f"{path}: JSONL, but no line has the keys of umi's prediction file; "
-                             + _closest(body[0], (UMI, "alpha-umi predictions.json")))  # fmt: skip
-        return _read_umi(path, lines)
-    if not data.strip():
-        raise ShapeError(f"{path}: empty file: 0 records to score")
-    raise ShapeError(f"{path}: not JSON: expected a JSON array (the original predictions.json) or JSONL (umi's)")
+    """Read a whole prediction file of any of the three shapes into memory (``compare``; ``score``
+    streams with :func:`open_predictions`). Raises :class:`ShapeError` when it is none of the
+    shapes, holds no record, or cannot be read."""
+    pred = open_predictions(path)
+    records = list(pred.records())
+    return Loaded(pred.path, pred.shape, records, pred.rejects, pred.items, pred.stable_ids, pred.header)

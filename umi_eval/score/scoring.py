@@ -16,18 +16,22 @@ so the interval is that of the difference itself.
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
+import orjson
 
 from umi_cli.errors import UsageError
-from umi_data.output.writers import write_jsonl
-from umi_eval.score.metrics import METRICS, PLANS, StepScore, contributions, predicted_action, score_step
-from umi_eval.score.predictions import UMI, Loaded, invalid, read_predictions
+from umi_data.output.writers import atomic_path, write_jsonl
+from umi_eval.score.metrics import METRICS, PLANS, StepScore, contributions, parse, predicted_action, score_step
+from umi_eval.score.predictions import UMI, Loaded, invalid, open_predictions, read_predictions
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 0
@@ -93,34 +97,43 @@ def _case(record: dict[str, Any], step: StepScore, reasons: list[str]) -> dict[s
 
 def score_records(
     records: Iterable[dict[str, Any]], mode: str | None = None, *, rejects: list[dict[str, Any]] | None = None,
-    resamples: int = 0, seed: int = DEFAULT_SEED,
+    resamples: int = 0, seed: int = DEFAULT_SEED, on_case: Callable[[dict[str, Any]], None] | None = None,
 ) -> ScoreReport:  # fmt: skip
     """Score umi-shaped records (``id``, ``trajectory_id``, ``mode``, ``tools``, ``reference``,
-    ``prediction``; ``mode`` overrides each record's). ``rejects`` (records a reader could not use)
-    are counted and listed. ``resamples > 0`` adds bootstrap intervals."""
-    steps: list[StepScore] = []
+    ``prediction``; ``mode`` overrides each record's). ``rejects`` (records a reader could not use;
+    a reader that streams may still be adding to the list while ``records`` is consumed) are
+    counted and listed. ``resamples > 0`` adds bootstrap intervals.
+
+    Records are consumed one at a time and only numbers are kept per step (what each adds to each
+    metric), so memory does not grow with the texts. Failed steps and rejects go to ``on_case`` as
+    they are found (``--cases``), else into ``report.cases``."""
     ids: list[str] = []
     groups: list[str] = []
     cases: list[dict[str, Any]] = []
+    emit = cases.append if on_case is None else on_case
+    failed = 0
     quirks: Counter[str] = Counter()
     wrong: Counter[str] = Counter()
     hallu: Counter[str] = Counter()
     confusion = {r: dict.fromkeys(PLANS, 0) for r in PLANS}
     modes: Counter[str] = Counter()
     unnamed_tools = 0
-    rejects = list(rejects or [])
+    direct: list[dict[str, Any]] = []
+    flat = array("d")  # per step: the value then the weight of each metric
     for n, record in enumerate(records):
         problem = invalid(record, mode)
         if problem:  # a record handed in directly (readers reject these already)
             source = record.get("source") if isinstance(record, dict) else None
-            rejects.append({"source": source or f"record {n}", "reason": problem[0], "message": problem[1]})
+            direct.append({"source": source or f"record {n}", "reason": problem[0], "message": problem[1]})
             continue
         step_mode = mode or record["mode"]
         names = frozenset(t["Name"] for t in record["tools"] if isinstance(t, dict) and isinstance(t.get("Name"), str))
         unnamed_tools += len(record["tools"]) - sum(
             1 for t in record["tools"] if isinstance(t, dict) and isinstance(t.get("Name"), str))
         step = score_step(record["reference"], record["prediction"], names, step_mode)  # type: ignore[arg-type]
-        steps.append(step)
+        for value, weight in contributions(step).values():
+            flat.append(value)
+            flat.append(weight)
         ids.append(record["id"])
         groups.append(record.get("trajectory_id") or record["id"])
         modes[step_mode] += 1
@@ -132,19 +145,18 @@ def score_records(
             wrong[predicted_action(step.pred)] += 1
         reasons = _reasons(step)
         if reasons:
-            cases.append(_case(record, step, reasons))
+            failed += 1
+            emit(_case(record, step, reasons))
+    rejects = [*(rejects or []), *direct]
     for r in rejects:
-        cases.append({"source": r["source"], "id": None, "reasons": [f"rejected_{r['reason']}: {r['message']}"]})
-    values = np.zeros((len(steps), len(METRICS)))
-    weights = np.zeros((len(steps), len(METRICS)))
-    for i, step in enumerate(steps):
-        for j, (value, weight) in enumerate(contributions(step).values()):
-            values[i, j], weights[i, j] = value, weight
+        emit({"source": r["source"], "id": None, "reasons": [f"rejected_{r['reason']}: {r['message']}"]})
+    pairs = np.frombuffer(flat, dtype=np.float64).reshape(len(ids), len(METRICS), 2)
+    values, weights = pairs[:, :, 0].copy(), pairs[:, :, 1].copy()
     nums, dens = values.sum(axis=0), weights.sum(axis=0)
     metrics = {m: _ratio(nums[j], dens[j]) for j, m in enumerate(METRICS)}
     counts: dict[str, Any] = {
-        "records": len(steps) + len(rejects),
-        "steps": len(steps),
+        "records": len(ids) + len(rejects),
+        "steps": len(ids),
         "rejected": len(rejects),
         "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items())),
         "modes": dict(sorted(modes.items())),
@@ -158,7 +170,7 @@ def score_records(
         "tools_without_name": unnamed_tools,
         "wrong_tools": [[n, c] for n, c in sorted(wrong.items(), key=lambda x: (-x[1], x[0]))[:TOP_TOOLS]],
         "hallucinated_tools": [[n, c] for n, c in sorted(hallu.items(), key=lambda x: (-x[1], x[0]))[:TOP_TOOLS]],
-        "failed_steps": sum(1 for c in cases if c["id"] is not None),
+        "failed_steps": failed,
     }
     report = ScoreReport(metrics, counts, cases=cases, rejects=rejects, ids=ids, groups=groups,
                          values=values, weights=weights)  # fmt: skip
@@ -219,17 +231,55 @@ def add_intervals(report: ScoreReport, resamples: int, seed: int = DEFAULT_SEED)
     report.ci = {m: _percentiles(all_samples[:, j], report.metrics[m], not dens[j]) for j, m in enumerate(METRICS)}
 
 
-def score_file(path: str | Path, *, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> ScoreReport:
-    """Read a prediction file of any shape and score it. Raises ``OSError`` / ``ShapeError``."""
-    loaded = read_predictions(path)
-    report = score_records(loaded.records, rejects=loaded.rejects, resamples=resamples, seed=seed)
-    report.counts = {"file": loaded.path, "shape": loaded.shape, **report.counts}
+def _write_line(f: BinaryIO, obj: dict[str, Any]) -> None:
+    f.write(orjson.dumps(obj) + b"\n")
+
+
+def score_file(path: str | Path, *, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
+               cases: str | Path | None = None) -> ScoreReport:  # fmt: skip
+    """Read a prediction file of any shape and score it, streaming it: memory holds one record at
+    a time plus a few numbers per step, whatever the file's size. ``cases``: a file that receives
+    every failed step and reject as they are found (opened only once the input's shape is known;
+    atomic: it appears only if scoring succeeds), instead of ``report.cases``. The caller checks
+    that it is a safe output (``umieval score``: :func:`umi_data.output.guard.check_outputs`).
+    Raises ``OSError`` / ``ShapeError``."""
+    pred = open_predictions(path)
+    with ExitStack() as stack:
+        on_case: Callable[[dict[str, Any]], None] | None = None
+        if cases is not None:
+            on_case = partial(_write_line, stack.enter_context(open(stack.enter_context(atomic_path(cases)), "wb")))
+        report = score_records(pred.records(), rejects=pred.rejects, resamples=resamples, seed=seed,
+                               on_case=on_case)  # fmt: skip
+    report.counts = {"file": pred.path, "shape": pred.shape, **report.counts}
     return report
 
 
 def _load_scored(path: str | Path) -> tuple[Loaded, ScoreReport]:
     loaded = read_predictions(path)
     return loaded, score_records(loaded.records, rejects=loaded.rejects)
+
+
+def _same_steps(la: Loaded, lb: Loaded, order: list[str]) -> None:
+    """Refuse two files whose steps share ids but not their content: every step's reference (as
+    text for files of one mode, parsed across a trio and a single-model file, §2.8) and tools, then
+    umi's ``steps_digest`` (the conversations behind the steps). Names the first step that differs."""
+    ra, rb = {r["id"]: r for r in la.records}, {r["id"]: r for r in lb.records}
+    for sid in order:
+        a, b = ra[sid], rb[sid]
+        if a["mode"] == b["mode"]:
+            same = a["reference"] == b["reference"]
+        else:
+            same = parse(a["reference"], a["mode"]).as_dict() == parse(b["reference"], b["mode"]).as_dict()
+        what = "reference" if not same else "tools" if a["tools"] != b["tools"] else None
+        if what:
+            raise StepMismatch(f"step {sid!r} has another {what} in B ({b['source']}) than in A ({a['source']}): "
+                               "the files were not made on the same test steps; scores against different "
+                               "references do not compare")  # fmt: skip
+    da, db = ((x.header or {}).get("steps_digest") for x in (la, lb))
+    if da and db and da != db:
+        raise StepMismatch(f"the files were generated on other steps (steps_digest {str(da)[:19]}… in A, "
+                           f"{str(db)[:19]}… in B): every step's reference and tools agree, so the conversations "
+                           "behind the steps differ; generate both from the same inputs")  # fmt: skip
 
 
 def compare(a: str | Path, b: str | Path, *, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
@@ -249,6 +299,7 @@ def compare(a: str | Path, b: str | Path, *, resamples: int = DEFAULT_RESAMPLES,
         only_a, only_b = sorted(ia - ib), sorted(ib - ia)
         raise StepMismatch(f"the files are not on the same steps: {len(only_a)} step(s) only in A "
                            f"(e.g. {only_a[:3]}), {len(only_b)} only in B (e.g. {only_b[:3]})")
+    _same_steps(la, lb, ra.ids)
     order = {sid: i for i, sid in enumerate(rb.ids)}
     perm = np.array([order[sid] for sid in ra.ids], dtype=np.int64)
     vb, wb = rb.values[perm], rb.weights[perm]  # type: ignore[index]
