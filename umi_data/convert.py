@@ -26,7 +26,7 @@ import orjson
 from umi_data import alpha_umi
 from umi_data.checks import Deduper, check
 from umi_data.findings import Finding
-from umi_data.guard import UnsafeOutput, check_output
+from umi_data.guard import UnsafeOutput, check_distinct, check_output
 from umi_data.readers import (
     DEFAULT_READ,
     ReadOptions,
@@ -228,8 +228,14 @@ def convert(
     kind = output_kind(out, to)
     rej = rejects_path(out)
     units = expand(paths)
+    outputs = [("output", out), ("rejects file", rej)]
+    if to == "sharegpt":  # its dataset_info.json entry is written beside the output: an output too
+        from umi_data.exports import dataset_info_path
+
+        outputs.append(("dataset_info.json sidecar", os.fspath(dataset_info_path(out))))
     try:
-        for target in (out, rej):
+        check_distinct(outputs)
+        for _, target in outputs:
             check_output(target, paths, (u.path for u in units))
     except UnsafeOutput as e:
         raise OutputError(str(e)) from e

@@ -360,11 +360,17 @@ def dataset_info_entry(out: Path) -> dict[str, Any]:
             "columns": {"messages": "conversations", "system": "system", "tools": "tools"}}
 
 
+def dataset_info_path(out: str | os.PathLike[str]) -> Path:
+    """Where ``--to sharegpt`` writes its ``dataset_info.json`` sidecar: beside ``out``. It is an
+    output of the same command, so it must never be ``out`` itself (checked before writing)."""
+    return Path(out).parent / "dataset_info.json"
+
+
 def _dataset_info_beside(out: Path) -> tuple[dict[str, Any], str]:
     """The ``dataset_info.json`` beside ``out`` (empty when there is none) and the key of
     ``out``'s entry in it; checked before anything is written, so a file that cannot be merged
     into (or whose keys for ``out`` all describe other files) leaves no half-done export."""
-    path = out.parent / "dataset_info.json"
+    path = dataset_info_path(out)
     info: Any = {}
     if path.exists():
         try:
@@ -386,7 +392,7 @@ def _dataset_info_beside(out: Path) -> tuple[dict[str, Any], str]:
 
 def _write_dataset_info(out: Path, info: dict[str, Any], key: str) -> Path:
     """Add (or replace) this file's entry in ``dataset_info.json`` beside it, atomically."""
-    path = out.parent / "dataset_info.json"
+    path = dataset_info_path(out)
     info[key] = dataset_info_entry(out)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -57,6 +57,23 @@ def check_output(out: str | os.PathLike[str], inputs: Iterable[str], input_files
                                "would destroy the input — choose another output path")  # fmt: skip
 
 
+def check_distinct(outputs: Iterable[tuple[str, str | os.PathLike[str]]]) -> None:
+    """Refuse two outputs of one command that are the same file (``(role, path)`` pairs; symlinks
+    resolved, hard links caught by inode): the second writer would replace the first's work."""
+    seen: list[tuple[str, str | os.PathLike[str], Path]] = []
+    for role, path in outputs:
+        real = _real(path)
+        for role0, path0, real0 in seen:
+            same = real == real0
+            if not same and os.path.exists(real) and os.path.exists(real0):
+                with contextlib.suppress(OSError):
+                    same = os.path.samefile(real, real0)
+            if same:
+                raise UnsafeOutput(f"the {role} {path} is the same file as the {role0} {path0}; one would replace "
+                                   "the other — name the output differently")  # fmt: skip
+        seen.append((role, path, real))
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this id exists (on this machine)."""
     if pid <= 0:
