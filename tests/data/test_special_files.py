@@ -24,6 +24,21 @@ REPO = Path(__file__).resolve().parents[2]
 posix_only = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 
 
+@pytest.fixture(autouse=True)
+def _no_hang() -> object:
+    """An in-process read that blocks on a FIFO fails the test after 30 s instead of freezing it."""
+    import signal
+
+    def hung(*_: object) -> None:
+        raise TimeoutError("the read hung")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
 def _umidata(*args: object, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """The CLI in a child process: a hang fails the test (timeout) instead of freezing it."""
     return subprocess.run([sys.executable, "-m", "umi_data.cli", *map(str, args)], capture_output=True, text=True,
