@@ -9,6 +9,7 @@ from contextlib import ExitStack
 import click
 
 from umi_data.cli_errors import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from umi_data.cli_options import ByteSize
 from umi_data.templates import load_template
 from umi_data.terminal import interactive
 from umi_eval.agent import LoopConfig, Models, run
@@ -43,6 +44,8 @@ def _fail(code: int, message: str) -> None:
               help="Longer tool answers are cut to this many characters, plus '...'.")
 @click.option("--tool-timeout", default=30.0, show_default=True, type=click.FloatRange(0, min_open=True),
               help="Seconds per tool call.")
+@click.option("--tool-memory", type=ByteSize(), default="4G", show_default=True,
+              help="Address-space limit of the process that runs python: tools (0: none).")
 @click.option("--tool-retries", default=1, show_default=True, type=click.IntRange(0),
               help="More attempts on a time-out or connection error.")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1),
@@ -58,8 +61,8 @@ def _fail(code: int, message: str) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary.")
 def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str | None, summarizer: str | None,
             glpft_run: str | None, model: str | None, tools_spec: str, search: str, width: int, max_depth: int,
-            max_steps: int,
-            max_observation_length: int, tool_timeout: float, tool_retries: int, concurrency: int, backend: str,
+            max_steps: int, max_observation_length: int, tool_timeout: float, tool_memory: int, tool_retries: int,
+            concurrency: int, backend: str,
             base_url: str | None, max_new_tokens: int, max_input_tokens: int, temperature: float, top_p: float,
             top_k: int, seed: int, device: str, dtype: str, trust_remote_code: bool, template: str,
             quiet: bool) -> None:  # fmt: skip
@@ -83,7 +86,7 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
         _fail(EXIT_USAGE, "--backend openai needs --base-url")
     try:
         tmpl = load_template(template)
-        executor = make_executor(tools_spec, timeout=tool_timeout)
+        executor = make_executor(tools_spec, timeout=tool_timeout, tool_memory=tool_memory)
     except (ToolSpecError, ValueError, OSError) as e:
         _fail(EXIT_USAGE, str(e))
     decoding = Decoding(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,

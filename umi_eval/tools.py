@@ -7,8 +7,10 @@ what a non-JSON string means). Three kinds, chosen with ``--tools SPEC``:
 - ``python:MODULE`` (a module name or a ``.py`` path): plain functions. Their schema is the
   module's ``tools`` list (JSON Schema, OpenAI ``{"type": "function", "function": …}`` or
   ``{name, description, parameters}``) or, without one, each public function's typed signature.
-  Arguments are validated with ``jsonschema`` before the call; an exception becomes an error
-  observation (the planner can re-plan, as it does on an API error).
+  Arguments are validated with ``jsonschema`` before the call; the call itself runs in a worker
+  process (:mod:`umi_eval.tool_worker`, under a time and memory limit), so an exception, an
+  exit or a crash there becomes an error observation (the planner can re-plan, as it does on an
+  API error) and never ends the run.
 - ``replay:PATH[,PATH…]``: answers recorded in canonical trajectories or ToolBench answer files
   (the final chain *and* every explored node of the answer tree), keyed by tool name and
   normalised arguments (JSON decoded and re-encoded with sorted keys); a call nobody recorded gets
@@ -262,38 +264,65 @@ def load_module(target: str) -> types.ModuleType:
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
-        except Exception as e:  # the user's module failed to import: say where, no traceback
+        except (Exception, SystemExit) as e:  # the user's module failed to import: say where, no traceback
             raise ToolSpecError(f"python tools: importing {target} failed: {type(e).__name__}: {e}") from e
         return module
     try:
         return importlib.import_module(target)
-    except Exception as e:
+    except (Exception, SystemExit) as e:
         raise ToolSpecError(f"python tools: cannot import {target!r} ({type(e).__name__}: {e})") from e
 
 
-class PythonExecutor:
-    """Plain Python functions as tools (``python:MODULE``)."""
+def _module_tools(module: types.ModuleType) -> tuple[list[Tool], dict[str, Callable[..., Any]]]:
+    """The tools a module offers and the function behind each (see ``python:MODULE`` above)."""
+    name = f"python:{module.__name__}"
+    declared = getattr(module, "tools", None)
+    funcs = {n: f for n, f in vars(module).items()
+             if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == module.__name__}  # fmt: skip
+    if declared is not None:
+        tools = [_tool_from_spec(s) for s in declared]
+    else:
+        tools = [tool_from_function(f) for f in funcs.values()]
+    missing = [t.name for t in tools if t.name not in funcs]
+    if missing:
+        raise ToolSpecError(f"{name}: `tools` names functions the module does not define: {missing}")
+    if not tools:
+        raise ToolSpecError(f"{name}: the module defines no public function")
+    return tools, {t.name: funcs[t.name] for t in tools}
 
-    def __init__(self, module: types.ModuleType) -> None:
+
+def function_table(module: types.ModuleType) -> dict[str, Callable[..., Any]]:
+    """Tool name → function (what the worker process calls)."""
+    return _module_tools(module)[1]
+
+
+DEFAULT_TOOL_MEMORY = 4 << 30  # address space of the tools process (RLIMIT_AS); 0: no limit
+
+
+class PythonExecutor:
+    """Plain Python functions as tools (``python:MODULE``). The module is imported here for its
+    schema; calls run in a :class:`~umi_eval.tool_worker.ToolWorker` process that imports it
+    again, under ``timeout`` seconds per call and ``max_bytes`` of address space."""
+
+    def __init__(self, module: types.ModuleType, timeout: float = 30.0, max_bytes: int = DEFAULT_TOOL_MEMORY) -> None:
+        import weakref
+
+        from umi_eval.tool_worker import ToolWorker
+
         self.name = f"python:{module.__name__}"
-        declared = getattr(module, "tools", None)
-        funcs = {n: f for n, f in vars(module).items()
-                 if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == module.__name__}  # fmt: skip
-        if declared is not None:
-            self.tools = [_tool_from_spec(s) for s in declared]
-        else:
-            self.tools = [tool_from_function(f) for f in funcs.values()]
-        missing = [t.name for t in self.tools if t.name not in funcs]
-        if missing:
-            raise ToolSpecError(f"{self.name}: `tools` names functions the module does not define: {missing}")
-        if not self.tools:
-            raise ToolSpecError(f"{self.name}: the module defines no public function")
-        self._funcs = {t.name: funcs[t.name] for t in self.tools}
+        self.tools, funcs = _module_tools(module)
+        self._funcs = set(funcs)
         self._params = {t.name: t.parameters for t in self.tools}
+        self.timeout = timeout
+        file = getattr(module, "__file__", None)  # load_module's .py files are imported by path again
+        target = file if module.__name__.startswith("umieval_tools_") and file else module.__name__
+        self._worker = ToolWorker(target, max_bytes)
+        weakref.finalize(self, self._worker.close)
 
     def execute(self, tool: Tool, arguments: str, context: dict[str, Any]) -> Observation:
-        fn = self._funcs.get(tool.name)
-        if fn is None:
+        from umi_eval.tool_worker import WorkerDied, WorkerTimeout
+
+        if tool.name not in self._funcs:
             return failed("unknown_tool", f"No such function name: {tool.name}")
         args, why = decode_arguments(arguments)
         if args is None:
@@ -302,11 +331,16 @@ class PythonExecutor:
         if errors:
             return failed("invalid_arguments", "Invalid arguments: " + "; ".join(errors))
         try:
-            result = fn(**args)
-        except Exception as e:  # the tool's failure is the agent's observation
-            return failed("tool_error", f"{type(e).__name__}: {e}")
-        text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
-        return Observation(text)
+            ok, text = self._worker.call(tool.name, args, self.timeout)
+        except WorkerTimeout as e:
+            raise TimeoutError(str(e)) from None
+        except WorkerDied as e:  # os._exit, a crash, the memory limit: this call's answer, the run goes on
+            return failed("tool_crashed", f"Tool crashed: {e}")
+        return Observation(text) if ok else failed("tool_error", text)  # the tool's failure is an observation
+
+    def close(self) -> None:
+        """Stop the worker process (it also stops by itself when this process ends)."""
+        self._worker.close()
 
 
 # --- replay: recorded observations ------------------------------------------------------------------
@@ -460,7 +494,7 @@ def _http_url(url: str, spec: str) -> str:
     return url
 
 
-def make_executor(spec: str, timeout: float = 30.0) -> Executor:
+def make_executor(spec: str, timeout: float = 30.0, tool_memory: int = DEFAULT_TOOL_MEMORY) -> Executor:
     """``python:MODULE`` / ``replay:PATH[,PATH…]`` / ``http:URL`` (``http://…`` works as is)."""
     kind, sep, target = spec.partition(":")
     key = os.environ.get("TOOLBENCH_KEY", "")  # ToolBench's hosted server wants one; a local one does not
@@ -469,7 +503,7 @@ def make_executor(spec: str, timeout: float = 30.0) -> Executor:
     if not sep or not target:
         raise ToolSpecError(f"--tools {spec!r}: expected python:MODULE, replay:PATH or http:URL")
     if kind == "python":
-        return PythonExecutor(load_module(target))
+        return PythonExecutor(load_module(target), timeout=timeout, max_bytes=tool_memory)
     if kind == "replay":
         paths = [p for p in target.split(",") if p]
         missing = [p for p in paths if not Path(p).exists()]
