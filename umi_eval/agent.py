@@ -74,7 +74,8 @@ from umi_eval.route import postprocess, route
 from umi_eval.tools import Executor, Observation, call_tool, decode_arguments, failed, schema_errors, valid_text
 
 FORMAT = "umi-run"
-_TOOL_ERRORS = ("tool_error", "tool_crashed", "timeout", "unavailable", "no_record", "invalid_arguments")
+_TOOL_ERRORS = ("tool_error", "tool_crashed", "timeout", "unavailable", "no_record", "invalid_arguments",
+                "redirected")
 # ToolBench's DFSDT "diversity" message (``Algorithms/DFS.py``), as it appears in the training data.
 DIVERSITY = (
     "This is not the first time you try this task, all previous trails failed.\nBefore you generate my "

@@ -18,7 +18,10 @@ what a non-JSON string means). Three kinds, chosen with ``--tools SPEC``:
 - ``http:URL``: a ToolBench/StableToolBench tool server: ``POST URL`` with
   ``{category, tool_name, api_name, tool_input, strip, toolbench_key}``, answered with
   ``{error, response}``. The observation is the ``response`` text as the training data stored it
-  (the original agent JSON-encoded it again, a train/test mismatch).
+  (the original agent JSON-encoded it again, a train/test mismatch). ``TOOLBENCH_KEY`` is sent
+  only to a host the user named for it (``key_hosts``), and never over plain HTTP to another
+  machine unless allowed explicitly; a redirect to another host is not followed (an error
+  observation, code ``redirected``).
 
 :func:`call_tool` adds what every executor needs: a time-out per call and retries of transient
 failures (time-outs, connection errors, HTTP 5xx). A python function that raised is an answer, not
@@ -445,24 +448,69 @@ def toolbench_route(tool: Tool, routes: dict[str, Any]) -> dict[str, str]:
     return {"category": "", "tool_name": tool_name if sep else tool.name, "api_name": api}
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) — what must stay the same for a redirect to be followed."""
+    parts = urllib.parse.urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    try:
+        port = parts.port or default
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1): this machine."""
+    import ipaddress
+
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _Redirected(Exception):
+    def __init__(self, code: int, url: str) -> None:
+        super().__init__(url)
+        self.code, self.url = code, url
+
+
+class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to the same scheme, host and port: another host's answer would be
+    recorded as the tool's observation (and would see the request)."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        if _origin(newurl) != _origin(req.full_url):
+            raise _Redirected(code, newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 @dataclass
 class HttpExecutor:
-    """A ToolBench/StableToolBench-style server (``http:URL``)."""
+    """A ToolBench/StableToolBench-style server (``http:URL``). ``key`` is sent as given: what
+    may be sent to this URL is decided by :func:`make_executor`."""
 
     url: str
     key: str = ""
     name: str = "http"
     tools: list[Tool] | None = None
     timeout: float = 30.0
+    key_withheld: bool = False  # TOOLBENCH_KEY is set but this host was not named for it
 
     def execute(self, tool: Tool, arguments: str, context: dict[str, Any]) -> Observation:
         payload = {**toolbench_route(tool, context.get("routes") or {}), "tool_input": arguments,
                    "strip": "truncate", "toolbench_key": self.key}  # fmt: skip
         req = urllib.request.Request(self.url, data=json.dumps(payload).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})  # fmt: skip
+        opener = urllib.request.build_opener(_SameHostRedirects)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with opener.open(req, timeout=self.timeout) as resp:
                 body = resp.read(MAX_RESPONSE_BYTES)
+        except _Redirected as e:
+            return failed("redirected", f"HTTP {e.code}: {self.url} redirected to {e.url}, another host; not "
+                          "followed")  # fmt: skip
         except urllib.error.HTTPError as e:
             if e.code >= 500:
                 raise TransientError(f"HTTP {e.code} from {self.url}") from e
@@ -494,12 +542,36 @@ def _http_url(url: str, spec: str) -> str:
     return url
 
 
-def make_executor(spec: str, timeout: float = 30.0, tool_memory: int = DEFAULT_TOOL_MEMORY) -> Executor:
-    """``python:MODULE`` / ``replay:PATH[,PATH…]`` / ``http:URL`` (``http://…`` works as is)."""
-    kind, sep, target = spec.partition(":")
+def _host_matches(given: str, host: str, port: int | None) -> bool:
+    """``given`` (``HOST``, ``HOST:PORT``, ``[::1]:PORT``) names ``host`` (and ``port``, if it has one)."""
+    parts = urllib.parse.urlsplit(f"//{given.strip()}")
+    try:
+        gport = parts.port
+    except ValueError:
+        return False
+    return (parts.hostname or "").lower() == host and (gport is None or gport == port)
+
+
+def _http_executor(url: str, spec: str, timeout: float, key_hosts: Iterable[str], plain_http_key: bool) -> HttpExecutor:
+    """The executor for ``url``, with ``TOOLBENCH_KEY`` only when the user named its host (``HOST``
+    or ``HOST:PORT``) in ``key_hosts``; a usage error when that would send it over plain HTTP to
+    another machine without ``plain_http_key``."""
     key = os.environ.get("TOOLBENCH_KEY", "")  # ToolBench's hosted server wants one; a local one does not
+    scheme, host, port = _origin(url)
+    named = any(_host_matches(h, host, port) for h in key_hosts)
+    if key and named and scheme == "http" and not is_loopback(host) and not plain_http_key:
+        raise ToolSpecError(f"--tools {spec!r}: TOOLBENCH_KEY would go over plain HTTP to {host}; use an https:// "
+                            "URL, or pass --tool-key-over-http to send it anyway")  # fmt: skip
+    return HttpExecutor(url, key=key if named else "", timeout=timeout, key_withheld=bool(key) and not named)
+
+
+def make_executor(spec: str, timeout: float = 30.0, tool_memory: int = DEFAULT_TOOL_MEMORY,
+                  key_hosts: Iterable[str] = (), plain_http_key: bool = False) -> Executor:  # fmt: skip
+    """``python:MODULE`` / ``replay:PATH[,PATH…]`` / ``http:URL`` (``http://…`` works as is).
+    ``key_hosts``: the hosts ``TOOLBENCH_KEY`` may be sent to (see :func:`_http_executor`)."""
+    kind, sep, target = spec.partition(":")
     if kind in ("http", "https") and target.startswith("//"):
-        return HttpExecutor(_http_url(spec, spec), key=key, timeout=timeout)
+        return _http_executor(_http_url(spec, spec), spec, timeout, key_hosts, plain_http_key)
     if not sep or not target:
         raise ToolSpecError(f"--tools {spec!r}: expected python:MODULE, replay:PATH or http:URL")
     if kind == "python":
@@ -514,5 +586,5 @@ def make_executor(spec: str, timeout: float = 30.0, tool_memory: int = DEFAULT_T
             raise ToolSpecError(f"replay: no trajectory could be read from {target}")
         return executor
     if kind == "http":
-        return HttpExecutor(_http_url(target, spec), key=key, timeout=timeout)
+        return _http_executor(_http_url(target, spec), spec, timeout, key_hosts, plain_http_key)
     raise ToolSpecError(f"--tools {spec!r}: unknown executor {kind!r} (python, replay, http)")
