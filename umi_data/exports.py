@@ -373,8 +373,10 @@ def _dataset_info_beside(out: Path) -> tuple[dict[str, Any], str]:
     path = dataset_info_path(out)
     info: Any = {}
     if path.exists():
-        try:
-            info = json.loads(path.read_text(encoding="utf-8"))
+        from umi_data.bounded_io import read_regular
+
+        try:  # a regular file only (a FIFO there would hang the export), read with a bound
+            info = json.loads(read_regular(path, 64 << 20).decode("utf-8"))
         except (OSError, ValueError) as e:
             raise ExportError(f"{path}: cannot add this dataset's entry ({e}); not touching it") from None
         if not isinstance(info, dict):

@@ -109,6 +109,17 @@ def test_dataset_info_fifo_is_never_opened(tmp_path: Path) -> None:
     assert p.returncode == 2 and "not a regular file" in p.stderr
 
 
+@posix_only
+def test_a_fifo_where_the_sidecar_goes_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(good_chat()) + "\n", encoding="utf-8")
+    lf = tmp_path / "lf"
+    lf.mkdir()
+    os.mkfifo(lf / "dataset_info.json")
+    p = _umidata("convert", src, "-o", lf / "train.jsonl", "--to", "sharegpt")
+    assert p.returncode == 2 and "not a regular file" in p.stderr and not (lf / "train.jsonl").exists()
+
+
 def test_reads_are_bounded_while_reading_not_by_st_size(tmp_path: Path) -> None:
     """/proc files are regular with st_size 0: the old size check let any amount through."""
     maps = Path("/proc/self/maps")
