@@ -57,7 +57,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     """A directory written whole or not at all: the body fills a sibling ``.NAME.partial-PID``,
     which then replaces ``path`` (an older one is removed first). A kill leaves either nothing or a
     whole directory at ``path`` (plus a partial one the next run removes, see ``clean_stale``)."""
-    from umi_data.guard import clean_stale
+    from umi_data.output.guard import clean_stale
 
     clean_stale(path.parent, path.name)
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.data.conftest import good_chat
-from umi_data.bounded_io import ReadLimitExceeded, read_limited
 from umi_data.readers import ReadOptions, read_inputs
+from umi_data.readers.bounded_io import ReadLimitExceeded, read_limited
 
 REPO = Path(__file__).resolve().parents[2]
 posix_only = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
@@ -41,7 +41,7 @@ def _no_hang() -> object:
 
 def _umidata(*args: object, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """The CLI in a child process: a hang fails the test (timeout) instead of freezing it."""
-    return subprocess.run([sys.executable, "-m", "umi_data.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "umi_data.cli.commands", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
 
 

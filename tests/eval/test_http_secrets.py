@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from umi_data.trajectory import Tool
-from umi_eval.cli import main as umieval
-from umi_eval.tools import HttpExecutor, ToolSpecError, call_tool, make_executor
+from umi_eval.agent.tools import HttpExecutor, ToolSpecError, call_tool, make_executor
+from umi_eval.cli.commands import main as umieval
 
 
 class _Server(ThreadingHTTPServer):

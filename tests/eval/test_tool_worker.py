@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from umi_eval.tools import call_tool, make_executor
+from umi_eval.agent.tools import call_tool, make_executor
 
 from .agent_helpers import REPO, role_of
 

@@ -23,8 +23,6 @@ from typing import Any
 
 import orjson
 
-from umi_data.bounded_io import NotRegularFile, ReadLimitExceeded, check_regular, open_regular, read_limited
-from umi_data.findings import Finding
 from umi_data.readers import (
     alpha_umi,
     canonical,
@@ -35,7 +33,9 @@ from umi_data.readers import (
     toolbench,
     toolllama,
 )
+from umi_data.readers.bounded_io import NotRegularFile, ReadLimitExceeded, check_regular, open_regular, read_limited
 from umi_data.trajectory import Source, Trajectory
+from umi_data.trajectory.findings import Finding
 
 # Order matters for sniffing: the most specific shape first.
 READERS: dict[str, ModuleType] = {
