@@ -280,15 +280,22 @@ def glpft(
 @click.option("-o", "--output-dir", required=True, type=click.Path(path_type=Path))
 @click.option("--vocab-size", default=2000, show_default=True)
 @click.option("--seed", default=42, show_default=True)
-def tiny(data: Path, role: str, output_dir: Path, vocab_size: int, seed: int) -> None:
-    """Build the offline tiny model + tokenizer (what `--model tiny` uses) into a directory."""
+@click.option("--overwrite", is_flag=True, help="Replace an output directory that already holds files.")
+def tiny(data: Path, role: str, output_dir: Path, vocab_size: int, seed: int, overwrite: bool) -> None:
+    """Build the offline tiny model + tokenizer (what `--model tiny` uses) into a directory,
+    written whole or not at all."""
+    from umi_data.output.guard import UnsafeOutput, check_output
     from umi_train.data import role_shards
     from umi_train.tiny import make_tiny
 
+    try:
+        check_output(output_dir, [str(data)])
+    except UnsafeOutput as e:
+        raise UserError(str(e)) from None
     shards = role_shards(data, role, "train")
     if not shards:
         raise UserError(f"no train shards for role {role!r} under {data}")
-    make_tiny(shards, output_dir, seed=seed, vocab_size=vocab_size)
+    make_tiny(shards, output_dir, seed=seed, vocab_size=vocab_size, overwrite=overwrite)
     click.echo(f"tiny model + tokenizer saved to {output_dir} (use it with --model {output_dir})")
 
 

@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,48 @@ def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """A directory written whole or not at all: the body fills a sibling ``.NAME.partial-PID``,
+    which then replaces ``path`` (an older one is removed first). A kill leaves either nothing or a
+    whole directory at ``path`` (plus a partial one the next run removes, see ``clean_stale``)."""
+    from umi_data.output.guard import clean_stale
+
+    clean_stale(path.parent, path.name)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def safetensors_complete(path: Path) -> bool:
+    """Whether a ``.safetensors`` file holds every byte its header promises (a save cut off by a
+    kill leaves a shorter file, which fails only later, when the model is loaded)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            if len(head) < 8:
+                return False
+            n = int.from_bytes(head, "little")
+            if n > min(size - 8, 100 << 20):
+                return False
+            header = json.loads(f.read(n))
+        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+        return size == 8 + n + max(ends, default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -113,10 +113,19 @@ def chat_texts(frames: Iterable) -> Iterator[str]:
             yield tools if isinstance(tools, str) else json.dumps(tools, ensure_ascii=False)
 
 
-def make_tiny(shards: list[Path], out_dir: Path, seed: int = 0, vocab_size: int = 2000) -> Path:
-    """Train the tokenizer on ``shards`` (parquet), build the model, save both to ``out_dir``.
-    Chat shards (``messages``/``tools``) get a tokenizer with TRL's qwen2_5 chat template."""
+def make_tiny(shards: list[Path], out_dir: Path, seed: int = 0, vocab_size: int = 2000,
+              overwrite: bool = False) -> Path:  # fmt: skip
+    """Train the tokenizer on ``shards`` (parquet), build the model, save both to ``out_dir``,
+    atomically (whole or absent). Chat shards (``messages``/``tools``) get a tokenizer with TRL's
+    qwen2_5 chat template. ``out_dir`` holding anything is replaced only with ``overwrite``."""
     import pyarrow.parquet as pq
+
+    from umi_train import UserError
+
+    empty_dir = out_dir.is_dir() and not any(out_dir.iterdir())
+    if (out_dir.exists() or out_dir.is_symlink()) and not empty_dir and not overwrite:
+        raise UserError(f"{out_dir} already exists and is not an empty directory; pass --overwrite to replace it, "
+                        "or choose another -o")  # fmt: skip
 
     if shards and "messages" in pq.read_schema(shards[0]).names:
         tables = (pq.read_table(p, columns=["messages", "tools"]) for p in shards)
@@ -125,7 +134,21 @@ def make_tiny(shards: list[Path], out_dir: Path, seed: int = 0, vocab_size: int 
         tables = (pq.read_table(p, columns=["prompt", "completion"]) for p in shards)
         tokenizer = train_tiny_tokenizer(_texts(tables), vocab_size=vocab_size)
     model = build_tiny_model(tokenizer, seed=seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    from umi_train.runstate import atomic_dir
+
+    with atomic_dir(out_dir) as tmp:  # a kill while saving leaves no torn init/ behind
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return out_dir
+
+
+TINY_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors")
+
+
+def tiny_complete(path: Path) -> bool:
+    """Whether ``path`` holds a whole tiny model + tokenizer. An ``init/`` torn by a kill (umi
+    versions that wrote it in place) has ``config.json`` but misses files or weight bytes: it is
+    rebuilt instead of failing every rerun when loaded."""
+    from umi_train.runstate import safetensors_complete
+
+    return all((path / f).is_file() for f in TINY_FILES) and safetensors_complete(path / "model.safetensors")

@@ -21,6 +21,7 @@ from umi_train.data import OVERLONG_POLICIES, TokenStats, role_shards, tokenize_
 from umi_train.models import TINY, model_key, resolve_model
 from umi_train.runstate import (
     RUN_FILE,
+    atomic_dir,
     clear_run,
     complete_checkpoint,
     decide,
@@ -383,14 +384,16 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
     model_path = model_ref
     with args.main_process_first(desc="prepare model"):
         if cfg.model == TINY:
-            from umi_train.tiny import make_tiny
+            from umi_train.tiny import make_tiny, tiny_complete
 
             init_dir = out / "init"
-            if not (init_dir / "config.json").is_file():
+            if not tiny_complete(init_dir):
+                if init_dir.exists():
+                    log.warning("%s is incomplete (a run was stopped while writing it); rebuilding it", init_dir)
                 log.info("building the offline tiny model + tokenizer from %s/%s", cfg.data, cfg.role)
                 shards = role_shards(cfg.data, cfg.role, "train")
                 with located_read_errors(shards):
-                    make_tiny(shards, init_dir, seed=cfg.seed, vocab_size=cfg.tiny_vocab)
+                    make_tiny(shards, init_dir, seed=cfg.seed, vocab_size=cfg.tiny_vocab, overwrite=True)
             model_path = str(init_dir)
     model, tokenizer = _load_model_and_tokenizer(cfg, model_path, bf16, local_only)
     init_digest = weights_digest(model)
@@ -477,7 +480,8 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         shutil.rmtree(partial, ignore_errors=True)
     final = trainer.model
     if cfg.lora and trainer.is_world_process_zero():
-        final.save_pretrained(out / "adapter")
+        with atomic_dir(out / "adapter") as adapter:  # whole or absent, like model/
+            final.save_pretrained(adapter)
         final = final.merge_and_unload()
     if cfg.lora:
         final.save_pretrained(partial, is_main_process=trainer.is_world_process_zero())

@@ -178,6 +178,24 @@ def test_dataset_info_entries_do_not_collide(tmp_path: Path) -> None:
     assert json.loads((sg / "dataset_info.json").read_text(encoding="utf-8")) == taken
 
 
+def test_export_named_dataset_info_is_refused(tmp_path: Path) -> None:
+    """The sidecar is an output of the same command: an export named (or linked to) it would be
+    replaced by the 203-byte entry; refused with exit 2 before anything is written."""
+    src = write_jsonl(tmp_path / "in.jsonl", [PARALLEL])
+    lf = tmp_path / "lf"
+    lf.mkdir()
+    res = run("convert", src, "-o", lf / "dataset_info.json", "--to", "sharegpt")
+    assert res.exit_code == 2 and "are the same file" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not list(lf.iterdir())
+    (tmp_path / "elsewhere").mkdir()
+    (lf / "dataset_info.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "elsewhere" / "dataset_info.json").symlink_to(lf / "dataset_info.json")
+    res = run("convert", src, "-o", tmp_path / "elsewhere" / "dataset_info.json", "--to", "sharegpt", "--overwrite")
+    assert res.exit_code == 2 and (lf / "dataset_info.json").read_text(encoding="utf-8") == "{}"
+    # the same name is fine for the other targets, which write no sidecar
+    assert run("convert", src, "-o", lf / "dataset_info.json", "--to", "openai", "--overwrite").exit_code == 0
+
+
 # --- 4. a record's own `episode`/`episodes` metadata is kept ----------------------------------------
 
 

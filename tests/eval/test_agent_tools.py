@@ -379,7 +379,7 @@ def test_python_module_problems_are_usage_errors(tmp_path):
 
 def test_http_sends_the_toolbench_key(server, monkeypatch):
     monkeypatch.setenv("TOOLBENCH_KEY", "k-123")
-    ex = make_executor(f"http:http://127.0.0.1:{server.server_address[1]}/virtual")
+    ex = make_executor(f"http:http://127.0.0.1:{server.server_address[1]}/virtual", key_hosts=["127.0.0.1"])
     call_tool(ex, Tool("a_for_b"), "{}")
     assert server.requests[-1]["toolbench_key"] == "k-123"
 

@@ -233,8 +233,15 @@ def convert(
     kind = output_kind(out, to)
     rej = rejects_path(out)
     units = expand(paths)
-    try:  # the output and its rejects sidecar: neither an input nor each other, neither replaced unasked
-        check_outputs([out, rej], paths, [u.path for u in units], may_exist=[out, rej] if overwrite else [])
+    outputs = [out, rej]
+    if to == "sharegpt":  # its dataset_info.json entry is written beside the output: an output too
+        from umi_data.export.formats import dataset_info_path
+
+        outputs.append(os.fspath(dataset_info_path(out)))
+    # dataset_info.json is updated in place (other files' entries kept), so it may exist already
+    may_exist = [*([out, rej] if overwrite else []), *outputs[2:]]
+    try:  # the output and its sidecars: neither an input nor each other, neither replaced unasked
+        check_outputs(outputs, paths, [u.path for u in units], may_exist=may_exist)
     except UnsafeOutput as e:
         raise OutputError(str(e)) from e
     if os.path.isdir(out):

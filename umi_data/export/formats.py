@@ -367,15 +367,23 @@ def dataset_info_entry(out: Path) -> dict[str, Any]:
             "columns": {"messages": "conversations", "system": "system", "tools": "tools"}}
 
 
+def dataset_info_path(out: str | os.PathLike[str]) -> Path:
+    """Where ``--to sharegpt`` writes its ``dataset_info.json`` sidecar: beside ``out``. It is an
+    output of the same command, so it must never be ``out`` itself (checked before writing)."""
+    return Path(out).parent / "dataset_info.json"
+
+
 def _dataset_info_beside(out: Path) -> tuple[dict[str, Any], str]:
     """The ``dataset_info.json`` beside ``out`` (empty when there is none) and the key of
     ``out``'s entry in it; checked before anything is written, so a file that cannot be merged
     into (or whose keys for ``out`` all describe other files) leaves no half-done export."""
-    path = out.parent / "dataset_info.json"
+    path = dataset_info_path(out)
     info: Any = {}
     if path.exists():
-        try:
-            info = json.loads(path.read_text(encoding="utf-8"))
+        from umi_data.readers.bounded_io import read_regular
+
+        try:  # a regular file only (a FIFO there would hang the export), read with a bound
+            info = json.loads(read_regular(path, 64 << 20).decode("utf-8"))
         except (OSError, ValueError) as e:
             raise ExportError(f"{path}: cannot add this dataset's entry ({e}); not touching it") from None
         if not isinstance(info, dict):
@@ -393,7 +401,7 @@ def _dataset_info_beside(out: Path) -> tuple[dict[str, Any], str]:
 
 def _write_dataset_info(out: Path, info: dict[str, Any], key: str) -> Path:
     """Add (or replace) this file's entry in ``dataset_info.json`` beside it, atomically."""
-    path = out.parent / "dataset_info.json"
+    path = dataset_info_path(out)
     info[key] = dataset_info_entry(out)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -96,18 +96,18 @@ def check_outputs(
     files = list(input_files)
     for o in outputs:
         check_output(o, ins, files)
-    seen: dict[object, str] = {}
+    seen: dict[object, tuple[int, str]] = {}
     names = [os.fspath(o) for o in outputs]
-    for o in names:
+    for i, o in enumerate(names):  # by position: the same name given twice is the same file too
         keys: list[object] = [os.path.realpath(o)]
         with contextlib.suppress(OSError):
             st = os.stat(o)
             keys.append((st.st_dev, st.st_ino))
         for k in keys:
-            if k in seen and seen[k] != o:
-                raise UnsafeOutput(f"outputs {seen[k]} and {o} are the same file; this command writes both — "
+            if k in seen and seen[k][0] != i:
+                raise UnsafeOutput(f"outputs {seen[k][1]} and {o} are the same file; this command writes both — "
                                    "choose another output path")  # fmt: skip
-            seen[k] = o
+            seen[k] = (i, o)
     allowed = {os.path.abspath(os.fspath(p)) for p in may_exist}
     for o in names:
         if os.path.lexists(o) and os.path.abspath(o) not in allowed:

@@ -39,6 +39,7 @@ from umi_data.readers import (
     toolllama,
     xlam,
 )
+from umi_data.readers.bounded_io import NotRegularFile, ReadLimitExceeded, check_regular, open_regular, read_limited
 from umi_data.trajectory import Source, Trajectory
 from umi_data.trajectory.findings import Finding
 
@@ -140,6 +141,12 @@ def _zip_units(path: str) -> list[Unit]:
     and query definitions, GBs of them). Any other archive: every readable member
     (``__MACOSX/`` resource forks aside)."""
     try:
+        check_regular(path)
+    except NotRegularFile as e:
+        return [Unit(path, None, 0, ("not_a_file", str(e)))]
+    except OSError as e:
+        return [Unit(path, None, 0, ("io_error", f"cannot read: {e.strerror or e}"))]
+    try:
         infos = [i for i in _archive(path).infolist() if not i.is_dir()]
     except (OSError, zipfile.BadZipFile, ValueError, EOFError) as e:
         return [Unit(path, None, _file_size(path), ("io_error", f"corrupt or truncated zip archive: {e}"))]
@@ -227,7 +234,13 @@ def _archive(path: str) -> zipfile.ZipFile:
     key = (os.getpid(), os.path.abspath(path))
     zf = _ARCHIVES.get(key)
     if zf is None:
-        zf = _ARCHIVES[key] = zipfile.ZipFile(path)
+        f = open_regular(path)  # never a FIFO or device: zipfile would block or read without end
+        try:
+            zf = zipfile.ZipFile(f)
+        except BaseException:
+            f.close()
+            raise
+        _ARCHIVES[key] = zf
     return zf
 
 
@@ -426,13 +439,23 @@ def _read_bytes(unit: Unit, opts: ReadOptions) -> bytes:
             if comp is None:
                 return _inflate(f.read, packed, "the archive member", opts)
             return _decompressed(f, comp, packed, "the decompressed archive member", opts)
-    with open(unit.path, "rb") as raw:
+    with open_regular(unit.path) as raw:  # a FIFO, device or socket is refused, never opened
         size = os.fstat(raw.fileno()).st_size
         if comp is None:
-            if kind not in ("jsonl", "parquet") and size > opts.max_record_bytes:  # those hold many records
+            many = kind in ("jsonl", "parquet")  # those hold many records: as large as the file is
+            if not many and size > opts.max_record_bytes:
                 raise _Refused("too_large", _too_large("the file", size, 0, opts)
                                + " (or write it as JSONL: the limit then applies per line)")  # fmt: skip
-            return raw.read()
+            # bounded while reading, whatever st_size said (a file growing meanwhile, /proc files)
+            limit = max(opts.max_record_bytes, size) if many else opts.max_record_bytes
+            try:
+                return read_limited(raw, limit)
+            except ReadLimitExceeded as e:
+                if many:
+                    raise _Refused("too_large", f"the file gave more than {_size(limit)} while being read, more "
+                                   f"than its size ({_size(size)}): is it growing? read a finished copy") from None
+                raise _Refused("too_large", _too_large("the file", e.read, 0, opts, streaming=True)
+                               + " (or write it as JSONL: the limit then applies per line)") from None  # fmt: skip
         return _decompressed(raw, comp, size, "the decompressed file", opts)
 
 
@@ -458,6 +481,8 @@ def read_bytes(unit: Unit, opts: ReadOptions = DEFAULT_READ) -> bytes | Record:
         return _read_bytes(unit, opts)
     except _Refused as e:
         return Record(base, None, [Finding(e.code, str(e), base)])
+    except NotRegularFile as e:
+        return Record(base, None, [Finding("not_a_file", str(e), base)])
     except (OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as e:
         if unit.member is not None or input_kind(unit.path)[1] is not None:
             msg = f"corrupt or truncated {'archive member' if unit.member else 'compressed file'}: {e}"

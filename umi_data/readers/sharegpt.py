@@ -32,6 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from umi_data.readers.bounded_io import ReadLimitExceeded, read_regular
 from umi_data.readers.chat import Episode, Msg, Reject, build, parse_tools
 from umi_data.trajectory import Call, Source
 from umi_data.trajectory.findings import Finding
@@ -45,6 +46,7 @@ DEFAULT_COLUMNS = {"messages": "conversations", "system": "system", "tools": "to
 
 
 _GIVEN: dict[str, Any] = {}  # --dataset-info: entries that apply to input files of their file_name
+_INFO_LIMIT = 64 << 20  # a dataset_info.json describes datasets: a few KiB; read no more than this
 
 
 def use_dataset_info(path: str | os.PathLike[str] | None) -> None:
@@ -54,7 +56,7 @@ def use_dataset_info(path: str | os.PathLike[str] | None) -> None:
     _GIVEN.clear()
     if path is None:
         return
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    data = json.loads(read_regular(path, _INFO_LIMIT).decode("utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a dataset_info.json must be a JSON object of dataset descriptions")
     _GIVEN.update({k: v for k, v in data.items() if isinstance(v, dict)})
@@ -76,8 +78,8 @@ def sniff(obj: Any) -> bool:
 @lru_cache(maxsize=64)
 def _dataset_info(directory: str) -> dict[str, Any]:
     try:
-        data = json.loads((Path(directory) / "dataset_info.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_regular(Path(directory) / "dataset_info.json", _INFO_LIMIT).decode("utf-8"))
+    except (OSError, ValueError, ReadLimitExceeded):  # a FIFO or device there is never opened
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -29,6 +29,8 @@ _CODES = [
     Code("io_error", "error", "The file or archive member cannot be read (permissions, missing, broken archive)."),
     Code("encoding", "error", "The bytes are not valid UTF-8 (UTF-8/16/32 with a byte-order mark are decoded; "
          "UTF-16 without one is named, with how to convert it)."),
+    Code("not_a_file", "error", "The input is a FIFO, device, socket or the like (also through a symlink), not a "
+         "regular file: it is not opened, since reading it could hang or never end."),
     Code("json_syntax", "error", "The text is not valid JSON (the message gives line and column)."),
     Code("empty_input", "error", "The file holds no record at all."),
     Code("no_input", "error", "An input directory or archive holds no file umidata reads (.json, .jsonl, .ndjson, "

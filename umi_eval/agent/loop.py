@@ -75,7 +75,8 @@ from umi_eval.generate.backends import Backend, Decoding, Generation, OpenAIBack
 from umi_eval.generate.route import postprocess, route
 
 FORMAT = "umi-run"
-_TOOL_ERRORS = ("tool_error", "timeout", "unavailable", "no_record", "invalid_arguments")
+_TOOL_ERRORS = ("tool_error", "tool_crashed", "timeout", "unavailable", "no_record", "invalid_arguments",
+                "redirected")
 # ToolBench's DFSDT "diversity" message (``Algorithms/DFS.py``), as it appears in the training data.
 DIVERSITY = (
     "This is not the first time you try this task, all previous trails failed.\nBefore you generate my "

@@ -7,8 +7,10 @@ what a non-JSON string means). Three kinds, chosen with ``--tools SPEC``:
 - ``python:MODULE`` (a module name or a ``.py`` path): plain functions. Their schema is the
   module's ``tools`` list (JSON Schema, OpenAI ``{"type": "function", "function": …}`` or
   ``{name, description, parameters}``) or, without one, each public function's typed signature.
-  Arguments are validated with ``jsonschema`` before the call; an exception becomes an error
-  observation (the planner can re-plan, as it does on an API error).
+  Arguments are validated with ``jsonschema`` before the call; the call itself runs in a worker
+  process (:mod:`umi_eval.agent.tool_worker`, under a time and memory limit), so an exception, an
+  exit or a crash there becomes an error observation (the planner can re-plan, as it does on an
+  API error) and never ends the run.
 - ``replay:PATH[,PATH…]``: answers recorded in canonical trajectories or ToolBench answer files
   (the final chain *and* every explored node of the answer tree), keyed by tool name and
   normalised arguments (JSON decoded and re-encoded with sorted keys); a call nobody recorded gets
@@ -16,7 +18,10 @@ what a non-JSON string means). Three kinds, chosen with ``--tools SPEC``:
 - ``http:URL``: a ToolBench/StableToolBench tool server: ``POST URL`` with
   ``{category, tool_name, api_name, tool_input, strip, toolbench_key}``, answered with
   ``{error, response}``. The observation is the ``response`` text as the training data stored it
-  (the original agent JSON-encoded it again, a train/test mismatch).
+  (the original agent JSON-encoded it again, a train/test mismatch). ``TOOLBENCH_KEY`` is sent
+  only to a host the user named for it (``key_hosts``), and never over plain HTTP to another
+  machine unless allowed explicitly; a redirect to another host is not followed (an error
+  observation, code ``redirected``).
 
 :func:`call_tool` adds what every executor needs: a time-out per call and retries of transient
 failures (time-outs, connection errors, HTTP 5xx). A python function that raised is an answer, not
@@ -58,8 +63,9 @@ MAX_RESPONSE_BYTES = 1_000_000  # an http answer is read up to this size, the re
 @dataclass(frozen=True, slots=True)
 class Observation:
     """What the agent sees after a call: ``content`` is the text the planner reads; a failed call
-    has a stable ``code`` (``tool_error``, ``invalid_arguments``, ``timeout``, ``unavailable``,
-    ``no_record``, ``unknown_tool``, ``unparsable_call``) and the tool's ``error`` text."""
+    has a stable ``code`` (``tool_error``, ``tool_crashed``, ``invalid_arguments``, ``timeout``,
+    ``unavailable``, ``redirected``, ``no_record``, ``unknown_tool``, ``unparsable_call``) and the
+    tool's ``error`` text."""
 
     content: str
     code: str | None = None
@@ -262,38 +268,65 @@ def load_module(target: str) -> types.ModuleType:
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
-        except Exception as e:  # the user's module failed to import: say where, no traceback
+        except (Exception, SystemExit) as e:  # the user's module failed to import: say where, no traceback
             raise ToolSpecError(f"python tools: importing {target} failed: {type(e).__name__}: {e}") from e
         return module
     try:
         return importlib.import_module(target)
-    except Exception as e:
+    except (Exception, SystemExit) as e:
         raise ToolSpecError(f"python tools: cannot import {target!r} ({type(e).__name__}: {e})") from e
 
 
-class PythonExecutor:
-    """Plain Python functions as tools (``python:MODULE``)."""
+def _module_tools(module: types.ModuleType) -> tuple[list[Tool], dict[str, Callable[..., Any]]]:
+    """The tools a module offers and the function behind each (see ``python:MODULE`` above)."""
+    name = f"python:{module.__name__}"
+    declared = getattr(module, "tools", None)
+    funcs = {n: f for n, f in vars(module).items()
+             if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == module.__name__}  # fmt: skip
+    if declared is not None:
+        tools = [_tool_from_spec(s) for s in declared]
+    else:
+        tools = [tool_from_function(f) for f in funcs.values()]
+    missing = [t.name for t in tools if t.name not in funcs]
+    if missing:
+        raise ToolSpecError(f"{name}: `tools` names functions the module does not define: {missing}")
+    if not tools:
+        raise ToolSpecError(f"{name}: the module defines no public function")
+    return tools, {t.name: funcs[t.name] for t in tools}
 
-    def __init__(self, module: types.ModuleType) -> None:
+
+def function_table(module: types.ModuleType) -> dict[str, Callable[..., Any]]:
+    """Tool name → function (what the worker process calls)."""
+    return _module_tools(module)[1]
+
+
+DEFAULT_TOOL_MEMORY = 4 << 30  # address space of the tools process (RLIMIT_AS); 0: no limit
+
+
+class PythonExecutor:
+    """Plain Python functions as tools (``python:MODULE``). The module is imported here for its
+    schema; calls run in a :class:`~umi_eval.agent.tool_worker.ToolWorker` process that imports it
+    again, under ``timeout`` seconds per call and ``max_bytes`` of address space."""
+
+    def __init__(self, module: types.ModuleType, timeout: float = 30.0, max_bytes: int = DEFAULT_TOOL_MEMORY) -> None:
+        import weakref
+
+        from umi_eval.agent.tool_worker import ToolWorker
+
         self.name = f"python:{module.__name__}"
-        declared = getattr(module, "tools", None)
-        funcs = {n: f for n, f in vars(module).items()
-                 if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == module.__name__}  # fmt: skip
-        if declared is not None:
-            self.tools = [_tool_from_spec(s) for s in declared]
-        else:
-            self.tools = [tool_from_function(f) for f in funcs.values()]
-        missing = [t.name for t in self.tools if t.name not in funcs]
-        if missing:
-            raise ToolSpecError(f"{self.name}: `tools` names functions the module does not define: {missing}")
-        if not self.tools:
-            raise ToolSpecError(f"{self.name}: the module defines no public function")
-        self._funcs = {t.name: funcs[t.name] for t in self.tools}
+        self.tools, funcs = _module_tools(module)
+        self._funcs = set(funcs)
         self._params = {t.name: t.parameters for t in self.tools}
+        self.timeout = timeout
+        file = getattr(module, "__file__", None)  # load_module's .py files are imported by path again
+        target = file if module.__name__.startswith("umieval_tools_") and file else module.__name__
+        self._worker = ToolWorker(target, max_bytes)
+        weakref.finalize(self, self._worker.close)
 
     def execute(self, tool: Tool, arguments: str, context: dict[str, Any]) -> Observation:
-        fn = self._funcs.get(tool.name)
-        if fn is None:
+        from umi_eval.agent.tool_worker import WorkerDied, WorkerTimeout
+
+        if tool.name not in self._funcs:
             return failed("unknown_tool", f"No such function name: {tool.name}")
         args, why = decode_arguments(arguments)
         if args is None:
@@ -302,11 +335,16 @@ class PythonExecutor:
         if errors:
             return failed("invalid_arguments", "Invalid arguments: " + "; ".join(errors))
         try:
-            result = fn(**args)
-        except Exception as e:  # the tool's failure is the agent's observation
-            return failed("tool_error", f"{type(e).__name__}: {e}")
-        text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
-        return Observation(text)
+            ok, text = self._worker.call(tool.name, args, self.timeout)
+        except WorkerTimeout as e:
+            raise TimeoutError(str(e)) from None
+        except WorkerDied as e:  # os._exit, a crash, the memory limit: this call's answer, the run goes on
+            return failed("tool_crashed", f"Tool crashed: {e}")
+        return Observation(text) if ok else failed("tool_error", text)  # the tool's failure is an observation
+
+    def close(self) -> None:
+        """Stop the worker process (it also stops by itself when this process ends)."""
+        self._worker.close()
 
 
 # --- replay: recorded observations ------------------------------------------------------------------
@@ -411,24 +449,69 @@ def toolbench_route(tool: Tool, routes: dict[str, Any]) -> dict[str, str]:
     return {"category": "", "tool_name": tool_name if sep else tool.name, "api_name": api}
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) — what must stay the same for a redirect to be followed."""
+    parts = urllib.parse.urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    try:
+        port = parts.port or default
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1): this machine."""
+    import ipaddress
+
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _Redirected(Exception):
+    def __init__(self, code: int, url: str) -> None:
+        super().__init__(url)
+        self.code, self.url = code, url
+
+
+class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to the same scheme, host and port: another host's answer would be
+    recorded as the tool's observation (and would see the request)."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        if _origin(newurl) != _origin(req.full_url):
+            raise _Redirected(code, newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 @dataclass
 class HttpExecutor:
-    """A ToolBench/StableToolBench-style server (``http:URL``)."""
+    """A ToolBench/StableToolBench-style server (``http:URL``). ``key`` is sent as given: what
+    may be sent to this URL is decided by :func:`make_executor`."""
 
     url: str
     key: str = ""
     name: str = "http"
     tools: list[Tool] | None = None
     timeout: float = 30.0
+    key_withheld: bool = False  # TOOLBENCH_KEY is set but this host was not named for it
 
     def execute(self, tool: Tool, arguments: str, context: dict[str, Any]) -> Observation:
         payload = {**toolbench_route(tool, context.get("routes") or {}), "tool_input": arguments,
                    "strip": "truncate", "toolbench_key": self.key}  # fmt: skip
         req = urllib.request.Request(self.url, data=json.dumps(payload).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})  # fmt: skip
+        opener = urllib.request.build_opener(_SameHostRedirects)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with opener.open(req, timeout=self.timeout) as resp:
                 body = resp.read(MAX_RESPONSE_BYTES)
+        except _Redirected as e:
+            return failed("redirected", f"HTTP {e.code}: {self.url} redirected to {e.url}, another host; not "
+                          "followed")  # fmt: skip
         except urllib.error.HTTPError as e:
             if e.code >= 500:
                 raise TransientError(f"HTTP {e.code} from {self.url}") from e
@@ -460,16 +543,40 @@ def _http_url(url: str, spec: str) -> str:
     return url
 
 
-def make_executor(spec: str, timeout: float = 30.0) -> Executor:
-    """``python:MODULE`` / ``replay:PATH[,PATH…]`` / ``http:URL`` (``http://…`` works as is)."""
-    kind, sep, target = spec.partition(":")
+def _host_matches(given: str, host: str, port: int | None) -> bool:
+    """``given`` (``HOST``, ``HOST:PORT``, ``[::1]:PORT``) names ``host`` (and ``port``, if it has one)."""
+    parts = urllib.parse.urlsplit(f"//{given.strip()}")
+    try:
+        gport = parts.port
+    except ValueError:
+        return False
+    return (parts.hostname or "").lower() == host and (gport is None or gport == port)
+
+
+def _http_executor(url: str, spec: str, timeout: float, key_hosts: Iterable[str], plain_http_key: bool) -> HttpExecutor:
+    """The executor for ``url``, with ``TOOLBENCH_KEY`` only when the user named its host (``HOST``
+    or ``HOST:PORT``) in ``key_hosts``; a usage error when that would send it over plain HTTP to
+    another machine without ``plain_http_key``."""
     key = os.environ.get("TOOLBENCH_KEY", "")  # ToolBench's hosted server wants one; a local one does not
+    scheme, host, port = _origin(url)
+    named = any(_host_matches(h, host, port) for h in key_hosts)
+    if key and named and scheme == "http" and not is_loopback(host) and not plain_http_key:
+        raise ToolSpecError(f"--tools {spec!r}: TOOLBENCH_KEY would go over plain HTTP to {host}; use an https:// "
+                            "URL, or pass --tool-key-over-http to send it anyway")  # fmt: skip
+    return HttpExecutor(url, key=key if named else "", timeout=timeout, key_withheld=bool(key) and not named)
+
+
+def make_executor(spec: str, timeout: float = 30.0, tool_memory: int = DEFAULT_TOOL_MEMORY,
+                  key_hosts: Iterable[str] = (), plain_http_key: bool = False) -> Executor:  # fmt: skip
+    """``python:MODULE`` / ``replay:PATH[,PATH…]`` / ``http:URL`` (``http://…`` works as is).
+    ``key_hosts``: the hosts ``TOOLBENCH_KEY`` may be sent to (see :func:`_http_executor`)."""
+    kind, sep, target = spec.partition(":")
     if kind in ("http", "https") and target.startswith("//"):
-        return HttpExecutor(_http_url(spec, spec), key=key, timeout=timeout)
+        return _http_executor(_http_url(spec, spec), spec, timeout, key_hosts, plain_http_key)
     if not sep or not target:
         raise ToolSpecError(f"--tools {spec!r}: expected python:MODULE, replay:PATH or http:URL")
     if kind == "python":
-        return PythonExecutor(load_module(target))
+        return PythonExecutor(load_module(target), timeout=timeout, max_bytes=tool_memory)
     if kind == "replay":
         paths = [p for p in target.split(",") if p]
         missing = [p for p in paths if not Path(p).exists()]
@@ -480,5 +587,5 @@ def make_executor(spec: str, timeout: float = 30.0) -> Executor:
             raise ToolSpecError(f"replay: no trajectory could be read from {target}")
         return executor
     if kind == "http":
-        return HttpExecutor(_http_url(target, spec), key=key, timeout=timeout)
+        return _http_executor(_http_url(target, spec), spec, timeout, key_hosts, plain_http_key)
     raise ToolSpecError(f"--tools {spec!r}: unknown executor {kind!r} (python, replay, http)")

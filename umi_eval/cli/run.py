@@ -11,6 +11,7 @@ import click
 
 from umi_cli.errors import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from umi_cli.terminal import interactive
+from umi_data.cli.options import ByteSize
 from umi_data.output.guard import UnsafeOutput
 from umi_data.render.templates import load_template
 from umi_eval.agent.loop import LoopConfig, Models, run
@@ -45,6 +46,12 @@ def _fail(code: int, message: str) -> None:
               help="Longer tool answers are cut to this many characters, plus '...'.")
 @click.option("--tool-timeout", default=30.0, show_default=True, type=click.FloatRange(0, min_open=True),
               help="Seconds per tool call.")
+@click.option("--tool-memory", type=ByteSize(), default="4G", show_default=True,
+              help="Address-space limit of the process that runs python: tools (0: none).")
+@click.option("--tool-key-host", "key_hosts", multiple=True, metavar="HOST[:PORT]",
+              help="A host that may receive TOOLBENCH_KEY (http: tools); repeatable. Other hosts get no key.")
+@click.option("--tool-key-over-http", is_flag=True,
+              help="Allow sending TOOLBENCH_KEY over plain http:// to a host that is not this machine.")
 @click.option("--tool-retries", default=1, show_default=True, type=click.IntRange(0),
               help="More attempts on a time-out or connection error.")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1),
@@ -62,8 +69,8 @@ def _fail(code: int, message: str) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary.")
 def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str | None, summarizer: str | None,
             glpft_run: str | None, model: str | None, tools_spec: str, search: str, width: int, max_depth: int,
-            max_steps: int,
-            max_observation_length: int, tool_timeout: float, tool_retries: int, concurrency: int, backend: str,
+            max_steps: int, max_observation_length: int, tool_timeout: float, tool_memory: int,
+            key_hosts: tuple[str, ...], tool_key_over_http: bool, tool_retries: int, concurrency: int, backend: str,
             base_url: str | None, max_new_tokens: int, max_input_tokens: int, temperature: float, top_p: float,
             top_k: int, seed: int, device: str, dtype: str, trust_remote_code: bool, template: str,
             overwrite: bool, quiet: bool) -> None:  # fmt: skip
@@ -95,9 +102,13 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
         _fail(EXIT_USAGE, "--backend openai needs --base-url")
     try:
         tmpl = load_template(template)
-        executor = make_executor(tools_spec, timeout=tool_timeout)
+        executor = make_executor(tools_spec, timeout=tool_timeout, tool_memory=tool_memory, key_hosts=key_hosts,
+                                 plain_http_key=tool_key_over_http)  # fmt: skip
     except (ToolSpecError, ValueError, OSError) as e:
         _fail(EXIT_USAGE, str(e))
+    if getattr(executor, "key_withheld", False) and not quiet:
+        click.echo(f"umieval run: note: TOOLBENCH_KEY is not sent to {tools_spec} (name its host with "
+                   "--tool-key-host to send it)", err=True)  # fmt: skip
     decoding = Decoding(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
                         max_input_tokens=max_input_tokens, top_k=top_k)  # fmt: skip
     cfg = LoopConfig(decoding=decoding, max_steps=max_steps, max_observation_length=max_observation_length,
