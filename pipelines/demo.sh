@@ -40,6 +40,9 @@ ok_or_findings "$BIN/umieval" score "$OUT/predictions.jsonl"
 echo
 echo "== umieval run: a tiny trio that memorised examples/agent/trajectories.json, with the README's tools"
 echo "   (umidata split, then umitrain glpft pipelines/tiny-memorise.yaml: log in $OUT/agent-glpft.log)"
+# The tiny model's matrices are small: one torch thread (a second only spins, several times slower
+# on a busy 2-core machine).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 "$BIN/umidata" split examples/agent/trajectories.json -o "$OUT/agent-split" --overwrite --dev-ratio 0 --quiet
 "$BIN/umitrain" glpft pipelines/tiny-memorise.yaml --data "$OUT/agent-split" -o "$OUT/agent-glpft" --quiet \
   > "$OUT/agent-glpft.log" 2>&1 || { rc=$?; tail -n 25 "$OUT/agent-glpft.log"; exit "$rc"; }
