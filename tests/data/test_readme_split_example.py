@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from umi_data.cli import main
+from umi_data.cli.commands import main
 
 from .conftest import REPO
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from umi_data.cli import main
+from umi_data.cli.commands import main
 
 from .conftest import EXAMPLES
 

@@ -11,12 +11,12 @@ import importlib.util
 import json
 from pathlib import Path
 
-from umi_data.alpha_umi import tool_docs
 from umi_data.readers import read_inputs
+from umi_data.render.alpha_umi import tool_docs
 from umi_data.trajectory import Tool, Trajectory
-from umi_eval.agent import LoopConfig, Models, run
-from umi_eval.queries import Query, read_queries
-from umi_eval.tools import call_tool, make_executor
+from umi_eval.agent.loop import LoopConfig, Models, run
+from umi_eval.agent.queries import Query, read_queries
+from umi_eval.agent.tools import call_tool, make_executor
 from umi_train.glpft import load_pipeline
 
 from .test_agent_tools import _Golden, _shape
