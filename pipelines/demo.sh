@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the bundled example, end to end, on CPU, with no downloads:
 #   validate → convert → split (four GLPFT role datasets) → stats → GLPFT with the tiny model
-#   → umieval generate on the split's dev steps → umieval score.
+#   → umieval generate on the split's dev steps → umieval score; then the agent loop: a tiny trio
+#   that has memorised three short trajectories (examples/agent) runs against the README's own
+#   Python tools, calling them and answering.
 # `make demo` runs it; it writes everything under demo-out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,10 +38,18 @@ echo
 echo "== umieval score $OUT/predictions.jsonl"
 ok_or_findings "$BIN/umieval" score "$OUT/predictions.jsonl"
 echo
-echo "== umieval run: the tiny trio acts on the bundled queries, tools answered from the recordings"
-# --overwrite: the models were just retrained, so every query runs again (and runs.rejects.jsonl is replaced)
-ok_or_findings "$BIN/umieval" run examples/toolbench-mini/answer -o "$OUT/runs.jsonl" --overwrite \
-  --tools replay:examples/toolbench-mini/answer --glpft-run "$OUT/glpft" --max-steps 3 --max-new-tokens 48
+echo "== umieval run: a tiny trio that memorised examples/agent/trajectories.json, with the README's tools"
+echo "   (umidata split, then umitrain glpft pipelines/tiny-memorise.yaml: log in $OUT/agent-glpft.log)"
+# The tiny model's matrices are small: one torch thread (a second only spins, several times slower
+# on a busy 2-core machine).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+"$BIN/umidata" split examples/agent/trajectories.json -o "$OUT/agent-split" --overwrite --dev-ratio 0 --quiet
+"$BIN/umitrain" glpft pipelines/tiny-memorise.yaml --data "$OUT/agent-split" -o "$OUT/agent-glpft" --quiet \
+  > "$OUT/agent-glpft.log" 2>&1 || { rc=$?; tail -n 25 "$OUT/agent-glpft.log"; exit "$rc"; }
+# --overwrite: a fresh run file (`umieval run` would resume an old one, not rerun it)
+"$BIN/umieval" run examples/agent/queries.jsonl -o "$OUT/agent-runs.jsonl" --overwrite \
+  --tools python:examples/agent/my_tools.py --glpft-run "$OUT/agent-glpft" --max-new-tokens 64
+"$BIN/python" examples/agent/show_runs.py "$OUT/agent-runs.jsonl"
 echo
 echo "Done. Datasets: $OUT/split (see $OUT/split/README.md); models: $OUT/glpft/*/model;"
-echo "predictions: $OUT/predictions.jsonl; agent runs: $OUT/runs.jsonl"
+echo "predictions: $OUT/predictions.jsonl; agent runs: $OUT/agent-runs.jsonl"

@@ -8,6 +8,7 @@ that does not match its manifest, a run dir holding a different run), 3 internal
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,12 @@ def _setup_logging(quiet: bool) -> None:
         stream=sys.stderr,
         force=True,
     )
+    if "DATASETS_VERBOSITY" not in os.environ:
+        # datasets sets its logger to WARNING only once its import is done, but `datasets.config`
+        # logs "JAX version … available." (INFO) during that import, which our INFO root handler
+        # would print. Its own default level, set before: the line stays library-internal. (USE_JAX=0
+        # would not do: it turns JAX off for the user's process and logs "Disabling JAX" instead.)
+        logging.getLogger("datasets").setLevel(logging.WARNING)
     import warnings
 
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
@@ -281,17 +288,22 @@ def glpft(
 @click.option("--vocab-size", default=2000, show_default=True)
 @click.option("--seed", default=42, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an output directory that already holds files.")
-def tiny(data: Path, role: str, output_dir: Path, vocab_size: int, seed: int, overwrite: bool) -> None:
+@_QUIET
+def tiny(data: Path, role: str, output_dir: Path, vocab_size: int, seed: int, overwrite: bool, quiet: bool) -> None:
     """Build the offline tiny model + tokenizer (what `--model tiny` uses) into a directory,
     written whole or not at all."""
+    _setup_logging(quiet)
+    from umi_cli.terminal import interactive
     from umi_data.output.guard import UnsafeOutput, check_output
     from umi_train.data import role_shards
     from umi_train.tiny import make_tiny
+    from umi_train.train import _set_library_progress
 
     try:
         check_output(output_dir, [str(data)])
     except UnsafeOutput as e:
         raise UserError(str(e)) from None
+    _set_library_progress(interactive(quiet))  # transformers' "Writing model shards" bar: a terminal's only
     shards = role_shards(data, role, "train")
     if not shards:
         raise UserError(f"no train shards for role {role!r} under {data}")

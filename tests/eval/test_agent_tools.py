@@ -40,13 +40,33 @@ def test_python_tools_from_typed_signatures(tmp_path):
     ex = make_executor(f"python:{write_tools(tmp_path)}")
     weather = next(t for t in ex.tools if t.name == "get_weather")
     assert weather.description == "Current weather of a city."
-    assert weather.parameters["properties"] == {"city": {"type": "string"}, "unit": {"type": "string"}}
+    # a default stays in the schema (the model sees what an omitted argument means); not required
+    assert weather.parameters["properties"] == {"city": {"type": "string"}, "unit": {"type": "string", "default": "C"}}
     assert weather.parameters["required"] == ["city"]
     ok, attempts = call_tool(ex, weather, '{"city": "Oslo", "unit": "F"}')
     assert json.loads(ok.content) == {"city": "Oslo", "temp": 21, "unit": "F"} and ok.code is None
     assert attempts == 1
     bad = ex.execute(weather, '{"city": "Oslo", "extra": 1}', {})
     assert bad.code == "invalid_arguments" and "extra" in bad.content
+
+
+def test_python_tool_defaults_are_kept_when_json_can_hold_them(tmp_path):
+    path = tmp_path / "defaults.py"
+    path.write_text(
+        "SENTINEL = object()\n"
+        "def search(q: str, limit: int = 5, exact: bool = False, tags: list = [], lang: str | None = None,\n"
+        "           ratio: float = 0.5, marker=SENTINEL, pair: tuple = (1, 2), nan: float = float('nan')):\n"
+        "    return q\n",
+        encoding="utf-8",
+    )
+    (search,) = PythonExecutor(load_module(str(path))).tools
+    props = search.parameters["properties"]
+    assert {k: v.get("default", "-") for k, v in props.items()} == {
+        "q": "-", "limit": 5, "exact": False, "tags": [], "lang": None, "ratio": 0.5,
+        "marker": "-", "pair": "-", "nan": "-",  # no JSON for these: the default is left out, not mangled
+    }  # fmt: skip
+    assert search.parameters["required"] == ["q"]
+    json.dumps(search.parameters, allow_nan=False)  # the schema itself stays valid JSON
 
 
 def test_python_tools_from_a_json_schema_list(tmp_path):

@@ -61,7 +61,18 @@ def test_terminal_tables_fit_a_pipe(mixed: Path) -> None:
     assert code == 0
     assert "Plan ACC" in out and "70.00" in out and "Hallu." in out
     assert "reference \\ predicted" in out and "made_up_tool" in out
-    assert max(len(line) for line in out.splitlines()) <= 120
+    assert out.splitlines()[0] == f"umieval score {mixed} (alpha-umi-trio): 10 steps"
+    assert max(len(line) for line in out.splitlines()[1:]) <= 120  # the first line holds the path, any length
+
+
+@pytest.mark.parametrize("command", ["score", "compare"])
+def test_no_line_carries_trailing_padding(mixed: Path, command: str) -> None:
+    """rich pads a table's title and caption to the table's width; piped, that is trailing white
+    space on the header line (and the caption's)."""
+    code, out, _ = run(command, str(mixed), *([str(mixed)] if command == "compare" else []), "--bootstrap", "50")
+    assert code == 0
+    padded = [line for line in out.splitlines() if line != line.rstrip()]
+    assert padded == [], padded
 
 
 def test_unscorable_records_exit_1_and_are_listed(mixed: Path, tmp_path: Path) -> None:
@@ -148,7 +159,11 @@ def test_a_junk_tool_name_prints_as_one_short_line(tmp_path: Path) -> None:
     from .score_builders import pred_call, ref_call
 
     junk = '" " "\n' * 200
-    path = write_original(tmp_path / "p.json", [(ref_call("t", "{}"), pred_call(junk, "{}"))])
+    fragment = '{\n  " " " " " "\n  " " " " " " " " " " " " " " " " " " " " " " " " " " " " " " " " " "\n}'
+    path = write_original(tmp_path / "p.json", [(ref_call("t", "{}"), pred_call(junk, "{}")),
+                                                (ref_call("t", "{}"), pred_call(fragment, "{}"))])  # fmt: skip
     code, out, _ = run("score", str(path), "--bootstrap", "0")
     rows = [line for line in out.splitlines() if '" "' in line]
-    assert code == 0 and len(rows) == 1 and "…" in rows[0] and len(rows[0]) <= 120
+    assert code == 0 and len(rows) == 2, rows  # one row per junk name, each on one line
+    assert all("…" in r and len(r) <= 120 and "\\n" not in r for r in rows), rows  # clipped, no "\n" escapes
+    assert any(r.startswith('│ { " " " " " " " " " ') for r in rows), rows  # the fragment's white space collapsed

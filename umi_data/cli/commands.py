@@ -75,13 +75,16 @@ def _progress(inputs: tuple[str, ...], quiet: bool) -> Iterator[Callable[[Unit],
         yield lambda unit: bar.advance(task, unit.size)
 
 
-def _summary(summary, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+def _summary(summary, quiet: bool, err: bool = True) -> None:  # type: ignore[no-untyped-def]
+    """The totals line (a table on a terminal). ``err=False`` for validate: its findings are its
+    output, on stdout, and the totals belong with them on the same stream (two streams interleave
+    in whatever order their buffers flush when piped together)."""
     if quiet:
         return
     line = (f"records read: {summary.records} = accepted {summary.accepted} + rejected {summary.rejected} "
             f"({summary.errors} errors, {summary.warnings} warnings)")  # fmt: skip
     if not interactive():
-        click.echo(line, err=True)
+        click.echo(line, err=err)
         return
     from rich.console import Console
     from rich.table import Table
@@ -92,7 +95,7 @@ def _summary(summary, quiet: bool) -> None:  # type: ignore[no-untyped-def]
     table.add_row(
         *(str(getattr(summary, c)) for c in ("records", "accepted", "rejected", "errors", "warnings"))
     )
-    console = Console(stderr=True)
+    console = Console(stderr=err)
     console.print(table)
     if summary.counts_by_code:
         console.print("  ".join(f"{c}={n}" for c, n in sorted(summary.counts_by_code.items())))
@@ -175,9 +178,9 @@ def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bo
              allow_empty: bool, quiet: bool) -> None:  # fmt: skip
     """Check INPUT files, directories or zips and report findings; write nothing.
 
-    One line per finding (file:line#/pointer: severity [code] message), then a summary. Exits 1
-    when there is an error (or a warning under --strict), or a duplicate; 2 when no record
-    could be read at all."""
+    One line per finding (file:line#/pointer: severity [code] message), then a summary, both on
+    stdout (errors about the command itself go to stderr). Exits 1 when there is an error (or a
+    warning under --strict), or a duplicate; 2 when no record could be read at all."""
     from umi_data.export.convert import report
     from umi_data.export.convert import validate as run
 
@@ -202,7 +205,7 @@ def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bo
         )
         sys.stdout.flush()
     else:
-        _summary(summary, quiet)
+        _summary(summary, quiet, err=False)
     if summary.nothing_read and not allow_empty:
         click.echo(f"umidata validate: error: no record could be read from {', '.join(inputs)} (see the "
                    "findings; --allow-empty accepts it)", err=True)  # fmt: skip

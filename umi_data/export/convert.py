@@ -124,7 +124,7 @@ def judge(rec: Record, strict: bool = False) -> Checked:
     traj = rec.trajectory
     if traj is not None:
         try:
-            findings.extend(check(traj))
+            findings.extend(check(traj, rec.source))
         except (RecursionError, orjson.JSONEncodeError) as e:  # e.g. a tool schema nested 900 deep
             findings.append(Finding("too_deep", f"the record is nested too deeply to check ({e})", rec.source))
     blocking = [f for f in findings if f.severity == "error" or strict]
@@ -141,7 +141,7 @@ def evaluate(recs: Iterable[Record], strict: bool = False) -> Iterator[Checked]:
         c = judge(rec, strict)
         if not c.rejected and rec.trajectory is not None:
             try:
-                dups = dedupe.check(rec.trajectory)
+                dups = dedupe.check(rec.trajectory, rec.source)
             except (RecursionError, orjson.JSONEncodeError) as e:  # the fingerprint serialises it
                 f = Finding("too_deep", f"the record is nested too deeply to serialise ({e})", rec.source)
                 c.findings.append(f)
@@ -158,7 +158,7 @@ def evaluate(recs: Iterable[Record], strict: bool = False) -> Iterator[Checked]:
                     c.reason = Finding("too_deep", f"the record is nested too deeply to write ({e})", rec.source)
                     c.findings.append(c.reason)
                 else:
-                    dedupe.add(rec.trajectory)
+                    dedupe.add(rec.trajectory, rec.source)
         yield c
 
 

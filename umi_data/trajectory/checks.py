@@ -391,9 +391,12 @@ def _check_instruction(traj: Trajectory, src: Source, out: list[Finding]) -> Non
                            "every example would be conditioned on nothing", src, "/instruction"))
 
 
-def check(traj: Trajectory) -> list[Finding]:
-    """Every per-record semantic finding of one trajectory, in turn order per check."""
-    src = traj.source
+def check(traj: Trajectory, where: Source | None = None) -> list[Finding]:
+    """Every per-record semantic finding of one trajectory, in turn order per check, located at
+    ``where`` (the record as read; default the trajectory's own source). They differ for a
+    canonical record, whose ``source`` is its lineage (a run's names its queries file): the
+    findings must point into the file that was read."""
+    src = where or traj.source
     out: list[Finding] = []
     _check_instruction(traj, src, out)
     index = _tool_index(traj, src, out)
@@ -429,11 +432,11 @@ class Deduper:
         self._ids: dict[str, Source] = {}
         self._content: dict[str, tuple[str, Source]] = {}
 
-    def check(self, traj: Trajectory) -> list[Finding]:
-        return self.check_key(traj.id, fingerprint(traj), traj.source)
+    def check(self, traj: Trajectory, where: Source | None = None) -> list[Finding]:
+        return self.check_key(traj.id, fingerprint(traj), where or traj.source)
 
-    def add(self, traj: Trajectory) -> None:
-        self.add_key(traj.id, fingerprint(traj), traj.source)
+    def add(self, traj: Trajectory, where: Source | None = None) -> None:
+        self.add_key(traj.id, fingerprint(traj), where or traj.source)
 
     def check_key(self, traj_id: str, content: str, source: Source) -> list[Finding]:
         out = []

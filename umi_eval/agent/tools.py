@@ -224,9 +224,18 @@ def _json_type(annotation: Any) -> dict[str, Any]:
     return {}
 
 
+def _is_json(value: Any) -> bool:
+    """Whether a default can stand in a JSON Schema as it is (``unit="C"`` can, ``object()`` cannot)."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False)) == value
+    except (TypeError, ValueError, RecursionError):
+        return False
+
+
 def tool_from_function(fn: Callable[..., Any]) -> Tool:
-    """A tool from a typed signature: parameters without a default are required; the
-    docstring's first paragraph is the description."""
+    """A tool from a typed signature: parameters without a default are required, the others
+    carry their default (``default`` in the JSON Schema: the model and the tool's user see what an
+    omitted argument means); the docstring's first paragraph is the description."""
     try:
         hints = inspect.get_annotations(fn, eval_str=True)
     except Exception:  # an annotation that does not evaluate: read the names as written
@@ -239,6 +248,8 @@ def tool_from_function(fn: Callable[..., Any]) -> Tool:
         props[p.name] = _json_type(hints.get(p.name, inspect.Parameter.empty))
         if p.default is inspect.Parameter.empty:
             required.append(p.name)
+        elif _is_json(p.default):
+            props[p.name]["default"] = p.default
     doc = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ")
     params = {"type": "object", "properties": props, "required": required, "additionalProperties": False}
     return Tool(fn.__name__, doc, params)

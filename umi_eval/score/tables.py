@@ -41,9 +41,21 @@ def _ci(ci: list[float] | None) -> str:
 
 
 def _one_line(text: str, width: int = 60) -> str:
-    """``text`` as one line of at most ``width`` characters (control characters escaped)."""
-    flat = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    """``text`` as one line of at most ``width`` characters: white space (newlines, indentation)
+    collapsed to single spaces, other control characters escaped. A model's junk "tool name" can
+    be a multi-line JSON fragment; the table shows it as one clipped line, not as ``{\\n  " "…``."""
+    flat = " ".join(text.split()) if text.strip() else repr(text)
+    flat = flat.encode("unicode_escape").decode("ascii") if not flat.isprintable() else flat
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _print_titled(out: Console, table: Table, title: str, caption: str | None = None) -> None:
+    """A table with its title above and caption below as plain lines: rich pads a table's own
+    title and caption to the table's width, which leaves trailing spaces on every piped line."""
+    out.print(title, style="table.title", markup=False, highlight=False, soft_wrap=True)
+    out.print(table)
+    for line in (caption or "").splitlines():
+        out.print(line, style="table.caption", markup=False, highlight=False, soft_wrap=True)
 
 
 def render_report(report: ScoreReport, out: Console | None = None) -> None:
@@ -51,11 +63,10 @@ def render_report(report: ScoreReport, out: Console | None = None) -> None:
     out = out or console()
     c = report.counts
     boot = c.get("bootstrap", {})
-    title = escape(f"umieval score {c.get('file', '')} ({c.get('shape', 'records')}): {c['steps']} steps")
-    table = Table(title=title, title_justify="left",
-                  caption=f"×100; 95 % CI: bootstrap over {boot.get('conversations', 0)} conversations, "
-                          f"{boot.get('resamples', 0)} resamples, seed {boot.get('seed')}",
-                  caption_justify="left")  # fmt: skip
+    title = f"umieval score {c.get('file', '')} ({c.get('shape', 'records')}): {c['steps']} steps"
+    caption = (f"×100; 95 % CI: bootstrap over {boot.get('conversations', 0)} conversations, "
+               f"{boot.get('resamples', 0)} resamples, seed {boot.get('seed')}")
+    table = Table()
     for name, justify in (("metric", "left"), ("score", "right"), ("95 % CI", "right"),
                           ("numerator", "right"), ("denominator", "right"), ("over", "left")):  # fmt: skip
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -63,9 +74,9 @@ def render_report(report: ScoreReport, out: Console | None = None) -> None:
         num, den = c[m]["numerator"], c[m]["denominator"]
         table.add_row(LABELS[m], _pct(report.metrics[m]), _ci(report.ci.get(m)),
                       f"{num:g}", str(den), DENOMINATORS[m])  # fmt: skip
-    out.print(table)
+    _print_titled(out, table, title, caption)
 
-    conf = Table(title="plan decisions (rows: reference, columns: prediction)", title_justify="left")
+    conf = Table()
     conf.add_column("reference \\ predicted")
     for p in PLANS:
         conf.add_column(p, justify="right")
@@ -73,28 +84,28 @@ def render_report(report: ScoreReport, out: Console | None = None) -> None:
     for r in PLANS:
         conf.add_row(r, *(str(c["confusion"][r][p]) for p in PLANS), str(c["reference_plans"][r]))
     conf.add_row("total", *(str(c["predicted_plans"][p]) for p in PLANS), str(c["steps"]))
-    out.print(conf)
+    _print_titled(out, conf, "plan decisions (rows: reference, columns: prediction)")
 
     tool_tables = (("wrong_tools", "most frequent wrong tools (a tool of the step, not the reference's)"),
                    ("hallucinated_tools", "most frequent hallucinated tools (not in the step's tools)"))
     for key, title in tool_tables:
         if c[key]:
-            t = Table(title=title, title_justify="left", min_width=len(title) + 4)
+            t = Table()
             t.add_column("predicted action")
             t.add_column("steps", justify="right")
             for name, n in c[key]:  # a model's junk "name" can be long or hold newlines: one short line
                 t.add_row(escape(_one_line(name)), str(n))
-            out.print(t)
+            _print_titled(out, t, title)
 
     if c["quirks"]:
-        t = Table(title="cases the original script crashes on or treats specially (counted)", title_justify="left")
+        t = Table()
         t.add_column("case")
         t.add_column("steps", justify="right")
         t.add_column("what umi does")
         for code, n in c["quirks"].items():
             base = code.removeprefix("reference_").removeprefix("prediction_") if code not in QUIRKS else code
             t.add_row(code, str(n), QUIRKS.get(base, ""))
-        out.print(t)
+        _print_titled(out, t, "cases the original script crashes on or treats specially (counted)")
     if c["empty_subsets"]:
         out.print(f"empty subsets (scored 0, as the original): {', '.join(c['empty_subsets'])}")
     out.print(f"failed steps: {c['failed_steps']} of {c['steps']} (write them with --cases)")
@@ -110,15 +121,15 @@ def render_comparison(result: dict[str, Any], out: Console | None = None) -> Non
     """Per metric: A, B, B − A and its paired 95 % interval, ×100."""
     out = out or console()
     boot = result["bootstrap"]
-    caption = (escape(f"A = {result['a']}\nB = {result['b']}\n")
-               + f"×100; paired bootstrap, {boot['resamples']} resamples, seed {boot['seed']}; an interval that "
+    caption = (f"A = {result['a']}\nB = {result['b']}\n"
+               f"×100; paired bootstrap, {boot['resamples']} resamples, seed {boot['seed']}; an interval that "
                "excludes 0 marks a difference beyond resampling noise (Hallu.: lower is better)")
-    table = Table(title=f"umieval compare: {result['steps']} steps, {result['conversations']} conversations",
-                  title_justify="left", caption=caption, caption_justify="left")  # fmt: skip
+    table = Table()
     for name, justify in (("metric", "left"), ("A", "right"), ("B", "right"), ("B − A", "right"),
                           ("95 % CI of B − A", "right")):  # fmt: skip
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for m in METRICS:
         r = result["metrics"][m]
         table.add_row(LABELS[m], _pct(r["a"]), _pct(r["b"]), f"{100 * r['diff']:+.2f}", _ci(r["ci"]))
-    out.print(table)
+    _print_titled(out, table, f"umieval compare: {result['steps']} steps, {result['conversations']} conversations",
+                  caption)
