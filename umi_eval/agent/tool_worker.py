@@ -62,7 +62,7 @@ def _serve(conn: Any, target: str, max_bytes: int, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     _limit_memory(max_bytes)
-    from umi_eval.agent.tools import function_table, load_module  # after the limit: the import counts too
+    from umi_eval.agent.pymodule import function_table, load_module  # after the limit: the import counts too
 
     try:
         funcs = function_table(load_module(target))
