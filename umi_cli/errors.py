@@ -102,7 +102,7 @@ class GuardedGroup(click.Group):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.prog = prog
-        self.usage_errors = (UsageError, *usage_errors)
+        self.usage_errors: tuple[type[BaseException], ...] = (UsageError, *usage_errors)
         self.interrupted = interrupted
         self.command_name: str | None = None
 
@@ -124,7 +124,7 @@ class GuardedGroup(click.Group):
                 signal.signal(signal.SIGINT, signal.default_int_handler)
             old_term = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]  # *args
         except (KeyboardInterrupt, click.exceptions.Abort):
             click.echo(f"{prog}: {self.interrupted}", err=True)
             sys.exit(EXIT_INTERRUPTED)

@@ -150,10 +150,10 @@ def _message(i: int, turn: Turn, pending: list[tuple[str, str]], unusable: set[i
     if match is not None:
         pending.remove(match)
     msg: dict[str, Any] = {"role": "tool", "content": turn.content or ""}
-    cid = turn.call_id or (match[0] if match else None)
-    name = turn.name or (match[1] if match else None)
-    if cid is not None:
-        msg["tool_call_id"] = cid
+    answered: str | None = turn.call_id or (match[0] if match else None)
+    name: str | None = turn.name or (match[1] if match else None)
+    if answered is not None:
+        msg["tool_call_id"] = answered
     if name is not None:
         msg["name"] = name
     return msg

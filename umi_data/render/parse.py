@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from umi_data.render import alpha_umi
@@ -229,7 +230,7 @@ def parse_global(text: str) -> GlobalOutput:
 
 def parse(role: str, text: str) -> PlannerOutput | list[ParsedCall] | str | GlobalOutput:
     """Dispatch on the role name (``global`` / ``planner`` / ``caller`` / ``summarizer``)."""
-    parsers = {
+    parsers: dict[str, Callable[[str], PlannerOutput | list[ParsedCall] | str | GlobalOutput]] = {
         "global": parse_global,
         "planner": parse_planner,
         "caller": parse_caller,

@@ -182,9 +182,10 @@ def _tools_of(role: str, completion: str) -> tuple[list[str], int] | None:
         except ParseError:
             return None
     elif role == "global":
-        calls = parse_global(completion).calls
-        if calls is None:
+        global_calls = parse_global(completion).calls
+        if global_calls is None:
             return [], 0
+        calls = global_calls
     else:
         return [], 0
     return [c.name for c in calls], sum(not c.valid_json for c in calls)

@@ -85,9 +85,10 @@ def _union(nodes: list[ast.expr]) -> dict[str, Any] | None:
         return None
     if any(p == {} for p in parts):  # Union[Any, …] is any
         return {}
-    if all(set(p) == {"type"} and isinstance(p["type"], str) for p in parts):  # type: ignore[union-attr]
-        return {"type": sorted({p["type"] for p in parts})}  # type: ignore[index]
-    return {"anyOf": parts}
+    known = [p for p in parts if p is not None]
+    if all(set(p) == {"type"} and isinstance(p["type"], str) for p in known):
+        return {"type": sorted({p["type"] for p in known})}
+    return {"anyOf": known}
 
 
 def type_schema(text: str) -> tuple[dict[str, Any] | None, bool]:

@@ -144,7 +144,7 @@ def _from_object(obj: Any, source: Source, stem: str, index: int | None) -> Quer
             tools = _tools(obj["tools"]) if "tools" in obj else None
         except (TypeError, ValueError) as e:
             return Reject(source, "schema", f"`tools`: {e}")
-        routes = obj.get("routes") if isinstance(obj.get("routes"), dict) else {}
+        routes: dict[str, Any] = obj["routes"] if isinstance(obj.get("routes"), dict) else {}
         return Query(str(qid), obj["instruction"], tools, source, routes)
     return None
 

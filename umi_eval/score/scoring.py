@@ -219,7 +219,7 @@ def _metric_samples(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 def add_intervals(report: ScoreReport, resamples: int, seed: int = DEFAULT_SEED) -> None:
     """Fill ``report.ci`` with 95 % bootstrap intervals over conversations (None without resamples)."""
     report.counts["bootstrap"] = {"resamples": resamples, "seed": seed, "conversations": len(set(report.groups))}
-    if resamples <= 0 or report.values is None or not report.ids:
+    if resamples <= 0 or report.values is None or report.weights is None or not report.ids:
         report.ci = dict.fromkeys(METRICS)
         return
     (s, c), n_groups = _group_sums(report.groups, report.values, report.weights)

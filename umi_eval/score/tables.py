@@ -111,8 +111,8 @@ def render_report(report: ScoreReport, out: Console | None = None) -> None:
     out.print(f"failed steps: {c['failed_steps']} of {c['steps']} (write them with --cases)")
     if report.rejects:
         out.print(f"[bold]records that could not be scored: {len(report.rejects)}[/bold] of {c['records']}")
-        for r in report.rejects[:SHOWN_REJECTS]:
-            out.print(f"  {r['source']}: {r['reason']}: {r['message']}", markup=False, highlight=False)
+        for rej in report.rejects[:SHOWN_REJECTS]:
+            out.print(f"  {rej['source']}: {rej['reason']}: {rej['message']}", markup=False, highlight=False)
         if len(report.rejects) > SHOWN_REJECTS:
             out.print(f"  … {len(report.rejects) - SHOWN_REJECTS} more (all in --cases)")
 
