@@ -553,6 +553,19 @@ class VLLMBackend:
 BACKENDS = ("transformers", "openai", "vllm")
 
 
+def require_backend(kind: str) -> None:
+    """Fail early, in one line, when a backend's optional package is missing."""
+    import importlib.util
+    import sys
+
+    if kind != "vllm":
+        return
+    # imported already (or blocked: None in sys.modules), else installed
+    loaded = sys.modules["vllm"] is not None if "vllm" in sys.modules else importlib.util.find_spec("vllm") is not None
+    if not loaded:
+        raise BackendError("--backend vllm needs the vllm package: pip install 'umi[vllm]'")
+
+
 def open_backend(kind: str, model: str, **options: Any) -> Backend:
     """A backend by name: ``transformers`` (``model`` = checkpoint dir; options batch_size, device,
     dtype, attn_implementation, trust_remote_code, batching, cache_share), ``vllm`` (checkpoint dir;

@@ -238,9 +238,11 @@ class _Runner:
     def open_all(self) -> None:
         """Open every backend before anything is written: a model that cannot load is a usage
         error, not a prediction file with a header and nothing else."""
+        opened: dict[str, Backend] = {}  # one model directory given for several roles is loaded once
         for role, model in self.opts.models.items():
             if role not in self.backends:
-                self.backends[role] = self.open_fn(role, model)
+                self.backends[role] = opened.get(model) or self.open_fn(role, model)
+            opened.setdefault(model, self.backends[role])
 
     def rows(self, steps: Sequence[Step]) -> Iterator[list[dict[str, Any]]]:
         """The one-way flow: steps → requests → engine → outputs → routed next requests → rows.
@@ -324,7 +326,7 @@ class _Runner:
         return self.prompts.output(who, s, text) if self.opts.prompts == "chat" else text
 
     def close(self) -> None:
-        for b in self.backends.values():
+        for b in {id(b): b for b in self.backends.values()}.values():
             close(b)
         self.backends.clear()
 
@@ -359,7 +361,10 @@ def _chat_prompts(opts: GenerateOptions) -> Any:
 
 
 def _open_default(opts: GenerateOptions) -> Callable[[str, str], Backend]:
-    return lambda _role, model: open_backend(opts.backend, model, **opts.backend_options)
+    extra: dict[str, Any] = {}
+    if opts.backend == "vllm":  # each of the models (vLLM engines) its share of the GPU
+        extra["gpu_memory_utilization"] = round(0.85 / len(set(opts.models.values())), 3)
+    return lambda _role, model: open_backend(opts.backend, model, **opts.backend_options, **extra)
 
 
 def generate(
