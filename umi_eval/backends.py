@@ -197,6 +197,7 @@ class TransformersBackend:
         # the fraction of free accelerator memory this model's paged KV cache may take (the engine
         # gives each of the trio's models its share before the first request)
         self.cache_share = cache_share
+        self.cache_free: int | None = None  # free accelerator bytes the share is of (set by the engine)
         self._cb: _Continuous | None = None
         self._cb_lock = threading.Lock()
 
@@ -303,7 +304,13 @@ class _Continuous:
         page = 64
         opts: dict[str, Any] = {"page_size": page, "max_requests_per_batch": backend.batch_size}
         if str(model.device).startswith("cuda"):
-            opts["max_memory_percent"] = backend.cache_share
+            import torch
+
+            # the share is of the memory that was free before the first cache; the manager takes a
+            # fraction of what is free now (after the other models' caches)
+            share, before = backend.cache_share, backend.cache_free
+            now = torch.cuda.mem_get_info(model.device)[0]
+            opts["max_memory_percent"] = min(0.9, share * before / now) if before and now else share
         else:
             per_request = -(-(decoding.max_input_tokens + decoding.max_new_tokens) // page)
             opts |= {"num_blocks": backend.batch_size * per_request + 1, "max_batch_tokens": 2048}

@@ -103,6 +103,16 @@ class _Worker:
         self.jobs.put(None)
 
 
+def _free_memory(backend: Backend) -> int | None:
+    """Free bytes on the accelerator a model is on (``None`` on the CPU)."""
+    device = str(getattr(getattr(backend, "model", None), "device", "cpu"))
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return int(torch.cuda.mem_get_info(torch.device(device))[0])
+
+
 class Engine:
     """Submits requests to backends (one engine per run; it does not own the backends)."""
 
@@ -110,11 +120,10 @@ class Engine:
         self.batch_size, self.batch_sampled = batch_size, batch_sampled
         self.workers: dict[int, _Worker] = {}
         self.lock = threading.Lock()
-        distinct = list({id(b): b for b in backends}.values())
-        share = 0.85 / max(1, sum(hasattr(b, "cache_share") for b in distinct))
-        for b in distinct:  # the trio's paged caches split the free accelerator memory evenly
-            if hasattr(b, "cache_share"):
-                b.cache_share = share  # type: ignore[attr-defined]
+        paged = [b for b in {id(b): b for b in backends}.values() if hasattr(b, "cache_share")]
+        for b in paged:  # the trio's paged caches split the free accelerator memory evenly
+            b.cache_share = 0.85 / len(paged)  # type: ignore[attr-defined]
+            b.cache_free = _free_memory(b)  # type: ignore[attr-defined]  # measured before any cache exists
 
     def submit(self, backend: Backend, prompt: str, decoding: Decoding) -> Future[Generation]:
         return self.submit_many(backend, [prompt], decoding)[0]
