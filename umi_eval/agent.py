@@ -580,7 +580,7 @@ def run(
     # of the queries in flight (one worker per model, or its continuous batch), a server gets them
     # concurrently. Sampled requests run one per call, each with its own seed, as before.
     roles = (models.planner, models.caller, models.summarizer, models.single)
-    engine = Engine([b for b in roles if b], batch_size=max(1, concurrency), batch_sampled=False)
+    engine = Engine([b for b in roles if b], batch_size=max(1, concurrency))
     via = {id(b): EngineBackend(engine, b) for b in roles if b}
     locked = Models(*(via[id(b)] if b else None for b in roles))  # type: ignore[arg-type]
     appender = _Appender(out)

@@ -64,8 +64,9 @@ class _Worker:
             if first is None:
                 return
             jobs = self._take(first) or []
-            # one generate call per decoding; sampled requests alone when batch_sampled is off (a
-            # backend seeds per call: the agent's sampled runs stay what they were one at a time)
+            # one generate call per decoding; sampled requests one per call unless batch_sampled: a
+            # backend seeds per call, so a sampled output then depends on its prompt and seed only,
+            # not on which other requests happened to be waiting (reproducible runs)
             groups: dict[Decoding, list[_Job]] = {}
             for j in jobs:
                 groups.setdefault(j.decoding, []).append(j)
@@ -116,7 +117,7 @@ def _free_memory(backend: Backend) -> int | None:
 class Engine:
     """Submits requests to backends (one engine per run; it does not own the backends)."""
 
-    def __init__(self, backends: Iterable[Backend], *, batch_size: int = 8, batch_sampled: bool = True) -> None:
+    def __init__(self, backends: Iterable[Backend], *, batch_size: int = 8, batch_sampled: bool = False) -> None:
         self.batch_size, self.batch_sampled = batch_size, batch_sampled
         self.workers: dict[int, _Worker] = {}
         self.lock = threading.Lock()

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -266,7 +266,11 @@ class _Runner:
         with Engine(self.backends.values(), batch_size=batch) as engine:
 
             def send(role: str, items: list[tuple[int, str]]) -> None:
-                futures = engine.submit_many(self.backends[role], [p for _, p in items], opts.decoding)
+                b, d = self.backends[role], opts.decoding
+                if d.greedy:
+                    futures = engine.submit_many(b, [p for _, p in items], d)
+                else:  # sampling: each request its own seed, so no output depends on what ran beside it
+                    futures = [engine.submit(b, p, _request_decoding(d, steps[i], role)) for i, p in items]
                 for (i, _), fut in zip(items, futures, strict=True):
                     fut.add_done_callback(lambda f, i=i, role=role: done.put((i, role, f)))
 
@@ -329,6 +333,13 @@ class _Runner:
         for b in {id(b): b for b in self.backends.values()}.values():
             close(b)
         self.backends.clear()
+
+
+def _request_decoding(d: Decoding, s: Step, role: str) -> Decoding:
+    """A sampled request's decoding: ``--seed`` mixed with the step id and the role (a backend
+    re-seeds per call; one seed for every request would draw the same random numbers for each)."""
+    h = hashlib.sha256(f"{d.seed}/{s.id}/{role}".encode()).digest()
+    return replace(d, seed=int.from_bytes(h[:4], "big") & 0x7FFFFFFF)
 
 
 def _drain(done: queue.SimpleQueue[tuple[int, str, Future[Generation]]]) -> list[tuple[int, str, Future[Generation]]]:

@@ -91,6 +91,17 @@ def test_engine_predictions_are_byte_identical_to_fixed_batches_untrained(tmp_pa
     m = str(tmp_path / "m")
     routes = _same_as_fixed_batches(data, dict.fromkeys(TRIO, m), tmp_path, Decoding(max_new_tokens=12))
     assert routes == {"caller"}
+    # sampling: each request is seeded on its own (seed, step, role), so the file does not depend on
+    # what was batched with what, and steps do not share their random draws
+    sampled = []
+    for batch in (1, 4):
+        out = tmp_path / f"sampled-{batch}.jsonl"
+        opts = GenerateOptions("single", {"model": m}, decoding=Decoding(max_new_tokens=8, temperature=1.0),
+                               backend_options={"batch_size": batch, "device": "cpu"})  # fmt: skip
+        generate([str(data)], out, opts)
+        sampled.append(out.read_bytes().splitlines()[1:])
+    assert sampled[0] == sampled[1]
+    assert len({json.loads(x)["prediction"] for x in sampled[0]}) > 1
 
 
 def test_engine_predictions_are_byte_identical_to_fixed_batches_memorised(memorised: Memorised,
