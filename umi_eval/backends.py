@@ -123,7 +123,8 @@ class TransformersBackend:
     there. On a GPU the padding and the wait for a batch's longest row are what dominate (issue 21:
     57 ms per decode step at batch 32 for a 0.5B model), and the manager runs the flash/sdpa
     kernels with CUDA graphs. Sampling always takes the static path: its per-call seeding is what
-    makes a sampled run reproducible. Greedy outputs are the same on both paths (a test)."""
+    makes a sampled run reproducible. Greedy outputs are the same on both paths (a test). The
+    manager's generation thread is not a daemon: :meth:`close` the backend, or the process waits."""
 
     def __init__(
         self,

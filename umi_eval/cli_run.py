@@ -20,6 +20,7 @@ from umi_eval.backends import (
     BackendError,
     Decoding,
     OpenAIBackend,
+    close,
     open_backend,
     require_backend,
 )
@@ -125,6 +126,8 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
     except BackendError as e:
         _fail(EXIT_USAGE, str(e))
     with ExitStack() as stack:
+        # free the models at the end: a continuous-batching manager's thread would otherwise hold the exit
+        stack.callback(lambda: [close(b) for b in loaded.values()])
         bar = stack.enter_context(_Bar(quiet))
         try:
             summary = run(read_queries(list(queries)), models, executor, out, cfg, concurrency, tools_spec,

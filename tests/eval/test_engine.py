@@ -298,3 +298,30 @@ def test_generate_backend_vllm_end_to_end_with_a_fake_vllm(tmp_path: Path, fake_
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert lines[0]["backend"] == "vllm" and len(lines) == 1 + 5
     assert [x["gpu_memory_utilization"] for x in _FakeLLM.made] == [0.85]  # one model dir, loaded once
+
+
+def test_run_with_continuous_batching_leaves_no_thread_behind(tmp_path: Path) -> None:
+    """`umieval run` closes its models: the continuous-batching manager's (non-daemon) generation
+    thread would otherwise keep the process from exiting after the run."""
+    from .agent_helpers import write_tools
+
+    m = _tiny(tmp_path)
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(json.dumps({"id": "q1", "instruction": "weather in Paris"}) + "\n")
+    before = {t.ident for t in threading.enumerate()}
+    res = CliRunner().invoke(main, ["run", str(queries), "-o", str(tmp_path / "r.jsonl"), "--model", m,
+                                    "--tools", f"python:{write_tools(tmp_path)}", "--device", "cpu",
+                                    "--batching", "continuous", "--max-steps", "1", "--max-new-tokens", "4",
+                                    "--quiet"])  # fmt: skip
+    assert res.exit_code in (0, 1), res.output
+    assert json.loads((tmp_path / "r.jsonl").read_text())["metadata"]["steps"] == 1
+    left = [t for t in threading.enumerate() if t.ident not in before and not t.daemon and t.is_alive()]
+    if left:  # stop them, so that this failure does not also hang the test session at exit
+        import gc
+
+        from transformers.generation.continuous_batching import ContinuousBatchingManager
+
+        for obj in gc.get_objects():
+            if isinstance(obj, ContinuousBatchingManager) and obj.is_running():
+                obj.stop(block=True, timeout=10)
+    assert not left, left
