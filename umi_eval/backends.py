@@ -117,12 +117,16 @@ class TransformersBackend:
     continuous-batching manager (``init_continuous_batching``: a paged KV cache, ragged batches,
     no padding; a request enters the running batch when submitted and leaves it at its EOS), at most
     ``batch_size`` requests in a step. ``auto`` is continuous on CUDA and static on the CPU, by
-    measurement: on CPU (tiny model, 24 α-UMi planner prompts of 256–3750 tokens, 48 new tokens, one
-    thread) static batches of 8 took 4.9 s and the manager 6.5 s (13–18 s with 32 requests a step):
-    its per-step scheduling in Python and the eager paged attention cost more than padding saves
-    there. On a GPU the padding and the wait for a batch's longest row are what dominate (issue 21:
-    57 ms per decode step at batch 32 for a 0.5B model), and the manager runs the flash/sdpa
-    kernels with CUDA graphs. Sampling always takes the static path: its per-call seeding is what
+    measurement and reasoning. On the CPU (2 loaded cores, one torch thread, batch 8) the two are
+    within noise: 16 α-UMi planner prompts, tiny GLPFT planner, 96 new tokens: static 5.0 / 4.5 s,
+    continuous 4.5 / 5.6 s (two rounds); 24 prompts of 256–3750 tokens, untrained tiny model, 48
+    new tokens: static 4.9 s, continuous 6.5 s (13–18 s with 32 requests a step). Compute dominates
+    there, the manager's per-step scheduling in Python and its eager paged attention cost about
+    what padding wastes, and static needs no background thread. On a GPU a decode step is
+    latency-bound (issue 21: 57 ms per step at batch 32 for a 0.5B model), so padding to the longest
+    prompt and waiting for a batch's longest row waste most of it, and the manager runs flash/sdpa
+    paged kernels with CUDA graphs: continuous is the serving path. Sampling always takes the
+    static path: its per-call seeding is what
     makes a sampled run reproducible. Greedy outputs are the same on both paths (a test). The
     manager's generation thread is not a daemon: :meth:`close` the backend, or the process waits."""
 

@@ -172,7 +172,7 @@ def decoding_options(max_input_tokens: int, max_input_help: str, temperature_hel
               "prompts per generate call of static batching.")
 @click.option("--batching", type=click.Choice(BATCHING), default="auto", show_default=True,
               help="transformers: continuous (requests join and leave the running batch, paged KV cache) or "
-              "static (padded batches); auto = continuous on CUDA, static on the CPU (faster there, measured).")
+              "static (padded batches); auto = continuous on CUDA, static on the CPU (no faster there, measured).")
 @click.option("--device", default="auto", show_default=True,
               help="auto (all GPUs via device_map=auto, else CPU), cpu, cuda, cuda:N.")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
