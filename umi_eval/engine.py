@@ -42,8 +42,9 @@ class _Worker:
         self.thread = threading.Thread(target=self._loop, name=f"umieval-engine-{backend.name}"[:60], daemon=True)
         self.thread.start()
 
-    def _take(self, first: list[_Job]) -> list[_Job] | None:
-        """``first`` and whatever else is waiting now, up to 8 batches (``None``: stop after these)."""
+    def _take(self, first: list[_Job]) -> list[_Job]:
+        """``first`` and whatever else is waiting now, up to 8 batches (a stop signal met on the way
+        is put back, so the loop ends after these)."""
         got, stop = list(first), False
         while len(got) < 8 * self.batch_size:
             try:
@@ -63,7 +64,7 @@ class _Worker:
             first = self.jobs.get()
             if first is None:
                 return
-            jobs = self._take(first) or []
+            jobs = self._take(first)
             # one generate call per decoding; sampled requests one per call unless batch_sampled: a
             # backend seeds per call, so a sampled output then depends on its prompt and seed only,
             # not on which other requests happened to be waiting (reproducible runs)
