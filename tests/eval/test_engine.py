@@ -17,11 +17,11 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from umi_eval.backends import Backend, Decoding, Generation, TransformersBackend
-from umi_eval.cli import main
-from umi_eval.generate import GenerateOptions, _base, _cost, generate
-from umi_eval.route import compose, postprocess, route
-from umi_eval.steps import Prompts, load_steps
+from umi_eval.cli.commands import main
+from umi_eval.generate.backends import Backend, Decoding, Generation, TransformersBackend
+from umi_eval.generate.predict import GenerateOptions, _base, _cost, generate
+from umi_eval.generate.route import compose, postprocess, route
+from umi_eval.generate.steps import Prompts, load_steps
 
 from .conftest import TRAJECTORIES, Memorised
 from .oracle import Oracle, oracles
@@ -172,8 +172,8 @@ def test_a_steps_routed_request_runs_while_other_planner_requests_wait(tmp_path:
 
 
 def test_agent_queries_in_flight_share_the_models_batches(tmp_path: Path) -> None:
-    from umi_eval.agent import LoopConfig, Models, run
-    from umi_eval.tools import make_executor
+    from umi_eval.agent.loop import LoopConfig, Models, run
+    from umi_eval.agent.tools import make_executor
 
     from .agent_helpers import write_tools
     from .test_agent import read_queries_from
@@ -259,7 +259,7 @@ def _tiny(tmp: Path) -> str:
 
 
 def test_vllm_adapter_same_tokens_stop_rule_and_greedy(tmp_path: Path, fake_vllm: types.ModuleType) -> None:
-    from umi_eval.backends import VLLMBackend
+    from umi_eval.generate.backends import VLLMBackend
 
     m = _tiny(tmp_path)
     b = VLLMBackend(m, dtype="float32", gpu_memory_utilization=0.3)
