@@ -71,7 +71,8 @@ from umi_data.trajectory import FORMAT_VERSION, Call, Source, Tool, Trajectory, 
 from umi_data.trajectory.checks import argument_schema
 from umi_eval.agent.queries import Query, Reject
 from umi_eval.agent.tools import Executor, Observation, call_tool, decode_arguments, failed, schema_errors, valid_text
-from umi_eval.generate.backends import Backend, Decoding, Generation, OpenAIBackend
+from umi_eval.generate.backends import Backend, Decoding
+from umi_eval.generate.engine import Engine, EngineBackend
 from umi_eval.generate.route import postprocess, route
 
 FORMAT = "umi-run"
@@ -131,22 +132,6 @@ class RunError(UsageError):
 class ModelError(Exception):
     """A backend could not complete a prompt (server error): the query is not written, it is
     listed in the rejects file and runs again on resume."""
-
-
-class _Locked:
-    """Serialises calls to a backend that is not known to be thread-safe (a model in this
-    process); ``thread_safe = True`` on a backend (an HTTP client) lets threads overlap."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-        self.name = backend.name
-        self._lock = threading.Lock()
-
-    def generate(self, prompts: list[str], decoding: Decoding) -> list[Generation]:
-        if isinstance(self.backend, OpenAIBackend) or getattr(self.backend, "thread_safe", False):
-            return self.backend.generate(prompts, decoding)
-        with self._lock:
-            return self.backend.generate(prompts, decoding)
 
 
 # --- one query ------------------------------------------------------------------------------
@@ -627,9 +612,13 @@ def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Execu
     summary.resumed = len(queries) - len(todo)
     if on_start is not None:
         on_start(len(todo))
-    safe = {id(b): _Locked(b) for b in (models.planner, models.caller, models.summarizer, models.single) if b}
-    locked = Models(*(safe[id(b)] if b else None for b in (models.planner, models.caller, models.summarizer,
-                                                           models.single)))  # type: ignore[arg-type]  # fmt: skip
+    # every query's requests go through one engine: a model in this process batches the requests
+    # of the queries in flight (one worker per model, or its continuous batch), a server gets them
+    # concurrently. Sampled requests run one per call, each with its own seed, as before.
+    roles = (models.planner, models.caller, models.summarizer, models.single)
+    engine = Engine([b for b in roles if b], batch_size=max(1, concurrency))
+    via = {id(b): EngineBackend(engine, b) for b in roles if b}
+    locked = Models(*(via[id(b)] if b else None for b in roles))  # type: ignore[arg-type]
     appender = _Appender(out)
 
     def one(q: Query) -> tuple[Query, Trajectory | None, float, tuple[str, str]]:
@@ -657,6 +646,7 @@ def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Execu
         _collect(finished, summary, crashed, rank, on_done)
     finally:  # on Ctrl-C: drop what has not started; finished lines are already on disk
         pool.shutdown(wait=False, cancel_futures=True)
+        engine.close()
         appender.close()
     rejects += [r for _, r in sorted(crashed, key=lambda x: x[0])]
     _sort_output(out, [q.id for q in queries])

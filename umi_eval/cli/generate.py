@@ -14,7 +14,7 @@ import click
 from umi_cli.errors import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK
 from umi_cli.terminal import interactive
 from umi_data.readers import FORMATS
-from umi_eval.generate.backends import BACKENDS, DTYPES, Decoding
+from umi_eval.generate.backends import BACKENDS, BATCHING, DTYPES, Decoding, require_backend
 from umi_eval.generate.predict import TRIO, GenerateError, GenerateOptions, GenerateSummary, generate
 from umi_eval.generate.steps import PROMPT_STYLES
 
@@ -42,7 +42,7 @@ def resolve_models(
     if model and any(trio.values()):
         raise GenerateError("--model (single model) and --planner/--caller/--summarizer (trio) exclude each other")
     if model:
-        if backend == "transformers" and (Path(model) / STAGE1).is_dir():
+        if backend != "openai" and (Path(model) / STAGE1).is_dir():
             model = _run_model(Path(model), "global")
         return "single", {"model": model}
     if run:
@@ -168,7 +168,11 @@ def decoding_options(max_input_tokens: int, max_input_help: str, temperature_hel
 @decoding_options(3750, "Longer prompts keep their last tokens (transformers backend).",
                   "0 = greedy. The original sampled: --temperature 1 --top-k 50.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1),
-              help="Prompts per generate call (transformers).")
+              help="Requests per model step (transformers): the running batch of continuous batching, or the "
+              "prompts per generate call of static batching.")
+@click.option("--batching", type=click.Choice(BATCHING), default="auto", show_default=True,
+              help="transformers: continuous (requests join and leave the running batch, paged KV cache) or "
+              "static (padded batches); auto = continuous on CUDA, static on the CPU (no faster there, measured).")
 @click.option("--device", default="auto", show_default=True,
               help="auto (all GPUs via device_map=auto, else CPU), cpu, cuda, cuda:N.")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
@@ -183,8 +187,8 @@ def decoding_options(max_input_tokens: int, max_input_help: str, temperature_hel
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1),
               help="Requests in flight (openai).")
 @click.option("--chunk-size", default=64, show_default=True, type=click.IntRange(1),
-              help="Steps per chunk: planner on the chunk, then its caller and summarizer batches; "
-              "each finished chunk is on disk.")
+              help="Steps in flight at once (planner, caller and summarizer requests overlap among them); "
+              "finished steps are written in step order this many at a time. Raise it with --batch-size on a GPU.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Force the input reader.")
 @click.option("--template", default="alpha-umi", show_default=True,
               help="Template name or JSON file (a split dir uses its own).")
@@ -198,7 +202,8 @@ def generate_cmd(inputs: tuple[str, ...], out: str, planner: str | None, caller:
                  summarizer: str | None, glpft_run: str | None, model: str | None, backend: str,
                  base_url: str | None,
                  prompts: str, max_new_tokens: int, max_input_tokens: int, temperature: float, top_p: float,
-                 top_k: int, seed: int, batch_size: int, device: str, dtype: str, threads: int | None,
+                 top_k: int, seed: int, batch_size: int, batching: str, device: str, dtype: str,
+                 threads: int | None,
                  attn_implementation: str | None,
                  trust_remote_code: bool, timeout: float, retries: int, concurrency: int, chunk_size: int,
                  fmt: str | None, template: str, split: str, limit: int | None, overwrite: bool, as_json: bool,
@@ -213,12 +218,15 @@ def generate_cmd(inputs: tuple[str, ...], out: str, planner: str | None, caller:
         missing = [p for p in inputs if not os.path.lexists(p)]
         if missing:
             raise GenerateError(f"no such input: {', '.join(missing)}")
+        require_backend(backend)
         mode, models = resolve_models(planner, caller, summarizer, model, glpft_run, backend)
         decoding = Decoding(max_new_tokens, temperature, top_p, seed, max_input_tokens, top_k)
         if backend == "transformers":
             bopts: dict[str, Any] = {"batch_size": batch_size, "device": device, "dtype": dtype,
-                                     "attn_implementation": attn_implementation,
+                                     "attn_implementation": attn_implementation, "batching": batching,
                                      "trust_remote_code": trust_remote_code}  # fmt: skip
+        elif backend == "vllm":
+            bopts = {"dtype": dtype, "trust_remote_code": trust_remote_code, "seed": seed}
         else:
             bopts = {"base_url": base_url, "timeout": timeout, "retries": retries, "concurrency": concurrency}
         opts = GenerateOptions(mode, models, backend, decoding, prompts,

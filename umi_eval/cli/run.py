@@ -18,7 +18,18 @@ from umi_eval.agent.loop import LoopConfig, Models, run
 from umi_eval.agent.queries import read_queries
 from umi_eval.agent.tools import ToolSpecError, make_executor
 from umi_eval.cli.generate import decoding_options, library_bars, model_options, resolve_models
-from umi_eval.generate.backends import DTYPES, Backend, BackendError, Decoding, OpenAIBackend, TransformersBackend
+from umi_eval.generate.backends import (
+    BACKENDS,
+    BATCHING,
+    DTYPES,
+    Backend,
+    BackendError,
+    Decoding,
+    OpenAIBackend,
+    close,
+    open_backend,
+    require_backend,
+)
 from umi_eval.generate.predict import GenerateError, check_resumable_output
 
 
@@ -55,13 +66,16 @@ def _fail(code: int, message: str) -> None:
 @click.option("--tool-retries", default=1, show_default=True, type=click.IntRange(0),
               help="More attempts on a time-out or connection error.")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1),
-              help="Queries run at once (threads; an in-process model still generates one prompt at a time).")
-@click.option("--backend", type=click.Choice(["transformers", "openai"]), default="transformers", show_default=True)
+              help="Queries run at once: their requests meet in each model's batches (up to this many) or go "
+              "to the server together.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="transformers", show_default=True)
 @click.option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (--backend openai).")
 @decoding_options(3576, "Longer prompts keep their last tokens (the real-time agent: 4096 - 512 - 8).",
                   "0 = greedy; the original agent sampled at 0.5.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 (transformers).")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True)
+@click.option("--batching", type=click.Choice(BATCHING), default="auto", show_default=True,
+              help="transformers: continuous (requests join and leave the running batch; auto on CUDA) or static.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a checkpoint's own Python code (off by default).")
 @click.option("--template", default="alpha-umi", show_default=True, help="Built-in template name or JSON file.")
 @click.option("--overwrite", is_flag=True, help="Start the run file (and its rejects file) over instead of "
@@ -72,7 +86,7 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
             max_steps: int, max_observation_length: int, tool_timeout: float, tool_memory: int,
             key_hosts: tuple[str, ...], tool_key_over_http: bool, tool_retries: int, concurrency: int, backend: str,
             base_url: str | None, max_new_tokens: int, max_input_tokens: int, temperature: float, top_p: float,
-            top_k: int, seed: int, device: str, dtype: str, trust_remote_code: bool, template: str,
+            top_k: int, seed: int, device: str, dtype: str, batching: str, trust_remote_code: bool, template: str,
             overwrite: bool, quiet: bool) -> None:  # fmt: skip
     """Run the planner → caller → tool → … → summarizer loop on each query of QUERIES and write
     one canonical trajectory per query (source.format "umi-run") that `umidata validate` checks
@@ -95,8 +109,9 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
     except UnsafeOutput as e:
         _fail(EXIT_USAGE, str(e))
     try:
+        require_backend(backend)
         mode, names = resolve_models(planner, caller, summarizer, model, glpft_run, backend)
-    except GenerateError as e:
+    except (GenerateError, BackendError) as e:
         _fail(EXIT_USAGE, str(e))
     if backend == "openai" and not base_url:
         _fail(EXIT_USAGE, "--backend openai needs --base-url")
@@ -120,10 +135,10 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
     def load(name: str) -> Backend:  # one backend per distinct model, shared by its roles
         if name not in loaded:
             if backend == "openai":
-                loaded[name] = OpenAIBackend(base_url or "", name)
+                loaded[name] = OpenAIBackend(base_url or "", name, concurrency=concurrency)
             else:
-                loaded[name] = TransformersBackend(name, batch_size=1, device=device, dtype=dtype,
-                                                   trust_remote_code=trust_remote_code)  # fmt: skip
+                loaded[name] = open_backend(backend, name, batch_size=concurrency, device=device, dtype=dtype,
+                                            batching=batching, trust_remote_code=trust_remote_code)  # fmt: skip
         return loaded[name]
 
     try:
@@ -134,6 +149,8 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
     except BackendError as e:
         _fail(EXIT_USAGE, str(e))
     with ExitStack() as stack:
+        # free the models at the end: a continuous-batching manager's thread would otherwise hold the exit
+        stack.callback(lambda: [close(b) for b in loaded.values()])
         bar = stack.enter_context(_Bar(quiet))
         try:
             summary = run(read_queries(list(queries)), models, executor, out, cfg, concurrency, tools_spec,

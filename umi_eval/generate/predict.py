@@ -3,9 +3,10 @@
 Trio (``mode="trio"``): the planner runs on every step; its post-processed output is routed
 (``route``) to the caller or the summarizer, or ends the step on a give-up; the stored prediction
 is composed as the original composed it. Single (``mode="single"``): one model on the global prompt,
-the prediction is its post-processed text (§1.7). Steps are processed in chunks (planner on the whole
-chunk, then the routed caller and summarizer batches) so each backend sees full batches and every
-finished chunk is on disk.
+the prediction is its post-processed text (§1.7). The flow is one-way (:meth:`_Runner.rows`):
+steps → requests → :class:`umi_eval.generate.engine.Engine` → outputs → routed next requests → rows; a
+step's second request starts as soon as its planner output is routed, while other steps' planner
+requests still run, and rows are written in step order, ``chunk_size`` or more at a time.
 
 The output is umi's prediction file (README, "Generating predictions"): a header line, then one JSON
 line per step in step order, appended as chunks finish (each line one ``write``, flushed and
@@ -24,11 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +44,8 @@ from umi_data.output.writers import atomic_path, rejects_path, write_jsonl
 from umi_data.readers import expand
 from umi_data.render.templates import BUILTIN, Template
 from umi_eval.generate.backends import Backend, Decoding, Generation, close, open_backend
-from umi_eval.generate.route import compose, postprocess, route
+from umi_eval.generate.engine import Engine
+from umi_eval.generate.route import Route, compose, postprocess, route
 from umi_eval.generate.steps import Prompts, Step, StepSet, load_steps, paths_read
 
 HEADER_KEY = "umi_predictions"
@@ -228,7 +232,7 @@ def _cost(row: dict[str, Any], *gens: Generation | None) -> None:
 
 
 class _Runner:
-    """Holds the backends (opened on first use) and turns a chunk of steps into output rows."""
+    """Holds the backends (opened on first use) and turns steps into output rows through the engine."""
 
     def __init__(self, opts: GenerateOptions, open_fn: Callable[[str, str], Backend]) -> None:
         self.opts = opts
@@ -240,58 +244,124 @@ class _Runner:
     def open_all(self) -> None:
         """Open every backend before anything is written: a model that cannot load is a usage
         error, not a prediction file with a header and nothing else."""
+        opened: dict[str, Backend] = {}  # one model directory given for several roles is loaded once
         for role, model in self.opts.models.items():
             if role not in self.backends:
-                self.backends[role] = self.open_fn(role, model)
+                self.backends[role] = opened.get(model) or self.open_fn(role, model)
+            opened.setdefault(model, self.backends[role])
 
-    def _gen(self, role: str, prompts: Sequence[str]) -> list[Generation]:
-        if not prompts:
-            return []
+    def rows(self, steps: Sequence[Step]) -> Iterator[list[dict[str, Any]]]:
+        """The one-way flow: steps → requests → engine → outputs → routed next requests → rows.
+
+        Up to ``chunk_size`` steps are in flight at once (a finished step makes room for the next);
+        a step's caller or summarizer request is submitted as soon as its planner output is routed,
+        while other steps' planner requests still run. Rows come out in step order, ``chunk_size``
+        at a time (the rest at the end), whatever order the models finish in: on Ctrl-C at most the
+        steps in flight are lost."""
+        opts = self.opts
+        batch = int(opts.backend_options.get("batch_size") or opts.backend_options.get("concurrency") or 8)
+        window = max(1, opts.chunk_size)
+        first = "model" if opts.mode == "single" else "planner"
+        build_first = self.prompts.single if opts.mode == "single" else self.prompts.planner
+        done: queue.SimpleQueue[tuple[int, str, Future[Generation]]] = queue.SimpleQueue()
+        planned: dict[int, tuple[Generation, Route]] = {}
+        ready: dict[int, dict[str, Any]] = {}
+        admitted = running = written = 0
+        out: list[dict[str, Any]] = []
         t = time.perf_counter()
-        gens = self.backends[role].generate(prompts, self.opts.decoding)
-        self.model_seconds += time.perf_counter() - t
-        if len(gens) != len(prompts):
-            raise RuntimeError(f"backend {role} returned {len(gens)} completions for {len(prompts)} prompts")
-        return gens
+        with Engine(self.backends.values(), batch_size=batch) as engine:
 
-    def chunk(self, steps: list[Step]) -> list[dict[str, Any]]:
-        if self.opts.mode == "single":
-            gens = self._gen("model", [self.prompts.single(s) for s in steps])
-            rows = []
-            for s, g in zip(steps, gens, strict=True):
-                row = {**_base(s, "single"), "prediction": postprocess(self._read("model", s, g.text))}
-                _cost(row, g)
-                rows.append(row)
-            return rows
-        planned = self._gen("planner", [self.prompts.planner(s) for s in steps])
-        routes = [route(postprocess(self._read("planner", s, g.text))) for s, g in zip(steps, planned, strict=True)]
-        second: dict[int, Generation] = {}
-        for role, decision in (("caller", "call"), ("summarizer", "conclude")):
-            idx = [i for i, r in enumerate(routes) if r.decision == decision]
-            build = self.prompts.caller if role == "caller" else self.prompts.summarizer
-            gens = self._gen(role, [build(steps[i], routes[i].thought) for i in idx])
-            second.update(zip(idx, gens, strict=True))
-        rows = []
-        for i, s in enumerate(steps):
-            r, g2 = routes[i], second.get(i)
+            def send(role: str, items: list[tuple[int, str]]) -> None:
+                b, d = self.backends[role], opts.decoding
+                if d.greedy:
+                    futures = engine.submit_many(b, [p for _, p in items], d)
+                else:  # sampling: each request its own seed, so no output depends on what ran beside it
+                    futures = [engine.submit(b, p, _request_decoding(d, steps[i], role)) for i, p in items]
+                for (i, _), fut in zip(items, futures, strict=True):
+                    fut.add_done_callback(lambda f, i=i, role=role: done.put((i, role, f)))
+
+            while written < len(steps):
+                admit = range(admitted, min(len(steps), admitted + window - running))
+                if admit:
+                    send(first, [(i, build_first(steps[i])) for i in admit])
+                    admitted, running = admit.stop, running + len(admit)
+                routed: dict[str, list[tuple[int, str]]] = {"caller": [], "summarizer": []}
+                for i, role, fut in _drain(done):
+                    row = self._output(steps[i], role, fut.result(), planned, routed, i)
+                    if row is not None:
+                        ready[i] = row
+                        running -= 1
+                for role, items in routed.items():
+                    if items:
+                        send(role, items)
+                while written in ready:
+                    out.append(ready.pop(written))
+                    written += 1
+                if out and (len(out) >= opts.chunk_size or written == len(steps)):
+                    self.model_seconds += time.perf_counter() - t
+                    yield out
+                    out, t = [], time.perf_counter()
+        self.model_seconds += time.perf_counter() - t
+
+    def _output(self, s: Step, role: str, g: Generation, planned: dict[int, tuple[Generation, Route]],
+                routed: dict[str, list[tuple[int, str]]], i: int) -> dict[str, Any] | None:  # fmt: skip
+        """One model output: the step's row when it is the step's last, else its routed request."""
+        if role == "model":
+            row = {**_base(s, "single"), "prediction": postprocess(self._read("model", s, g.text))}
+            _cost(row, g)
+            return row
+        if role == "planner":
+            r = route(postprocess(self._read("planner", s, g.text)))
+            if r.decision == "give_up":
+                return self._trio_row(s, g, r, None)
+            planned[i] = (g, r)
             who = "caller" if r.decision == "call" else "summarizer"
-            text2 = postprocess(self._read(who, s, g2.text)) if g2 is not None else None
-            row = {**_base(s, "trio"), "prediction": compose(r, text2), "route": r.name,
-                   "planner_prediction": planned[i].text}  # fmt: skip
-            if g2 is not None:
-                row["caller_prediction" if r.decision == "call" else "summarizer_prediction"] = g2.text
-            _cost(row, planned[i], g2)
-            rows.append(row)
-        return rows
+            build = self.prompts.caller if who == "caller" else self.prompts.summarizer
+            routed[who].append((i, build(s, r.thought)))
+            return None
+        g1, r = planned.pop(i)
+        return self._trio_row(s, g1, r, g)
+
+    def _trio_row(self, s: Step, g1: Generation, r: Route, g2: Generation | None) -> dict[str, Any]:
+        who = "caller" if r.decision == "call" else "summarizer"
+        text2 = postprocess(self._read(who, s, g2.text)) if g2 is not None else None
+        row = {**_base(s, "trio"), "prediction": compose(r, text2), "route": r.name, "planner_prediction": g1.text}
+        if g2 is not None:
+            row["caller_prediction" if r.decision == "call" else "summarizer_prediction"] = g2.text
+        _cost(row, g1, g2)
+        return row
 
     def _read(self, who: str, s: Step, text: str) -> str:
         """A chat model's output as α-UMi text (native calls → Action lines); others as they are."""
         return self.prompts.output(who, s, text) if self.opts.prompts == "chat" else text
 
     def close(self) -> None:
-        for b in self.backends.values():
+        for b in {id(b): b for b in self.backends.values()}.values():
             close(b)
         self.backends.clear()
+
+
+def _request_decoding(d: Decoding, s: Step, role: str) -> Decoding:
+    """A sampled request's decoding: ``--seed`` mixed with the step id and the role (a backend
+    re-seeds per call; one seed for every request would draw the same random numbers for each)."""
+    h = hashlib.sha256(f"{d.seed}/{s.id}/{role}".encode()).digest()
+    return replace(d, seed=int.from_bytes(h[:4], "big") & 0x7FFFFFFF)
+
+
+def _drain(done: queue.SimpleQueue[tuple[int, str, Future[Generation]]]) -> list[tuple[int, str, Future[Generation]]]:
+    """The next finished request (waiting for one; polled, so Ctrl-C is never held up) and every
+    other one already finished."""
+    while True:
+        try:
+            got = [done.get(timeout=0.5)]
+            break
+        except queue.Empty:
+            continue
+    while True:
+        try:
+            got.append(done.get_nowait())
+        except queue.Empty:
+            return got
 
 
 def _chat_prompts(opts: GenerateOptions) -> Any:
@@ -308,7 +378,10 @@ def _chat_prompts(opts: GenerateOptions) -> Any:
 
 
 def _open_default(opts: GenerateOptions) -> Callable[[str, str], Backend]:
-    return lambda _role, model: open_backend(opts.backend, model, **opts.backend_options)
+    extra: dict[str, Any] = {}
+    if opts.backend == "vllm":  # each of the models (vLLM engines) its share of the GPU
+        extra["gpu_memory_utilization"] = round(0.85 / len(set(opts.models.values())), 3)
+    return lambda _role, model: open_backend(opts.backend, model, **opts.backend_options, **extra)
 
 
 def generate(
@@ -413,9 +486,7 @@ def _generate(
         with open(out, "ab" if done else "wb") as f:
             if not done:
                 _append(f, [header])
-            size = max(1, opts.chunk_size)
-            for start in range(0, len(todo), size):
-                rows = runner.chunk(todo[start : start + size])
+            for rows in runner.rows(todo):
                 _append(f, rows)
                 for row in rows:
                     summary.generated += 1
