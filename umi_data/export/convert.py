@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
@@ -35,6 +35,7 @@ from umi_data.output.writers import (
 )
 from umi_data.readers import (
     DEFAULT_READ,
+    ReaderConfig,
     ReadOptions,
     Record,
     Unit,
@@ -42,8 +43,6 @@ from umi_data.readers import (
     prefixed,
     read_inputs,
     read_units,
-    sharegpt,
-    tool_specs,
 )
 from umi_data.render import alpha_umi
 from umi_data.trajectory import Trajectory
@@ -226,8 +225,7 @@ def convert(
     when it or its rejects file is, holds or lies inside an input; :class:`NothingRead` (and
     writes nothing) when no record could be read, unless ``allow_empty``. ``tools``: a ``--tools``
     file, whose tools go to records that carry none."""
-    sharegpt.use_dataset_info(dataset_info)
-    tool_specs.use_tools_file(tools)
+    read_opts = replace(read_opts, config=ReaderConfig.load(dataset_info, tools))
     paths = [os.fspath(p) for p in paths]
     out = os.fspath(out)
     kind = output_kind(out, to)
@@ -295,8 +293,7 @@ def validate(
     """Check every record without writing anything: the summary and every finding (only the
     counts with ``keep_findings=False``, so memory stays flat when findings are streamed out
     through ``on_checked``). ``summary.nothing_read`` says whether any record could be read."""
-    sharegpt.use_dataset_info(dataset_info)
-    tool_specs.use_tools_file(tools)
+    read_opts = replace(read_opts, config=ReaderConfig.load(dataset_info, tools))
     summary = Summary()
     findings: list[Finding] = []
     for c in evaluate(prefixed(read_inputs(paths, fmt, on_unit, read_opts), id_prefix), strict):
