@@ -17,7 +17,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple
 
 from umi_data.readers.tool_specs import read_tools_file
@@ -59,7 +58,7 @@ class ReaderConfig:
     ``--tools`` tools, given to records that carry no tool list. Compared by identity, so readers
     built for one configuration can be cached."""
 
-    dataset_info: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    dataset_info: Mapping[str, Any] = field(default_factory=dict)
     tools: tuple[Tool, ...] = ()
 
     @classmethod
@@ -68,7 +67,7 @@ class ReaderConfig:
     ) -> ReaderConfig:
         """The configuration from the two files (``None``: not given). Raises ``OSError`` or
         ``ValueError`` (the file named) for a file that cannot be used."""
-        entries = read_dataset_info(dataset_info) if dataset_info is not None else MappingProxyType({})
+        entries = read_dataset_info(dataset_info) if dataset_info is not None else {}
         return cls(entries, tuple(read_tools_file(tools)) if tools is not None else ())
 
     def given_tools(self) -> list[Tool]:
@@ -79,13 +78,13 @@ class ReaderConfig:
 NO_CONFIG = ReaderConfig()
 
 
-def read_dataset_info(path: str | os.PathLike[str]) -> Mapping[str, Any]:
+def read_dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The dataset entries of a LLaMA-Factory ``dataset_info.json``. Raises ``ValueError`` when
     the file is not a JSON object."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a dataset_info.json must be a JSON object of dataset descriptions")
-    return MappingProxyType({k: v for k, v in data.items() if isinstance(v, dict)})
+    return {k: v for k, v in data.items() if isinstance(v, dict)}
 
 
 class Reader(ABC):

@@ -15,12 +15,14 @@ from umi_data.readers.base import NO_CONFIG, Reader, ReaderConfig
 _MACHINERY = frozenset({"base", "io", "registry", "detect", "parse", "catalog"})
 
 
-def _discover() -> tuple[type[Reader], ...]:
+def discover(directory: Path, package: str) -> tuple[type[Reader], ...]:
+    """The reader classes defined in the modules of ``package`` (found in ``directory``), by
+    rank. Raises ``TypeError`` when two share a name or a rank (detection order must be total)."""
     found: list[type[Reader]] = []
-    for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
+    for info in sorted(pkgutil.iter_modules([str(directory)]), key=lambda m: m.name):
         if info.name in _MACHINERY or info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"{__package__}.{info.name}")
+        module = importlib.import_module(f"{package}.{info.name}")
         found.extend(
             obj for obj in vars(module).values()
             if isinstance(obj, type) and issubclass(obj, Reader) and obj.__module__ == module.__name__
@@ -36,7 +38,7 @@ def _discover() -> tuple[type[Reader], ...]:
     return tuple(found)
 
 
-READER_CLASSES = _discover()
+READER_CLASSES = discover(Path(__file__).parent, __name__.rsplit(".", 1)[0])
 
 
 @lru_cache(maxsize=8)
