@@ -68,7 +68,7 @@ class ReaderConfig:
         """The configuration from the two files (``None``: not given). Raises ``OSError`` or
         ``ValueError`` (the file named) for a file that cannot be used."""
         entries = read_dataset_info(dataset_info) if dataset_info is not None else {}
-        return cls(entries, tuple(read_tools_file(tools)) if tools is not None else ())
+        return cls(entries, tuple(read_tools_file(Path(tools))) if tools is not None else ())
 
     def given_tools(self) -> list[Tool]:
         """Copies of the ``--tools`` tools (each trajectory owns its tools)."""
