@@ -96,20 +96,22 @@ class {cls}(Reader):
 
 def test_adding_a_format_is_adding_its_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(tmp_path))
-    pkg = _package(tmp_path, "fmtpkg_a", {
-        "second": READER_MODULE.format(cls="Second", name="second", rank=2),
-        "first": READER_MODULE.format(cls="First", name="first", rank=1),
-        "helpers": "from fmtpkg_a.first import First  # imported, not defined here: not registered twice\n",
-    })  # fmt: skip
-    assert [c.name for c in discover(pkg, "fmtpkg_a")] == ["first", "second"]
-    clash = _package(tmp_path, "fmtpkg_b", {
-        "one": READER_MODULE.format(cls="One", name="same", rank=1),
-        "two": READER_MODULE.format(cls="Two", name="same", rank=2),
-    })  # fmt: skip
-    with pytest.raises(TypeError, match="same name"):
-        discover(clash, "fmtpkg_b")
-    for name in [m for m in sys.modules if m.startswith(("fmtpkg_a", "fmtpkg_b"))]:
-        monkeypatch.delitem(sys.modules, name)
+    try:
+        pkg = _package(tmp_path, "fmtpkg_a", {
+            "second": READER_MODULE.format(cls="Second", name="second", rank=2),
+            "first": READER_MODULE.format(cls="First", name="first", rank=1),
+            "helpers": "from fmtpkg_a.first import First  # imported, not defined here: not registered twice\n",
+        })  # fmt: skip
+        assert [c.name for c in discover(pkg, "fmtpkg_a")] == ["first", "second"]
+        clash = _package(tmp_path, "fmtpkg_b", {
+            "one": READER_MODULE.format(cls="One", name="same", rank=1),
+            "two": READER_MODULE.format(cls="Two", name="same", rank=2),
+        })  # fmt: skip
+        with pytest.raises(TypeError, match="same name"):
+            discover(clash, "fmtpkg_b")
+    finally:
+        for name in [m for m in sys.modules if m.startswith(("fmtpkg_a", "fmtpkg_b"))]:
+            del sys.modules[name]
 
 
 def test_the_toolbench_id_rule_is_the_toolbench_readers() -> None:
@@ -153,11 +155,19 @@ def test_reading_settings_are_on_the_options_not_in_the_process(tmp_path: Path) 
 
 
 def test_given_tools_are_copies() -> None:
-    config = ReaderConfig(tools=tuple(ReaderConfig().given_tools()))
-    assert config.given_tools() == []
+    assert ReaderConfig().given_tools() == []
     from umi_data.trajectory import Tool
 
     config = ReaderConfig(tools=(Tool("f", "d", {"type": "object", "properties": {}}),))
     a, b = config.given_tools()[0], config.given_tools()[0]
     a.parameters["properties"]["x"] = {}
     assert b.parameters == {"type": "object", "properties": {}} and config.tools[0].parameters["properties"] == {}
+
+
+def test_tied_formats_keep_their_listing_order() -> None:
+    """Ties are listed by ``tie_rank`` (not detection order: hermes is tried before sharegpt but
+    listed after it), as they were before the signatures moved onto the readers."""
+    from umi_data.readers import closest_formats
+
+    assert closest_formats({"conversations": 1, "tools": 1}) == (["alpha-umi", "sharegpt", "hermes"], 2)
+    assert closest_formats({"conversations": 1})[0] == ["alpha-umi", "toolllama", "sharegpt", "hermes", "toolace"]
