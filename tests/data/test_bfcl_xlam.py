@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from umi_data.cli.commands import main
 from umi_data.readers import Record, read_inputs
-from umi_data.readers.tool_specs import read_tools_file, use_tools_file
+from umi_data.readers.tool_specs import read_tools_file
 from umi_data.render.alpha_umi import tool_doc
 from umi_data.trajectory.checks import check
 from umi_data.trajectory.param_types import normalise_parameters, type_schema
@@ -50,12 +50,6 @@ def codes(rec: Record) -> list[str]:
 
 def errors(rec: Record) -> list[str]:
     return [f.code for f in rec.findings if f.severity == "error"]
-
-
-@pytest.fixture(autouse=True)
-def _no_given_tools():
-    yield
-    use_tools_file(None)
 
 
 # --- BFCL ---------------------------------------------------------------------------------------

@@ -129,7 +129,7 @@ def test_atomic_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def boom(traj):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("umi_data.export.convert.alpha_umi_item", boom)
+    monkeypatch.setattr("umi_data.export.outputs.alpha_umi_item", boom)
     res = run("convert", EXAMPLES / "openai-chats.jsonl", "-o", out, "--to", "alpha-umi", "--overwrite")
     assert res.exit_code == 130 and "interrupted" in res.output  # Ctrl-C: exit 130, one line
     assert out.read_text() == "previous\n"

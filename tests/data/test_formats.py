@@ -448,9 +448,6 @@ def test_dataset_info_option(tmp_path: Path) -> None:
     assert json.loads((split_out / "manifest.json").read_text())["options"]["dataset_info"] == str(info)
     info.write_text("[1]")
     assert run("validate", data, "--dataset-info", info).exit_code == 2
-    from umi_data.readers import sharegpt
-
-    sharegpt.use_dataset_info(None)  # process-wide setting: leave none behind for other tests
 
 
 def test_requests_of_a_chat_share_a_split(tmp_path: Path) -> None:

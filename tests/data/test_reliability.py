@@ -420,7 +420,7 @@ def test_internal_error_exits_3_and_leaves_no_output(tmp_path: Path, monkeypatch
     assert res.exit_code == 3 and len(res.stderr.strip().splitlines()) == 1
     assert "internal error (ValueError: a bug)" in res.stderr and "Traceback" not in res.output
     assert [p.name for p in tmp_path.iterdir()] == ["crash"]
-    monkeypatch.setattr("umi_data.export.convert.alpha_umi_item", bug)
+    monkeypatch.setattr("umi_data.export.outputs.alpha_umi_item", bug)
     res = run("convert", MINI, "-o", tmp_path / "a.json", "--to", "alpha-umi")
     assert res.exit_code == 3 and [p.name for p in tmp_path.iterdir()] == ["crash"]
     assert len(list((tmp_path / "crash").iterdir())) == 2

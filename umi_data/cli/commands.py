@@ -26,6 +26,7 @@ from umi_cli.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, GuardedGroup, Usa
 from umi_cli.terminal import interactive
 from umi_data import __version__
 from umi_data.cli.options import allow_empty, check_dataset_info, check_tools_file, read_limits, read_options
+from umi_data.export.outputs import OUTPUTS
 from umi_data.readers import FORMATS, Unit, expand
 from umi_data.trajectory.findings import CODES
 
@@ -119,7 +120,7 @@ def main() -> None:
                    "(.json) with --to alpha-umi, OpenAI/ShareGPT JSONL (a JSON list for .json) with --to "
                    "openai|sharegpt. Rejects go to <stem>.rejects.jsonl beside it.")  # fmt: skip
 @_format
-@click.option("--to", "to", type=click.Choice(["umi", "alpha-umi", "openai", "sharegpt"]), default="umi",
+@click.option("--to", "to", type=click.Choice(list(OUTPUTS)), default="umi",
               show_default=True,
               help="umi: canonical trajectories; alpha-umi: α-UMi stage-2 conversations; openai: chats with "
                    "messages + tools; sharegpt: LLaMA-Factory ShareGPT, plus its entry in a dataset_info.json "

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from umi_cli.errors import EXIT_USAGE
-from umi_data.readers import DEFAULT_READ, ReadOptions
+from umi_data.readers import DEFAULT_READ, ReaderConfig, ReadOptions
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -50,10 +50,8 @@ def read_options(max_record_bytes: int, max_ratio: float, duplicate_keys: bool =
 
 def check_dataset_info(path: str | None) -> None:
     """A --dataset-info file that is not a JSON object is a usage error, before any work."""
-    from umi_data.readers import sharegpt
-
     try:
-        sharegpt.use_dataset_info(path)
+        ReaderConfig.load(dataset_info=path)
     except (OSError, ValueError) as e:
         click.echo(f"error: --dataset-info: {e}", err=True)
         sys.exit(EXIT_USAGE)
@@ -61,10 +59,8 @@ def check_dataset_info(path: str | None) -> None:
 
 def check_tools_file(path: str | None) -> None:
     """A --tools file that holds no readable tool is a usage error, before any work."""
-    from umi_data.readers import tool_specs
-
     try:
-        tool_specs.use_tools_file(path)
+        ReaderConfig.load(tools=path)
     except (OSError, ValueError) as e:
         click.echo(f"error: --tools: {e}", err=True)
         sys.exit(EXIT_USAGE)

@@ -18,23 +18,18 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
 
 from umi_cli.errors import UsageError
+from umi_data.export.outputs import OUTPUT_KINDS, OUTPUTS, suffix
 from umi_data.output.guard import UnsafeOutput, check_outputs
-from umi_data.output.writers import (
-    atomic_path,
-    rejects_path,
-    write_json_array,
-    write_json_list,
-    write_jsonl,
-    write_trajectories_parquet,
-)
+from umi_data.output.writers import atomic_path, rejects_path
 from umi_data.readers import (
     DEFAULT_READ,
+    ReaderConfig,
     ReadOptions,
     Record,
     Unit,
@@ -42,10 +37,7 @@ from umi_data.readers import (
     prefixed,
     read_inputs,
     read_units,
-    sharegpt,
-    tool_specs,
 )
-from umi_data.render import alpha_umi
 from umi_data.trajectory import Trajectory
 from umi_data.trajectory.checks import Deduper, check
 from umi_data.trajectory.findings import Finding
@@ -55,8 +47,6 @@ REPORT_FORMAT = "umi.findings-report/v1"
 # Reject reasons that mean "this input path yielded no record at all" (missing, unreadable,
 # empty, over the size limits), as opposed to a record that was read and rejected.
 UNREAD_REASONS = frozenset({"io_error", "no_input", "too_large"})
-# Output suffix → what ``convert`` writes there (a reader of that suffix reads it back).
-OUTPUT_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
 
 
 class NothingRead(UsageError):
@@ -174,33 +164,15 @@ def reject_row(c: Checked) -> dict[str, Any]:
     }
 
 
-def alpha_umi_item(t: Trajectory) -> dict[str, Any]:
-    """A trajectory as an α-UMi stage-2 record (history turns first: α-UMi has no history mark, so
-    ``convert`` passes each multi-request chat once, folded into its last request:
-    :func:`umi_data.export.formats.whole_chats`)."""
-    return {
-        "tools": alpha_umi.tool_docs(t.tools),
-        "instruction": t.instruction,
-        "conversations": alpha_umi.conversation(t.history + t.turns),
-    }
-
-
 def output_kind(out: str | os.PathLike[str], to: Target = "umi") -> str:
     """What ``convert`` writes at ``out``, from its suffix: ``jsonl`` (``.jsonl``/``.ndjson``),
-    ``json`` (a JSON array, ``.json``), ``parquet``; ``--to alpha-umi`` writes a JSON list, so
-    only to ``.json``. Any other suffix is refused: umidata would not read the file back."""
-    suffix = os.path.splitext(os.fspath(out))[1].lower()
-    kind = OUTPUT_KINDS.get(suffix)
-    if to in ("openai", "sharegpt") and kind not in ("jsonl", "json"):
-        raise OutputError(f"--to {to} writes JSONL (or a JSON list for .json): name the output *.jsonl or *.json")
-    if to == "alpha-umi":
-        if kind != "json":
-            raise OutputError(f"--to alpha-umi writes a JSON list: name the output *.json, not {out}")
-        return "alpha-umi"
-    if kind is None:
-        raise OutputError(f"cannot tell what to write from the name {out}: use .jsonl (one trajectory per line), "
-                          ".json (a JSON array) or .parquet")  # fmt: skip
-    return kind
+    ``json`` (``.json``), ``parquet``, among the suffixes the ``--to`` format writes
+    (:mod:`umi_data.export.outputs`). Any other suffix is refused: umidata would not read the file
+    back."""
+    fmt = OUTPUTS[to]
+    if suffix(out) not in fmt.suffixes:
+        raise OutputError(fmt.refusal(os.fspath(out)))
+    return OUTPUT_KINDS[suffix(out)]
 
 
 def convert(
@@ -226,11 +198,10 @@ def convert(
     ``overwrite``, or is, holds or lies inside an input (:func:`umi_data.output.guard.check_outputs`);
     :class:`NothingRead` (and writes nothing) when no record could be read, unless ``allow_empty``.
     ``tools``: a ``--tools`` file, whose tools go to records that carry none."""
-    sharegpt.use_dataset_info(dataset_info)
-    tool_specs.use_tools_file(tools)
+    read_opts = replace(read_opts, config=ReaderConfig.load(dataset_info, tools))
     paths = [os.fspath(p) for p in paths]
     out = os.fspath(out)
-    kind = output_kind(out, to)
+    output_kind(out, to)
     rej = rejects_path(out)
     units = expand(paths)
     outputs = [out, rej]
@@ -251,7 +222,7 @@ def convert(
 
         def accepted() -> Iterator[tuple[Trajectory, bytes]]:
             checked = evaluate(prefixed(read_units(units, fmt, on_unit, read_opts), id_prefix), strict)
-            if to != "umi":  # chats are written whole: a request after a rejected one is not written
+            if OUTPUTS[to].whole_chats:  # a request after a rejected one of its chat is not written
                 from umi_data.export.formats import cut_chats
 
                 checked = cut_chats(checked, to, strict)
@@ -267,20 +238,7 @@ def convert(
                 raise NothingRead(f"no record could be read from {', '.join(paths)} (see the findings); "
                                   "nothing was written (--allow-empty accepts it)")  # fmt: skip
 
-        if kind == "alpha-umi":
-            from umi_data.export.formats import whole_chats
-
-            write_json_list(out, (alpha_umi_item(t) for _, t in whole_chats(t for t, _ in accepted())))
-        elif to in ("openai", "sharegpt"):
-            from umi_data.export.formats import write_export
-
-            write_export(out, to, (t for t, _ in accepted()))  # type: ignore[arg-type]
-        elif kind == "parquet":
-            write_trajectories_parquet(out, (t for t, _ in accepted()))
-        elif kind == "json":
-            write_json_array(out, (b for _, b in accepted()))
-        else:
-            write_jsonl(out, (b for _, b in accepted()))
+        OUTPUTS[to].write(out, accepted())
     return summary
 
 
@@ -299,8 +257,7 @@ def validate(
     """Check every record without writing anything: the summary and every finding (only the
     counts with ``keep_findings=False``, so memory stays flat when findings are streamed out
     through ``on_checked``). ``summary.nothing_read`` says whether any record could be read."""
-    sharegpt.use_dataset_info(dataset_info)
-    tool_specs.use_tools_file(tools)
+    read_opts = replace(read_opts, config=ReaderConfig.load(dataset_info, tools))
     summary = Summary()
     findings: list[Finding] = []
     for c in evaluate(prefixed(read_inputs(paths, fmt, on_unit, read_opts), id_prefix), strict):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from umi_data.readers.base import Episode, FormatDoc, Reader, Signature
 from umi_data.render.alpha_umi import FROM_TO_TURN, tool_from_doc, turn_from_item
 from umi_data.trajectory import Source, Trajectory, derive_outcome
 from umi_data.trajectory.findings import Finding
@@ -61,3 +62,26 @@ def read(obj: Any, source: Source, traj_id: str) -> tuple[Trajectory | None, lis
     traj = Trajectory(traj_id, source, obj["instruction"], [tool_from_doc(t) for t in tools], turns,
                       derive_outcome(turns), {})
     return traj, []
+
+
+class AlphaUmiReader(Reader):
+    """``alpha-umi`` in the registry: detection order, signature and catalog entry; the module's
+    functions do the reading."""
+
+    name = FORMAT
+    rank = 20
+    signature = Signature(("conversations", "instruction"), ("tools",))
+    doc = FormatDoc(
+        "alpha-umi",
+        "α-UMi stage-2 conversations (`raw_data_stage_2.json`, α-UMi's test sets)",
+        ('{"instruction": "…", "tools": [{"Name": "f", "function": "…", "input": {…}}],',
+         ' "conversations": [{"from": "user", …}, {"from": "assistant", "value": "… Next: caller."}, {"from": "caller", "value": "Action: f\\nAction Input: {…}"}, …]}'),  # noqa: E501
+        "`assistant` → planner (`Next: …` is the decision); `caller` → caller; `observation` → observation; `conclusion` → conclusion",  # noqa: E501
+        "`<file stem>/<index>`",
+    )
+
+    def sniff(self, obj: Any) -> bool:
+        return sniff(obj)
+
+    def read(self, obj: dict[str, Any], source: Source, traj_id: str) -> list[Episode]:
+        return [read(obj, source, traj_id)]

@@ -53,7 +53,9 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from umi_data.readers.chat import Episode, Msg, build
+from umi_data.readers.base import Episode, FormatDoc, Reader, Signature
+from umi_data.readers.chat import Msg, build
+from umi_data.readers.io import archive
 from umi_data.readers.tool_specs import ToolSpecError, tools_from_list
 from umi_data.trajectory import Call, Source, Tool
 from umi_data.trajectory.findings import Finding
@@ -84,12 +86,10 @@ def _answers_file(path: str, member: str | None, stamp: tuple[int, int]) -> tupl
                 return {}, f"{path} is over {_MAX_ANSWER_BYTES >> 20} MiB"
             data = Path(path).read_bytes()
         else:
-            from umi_data.readers import _archive
-
-            info = _archive(path).getinfo(member)
+            info = archive(path).getinfo(member)
             if info.file_size > _MAX_ANSWER_BYTES:
                 return {}, f"{path}!{member} is over {_MAX_ANSWER_BYTES >> 20} MiB"
-            data = _archive(path).read(member)
+            data = archive(path).read(member)
     except (OSError, KeyError, ValueError) as e:
         return {}, f"cannot read it ({e})"
     answers: dict[str, Any] = {}
@@ -128,9 +128,7 @@ def ground_truth(source: Source, record_id: str) -> tuple[Any, str]:
             st = os.stat(path)
             stamp = (st.st_size, st.st_mtime_ns)
         else:
-            from umi_data.readers import _archive
-
-            info = _archive(path).getinfo(member)
+            info = archive(path).getinfo(member)
             stamp = (info.file_size, hash(info.date_time))
     except (OSError, KeyError):
         return None, f"there is no {shown} (BFCL keeps the expected calls in possible_answer/<same file name> " \
@@ -262,3 +260,26 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
         return _reject("schema", f"{where}: {e}", source)
     msgs.append(Msg("assistant", "/ground_truth", calls=calls))
     return build(msgs, tools, source, traj_id, findings, meta, where="/question/0")
+
+
+class BfclReader(Reader):
+    """``bfcl`` in the registry: detection order, signature and catalog entry; the module's
+    functions do the reading."""
+
+    name = FORMAT
+    rank = 110
+    signature = Signature(("question",), ("function", "ground_truth", "involved_classes", "initial_config"))
+    doc = FormatDoc(
+        "bfcl",
+        "Berkeley Function-Calling Leaderboard questions (gorilla `bfcl_eval/data/BFCL_v4_*.json`, JSONL in a `.json` file), joined by `id` with `possible_answer/<same file name>` beside them",  # noqa: E501
+        ('{"id": "parallel_0", "question": [[{"role": "user", "content": "…"}]], "function": [{"name": "f", "parameters": {"type": "dict", "properties": {…}}}]}',  # noqa: E501
+         ' possible_answer: {"id": "parallel_0", "ground_truth": [{"f": {"a": [1], "b": ["", 2]}}, {"f": {"a": [3]}}]}'),  # noqa: E501
+        "the question's messages; the ground-truth calls → planner (no thought) + ONE caller turn (first acceptable value of each parameter; `\"\"` first: left out); irrelevance questions → `give_up`, no call; no ground truth → `no_ground_truth`; multi-turn → `bfcl_multi_turn`",  # noqa: E501
+        "the record's `id`",
+    )
+
+    def sniff(self, obj: Any) -> bool:
+        return sniff(obj)
+
+    def read(self, obj: dict[str, Any], source: Source, traj_id: str) -> list[Episode]:
+        return read(obj, source, traj_id)

@@ -47,13 +47,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from umi_data.readers.base import Episode
 from umi_data.readers.textcalls import CallSyntax, calls_in_text, double_encoded, looks_like_calls
 from umi_data.readers.toolbench import finish_decision
 from umi_data.trajectory import Call, Source, Tool, Trajectory, Turn, derive_outcome
 from umi_data.trajectory.findings import Finding
 from umi_data.trajectory.param_types import is_flat, normalise_parameters
 
-Episode = tuple[Trajectory | None, list[Finding]]
 _MSG_INDEX = re.compile(r"^/[^/]+/(\d+)")
 
 

@@ -40,7 +40,8 @@ import json
 import re
 from typing import Any
 
-from umi_data.readers.chat import Episode, Msg, Reject, build, parse_tools
+from umi_data.readers.base import CHAT_ID, Episode, FormatDoc, Reader, Signature
+from umi_data.readers.chat import Msg, Reject, build, parse_tools
 from umi_data.readers.textcalls import CallSyntax, literal, tagged_calls
 from umi_data.trajectory import Source, Tool
 from umi_data.trajectory.findings import Finding
@@ -199,3 +200,27 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
     if others:
         metadata["other_tools"] = others
     return build(msgs, tools, source, traj_id, findings, metadata, where="/conversations")
+
+
+class HermesReader(Reader):
+    """``hermes`` in the registry: detection order, signature and catalog entry; the module's
+    functions do the reading."""
+
+    name = FORMAT
+    rank = 40
+    tie_rank = 121
+    signature = Signature(("conversations",), ("tools", "category", "subcategory", "task"))
+    doc = FormatDoc(
+        "hermes",
+        "Hermes function-calling chats (NousResearch `hermes-function-calling-v1`): ShareGPT with ChatML text calls; tools in the system prompt's `<tools>` block (JSON or a Python literal, never executed)",  # noqa: E501
+        ('{"conversations": [{"from": "system", "value": "… <tools> [{\'type\': \'function\', \'function\': {\'name\': \'f\', …}}] </tools> …"}, {"from": "human", …},',  # noqa: E501
+         ' {"from": "gpt", "value": "<tool_call>\\n{\'arguments\': {…}, \'name\': \'f\'}\\n</tool_call>"}, {"from": "tool", "value": "<tool_response>\\n{\\"name\\": \\"f\\", \\"content\\": …}\\n</tool_response>"}, {"from": "gpt", …}]}'),  # noqa: E501
+        "tools ← the `<tools>` block (the rest of the prompt → `system`); text around `<tool_call>` blocks → planner thought; each block → a call (several: parallel); each `<tool_response>` → observation; `gpt` ending a request → conclusion",  # noqa: E501
+        CHAT_ID,
+    )
+
+    def sniff(self, obj: Any) -> bool:
+        return sniff(obj)
+
+    def read(self, obj: dict[str, Any], source: Source, traj_id: str) -> list[Episode]:
+        return read(obj, source, traj_id)

@@ -48,7 +48,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from umi_data.readers.chat import Episode, Msg, Reject, build, parse_tools
+from umi_data.readers.base import CHAT_ID, Episode, FormatDoc, Reader, Signature
+from umi_data.readers.chat import Msg, Reject, build, parse_tools
 from umi_data.trajectory import Call, Source
 from umi_data.trajectory.findings import Finding
 
@@ -201,3 +202,26 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
     if others:
         metadata["other_tools"] = others
     return build(msgs, tools + legacy, source, traj_id, findings, metadata)
+
+
+class OpenAIReader(Reader):
+    """``openai`` in the registry: detection order, signature and catalog entry; the module's
+    functions do the reading."""
+
+    name = FORMAT
+    rank = 100
+    signature = Signature(("messages",), ("tools", "functions", "metadata"))
+    doc = FormatDoc(
+        "openai",
+        "OpenAI chats (`messages` with `tool_calls` / `tool`, `tools` a list or a JSON string), JSON or JSONL",
+        ('{"id": "c1", "messages": [{"role": "user", …}, {"role": "assistant", "content": "…", "tool_calls": [{"id": "a", "type": "function", "function": {…}}]},',  # noqa: E501
+         ' {"role": "tool", "tool_call_id": "a", "content": "…"}, {"role": "assistant", "content": "…"}], "tools": [{"type": "function", "function": {…}}]}'),  # noqa: E501
+        "`content` (or `reasoning_content`) → planner thought; `tool_calls` → caller (parallel calls together); `tool` → observation; a request's last assistant message → conclusion",  # noqa: E501
+        CHAT_ID,
+    )
+
+    def sniff(self, obj: Any) -> bool:
+        return sniff(obj)
+
+    def read(self, obj: dict[str, Any], source: Source, traj_id: str) -> list[Episode]:
+        return read(obj, source, traj_id)

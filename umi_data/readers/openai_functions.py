@@ -21,6 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from umi_data.readers import openai
+from umi_data.readers.base import CHAT_ID, Episode, FormatDoc, Reader
+from umi_data.trajectory import Source
 
 FORMAT = "openai-functions"
 read = openai.read
@@ -33,3 +35,26 @@ def sniff(obj: Any) -> bool:
         return True
     msgs = obj["messages"] if isinstance(obj["messages"], list) else []
     return any(isinstance(m, dict) and ("function_call" in m or m.get("role") == "function") for m in msgs)
+
+
+class OpenAIFunctionsReader(Reader):
+    """``openai-functions`` in the registry: detection order, signature and catalog entry; the module's
+    functions do the reading."""
+
+    name = FORMAT
+    rank = 90
+    signature = None  # a variant of openai: never named as the closest format
+    doc = FormatDoc(
+        "openai-functions",
+        "legacy OpenAI function calling (`functions`, `function_call`, role `function`)",
+        ('{"messages": [{"role": "user", …}, {"role": "assistant", "content": null, "function_call": {"name": "f", "arguments": "{…}"}},',  # noqa: E501
+         ' {"role": "function", "name": "f", "content": "…"}, {"role": "assistant", "content": "…"}], "functions": [{"name": "f", …}]}'),  # noqa: E501
+        "`content` → planner thought; `function_call` → caller; `function` → observation; a request's last assistant message → conclusion",  # noqa: E501
+        CHAT_ID,
+    )
+
+    def sniff(self, obj: Any) -> bool:
+        return sniff(obj)
+
+    def read(self, obj: dict[str, Any], source: Source, traj_id: str) -> list[Episode]:
+        return read(obj, source, traj_id)

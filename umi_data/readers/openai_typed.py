@@ -25,6 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 from umi_data.readers import openai
+from umi_data.readers.base import CHAT_ID, Episode, FormatDoc, Reader
+from umi_data.trajectory import Source
 
 FORMAT = "openai-typed"
 read = openai.read
@@ -40,3 +42,26 @@ def sniff(obj: Any) -> bool:
         for m in obj["messages"] if isinstance(m, dict) and isinstance(m.get("content"), list)
         for part in m["content"]
     )
+
+
+class OpenAITypedReader(Reader):
+    """``openai-typed`` in the registry: detection order, signature and catalog entry; the module's
+    functions do the reading."""
+
+    name = FORMAT
+    rank = 80
+    signature = None  # a variant of openai: never named as the closest format
+    doc = FormatDoc(
+        "openai-typed",
+        "LLaMA-Factory's OpenAI-like chats with typed content parts (e.g. `reason_tool_use_demo_50.jsonl`)",
+        ('{"messages": [{"role": "user", "content": [{"type": "text", "value": "…"}]}, {"role": "assistant", "content": [{"type": "reasoning", "value": "…"},',  # noqa: E501
+         ' {"type": "tool_call", "value": "{\\"name\\": \\"f\\", \\"arguments\\": {…}}"}]}, {"role": "tool", …}, …], "tools": "[…]"}'),  # noqa: E501
+        "`reasoning` → planner thought; `tool_call` parts → caller; `tool` → observation; `text` of a request's last assistant message → conclusion",  # noqa: E501
+        CHAT_ID,
+    )
+
+    def sniff(self, obj: Any) -> bool:
+        return sniff(obj)
+
+    def read(self, obj: dict[str, Any], source: Source, traj_id: str) -> list[Episode]:
+        return read(obj, source, traj_id)

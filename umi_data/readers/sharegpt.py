@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+from umi_data.readers.base import CHAT_ID, Episode, FormatDoc, Reader, Signature
 from umi_data.readers.bounded_io import ReadLimitExceeded, read_regular
-from umi_data.readers.chat import Episode, Msg, Reject, build, parse_tools
+from umi_data.readers.chat import Msg, Reject, build, parse_tools
 from umi_data.trajectory import Call, Source
 from umi_data.trajectory.findings import Finding
 
@@ -43,37 +46,25 @@ DEFAULT_TAGS = {
     "observation_tag": "observation", "function_tag": "function_call", "system_tag": "system",
 }  # fmt: skip
 DEFAULT_COLUMNS = {"messages": "conversations", "system": "system", "tools": "tools"}
+_NONE: Mapping[str, Any] = MappingProxyType({})
 
 
-_GIVEN: dict[str, Any] = {}  # --dataset-info: entries that apply to input files of their file_name
-_INFO_LIMIT = 64 << 20  # a dataset_info.json describes datasets: a few KiB; read no more than this
-
-
-def use_dataset_info(path: str | os.PathLike[str] | None) -> None:
-    """``--dataset-info FILE``: a LLaMA-Factory ``dataset_info.json`` whose entries apply to the
-    input files they name (by ``file_name``) wherever those are; ``None`` forgets it. Raises
-    ``ValueError`` when the file is not a JSON object."""
-    _GIVEN.clear()
-    if path is None:
-        return
-    data = json.loads(read_regular(path, _INFO_LIMIT).decode("utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a dataset_info.json must be a JSON object of dataset descriptions")
-    _GIVEN.update({k: v for k, v in data.items() if isinstance(v, dict)})
-
-
-def _message_columns() -> set[str]:
+def _message_columns(given: Mapping[str, Any]) -> set[str]:
     cols = {"conversations"}
-    for entry in _GIVEN.values():
+    for entry in given.values():
         col = (entry.get("columns") or {}).get("messages")
         if isinstance(col, str) and col != "messages":  # `messages` stays the OpenAI readers'
             cols.add(col)
     return cols
 
 
-def sniff(obj: Any) -> bool:
-    return isinstance(obj, dict) and any(isinstance(obj.get(c), list) for c in _message_columns())
+def sniff(obj: Any, given: Mapping[str, Any] = _NONE) -> bool:
+    """``given``: the ``--dataset-info`` entries (``ReaderConfig.dataset_info``), whose messages
+    columns are recognised too."""
+    return isinstance(obj, dict) and any(isinstance(obj.get(c), list) for c in _message_columns(given))
 
+
+_INFO_LIMIT = 64 << 20  # a dataset_info.json describes datasets: a few KiB; read no more than this
 
 @lru_cache(maxsize=64)
 def _dataset_info(directory: str) -> dict[str, Any]:
@@ -84,12 +75,12 @@ def _dataset_info(directory: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def layout(source: Source) -> tuple[dict[str, str], dict[str, str]]:
+def layout(source: Source, given: Mapping[str, Any] = _NONE) -> tuple[dict[str, str], dict[str, str]]:
     """(columns, tags) for a file: LLaMA-Factory's defaults, overridden by the entry that names
     this file in the ``--dataset-info`` file, else in a ``dataset_info.json`` beside it."""
     columns, tags = dict(DEFAULT_COLUMNS), dict(DEFAULT_TAGS)
     name = Path(source.member or source.file).name
-    infos = [_GIVEN]
+    infos = [given]
     if source.member is None:
         infos.append(_dataset_info(os.fspath(Path(source.file).parent.resolve())))
     entry = next((e for info in infos for e in info.values() if isinstance(e, dict) and e.get("file_name") == name),
@@ -115,9 +106,9 @@ def calls_from_json(value: str, pointer: str) -> list[Call]:
     return calls
 
 
-def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
+def read(obj: Any, source: Source, traj_id: str, given: Mapping[str, Any] = _NONE) -> list[Episode]:
     findings: list[Finding] = []
-    columns, tags = layout(source)
+    columns, tags = layout(source, given)
     key = columns["messages"]
     roles = {tags["user_tag"]: "user", tags["assistant_tag"]: "assistant", tags["observation_tag"]: "tool",
              tags["function_tag"]: "call", tags["system_tag"]: "system"}
@@ -149,3 +140,26 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
         return [(None, [*findings, Finding("schema", r.message, source, r.pointer)])]
     metadata: dict[str, Any] = {"other_tools": others} if others else {}
     return build(msgs, tools, source, traj_id, findings, metadata, where=f"/{key}")
+
+
+class ShareGptReader(Reader):
+    """``sharegpt`` in the registry: detection order, signature and catalog entry; the module's
+    functions do the reading."""
+
+    name = FORMAT
+    rank = 70
+    signature = Signature(("conversations",), ("tools", "system"))
+    doc = FormatDoc(
+        "sharegpt",
+        "ShareGPT chats with tools (LLaMA-Factory `sharegpt`, e.g. `glaive_toolcall_en_demo.json`); custom role tags and columns from a `dataset_info.json` beside the file or `--dataset-info FILE`",  # noqa: E501
+        ('{"conversations": [{"from": "human", "value": "…"}, {"from": "function_call", "value": "{\\"name\\": \\"f\\", \\"arguments\\": {…}}"},',  # noqa: E501
+         ' {"from": "observation", "value": "…"}, {"from": "gpt", "value": "…"}], "system": "…", "tools": "[{\\"name\\": \\"f\\", …}]"}'),  # noqa: E501
+        "`function_call` → planner (no thought) + caller; `observation` → observation; `gpt` ending a request → conclusion (else a plain planner turn)",  # noqa: E501
+        CHAT_ID,
+    )
+
+    def sniff(self, obj: Any) -> bool:
+        return sniff(obj, self.config.dataset_info)
+
+    def read(self, obj: dict[str, Any], source: Source, traj_id: str) -> list[Episode]:
+        return read(obj, source, traj_id, self.config.dataset_info)

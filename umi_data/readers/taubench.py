@@ -35,7 +35,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from umi_data.readers.chat import Episode, Msg, Reject, build, parse_tools
+from umi_data.readers.base import CHAT_ID, Episode, FormatDoc, Reader, Signature
+from umi_data.readers.chat import Msg, Reject, build, parse_tools
 from umi_data.readers.openai import messages
 from umi_data.trajectory import Source, Tool
 from umi_data.trajectory.findings import Finding
@@ -86,3 +87,27 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
                                        f"trajectory ends in that call (calls_only); the result is kept in "
                                        f"metadata.{FINAL_RESULTS}", source, final[0].pointer))
     return episodes
+
+
+class TauBenchReader(Reader):
+    """``tau-bench`` in the registry: detection order, signature and catalog entry; the module's
+    functions do the reading."""
+
+    name = FORMAT
+    rank = 60
+    tie_rank = 123
+    signature = Signature(("traj", "task_id"), ("reward", "info", "trial"))
+    doc = FormatDoc(
+        "tau-bench",
+        "τ-bench / APIGen-MT agent runs (`run.py` results, `historical_trajectories/*.json`): an OpenAI chat in `traj`, no tool list",  # noqa: E501
+        ('{"task_id": 3, "trial": 0, "reward": 1.0, "info": {"task": {…}, …}, "traj": [{"role": "system", "content": "# Airline Agent Policy …"}, {"role": "user", …},',  # noqa: E501
+         ' {"role": "assistant", "content": null, "tool_calls": […]}, {"role": "tool", "tool_call_id": "…", …}, {"role": "assistant", …}, {"role": "user", "content": "Thanks! ###STOP###"}]}'),  # noqa: E501
+        "as `openai`; the policy → `system`; the simulator's last line ends the chat (`unanswered_user`); a run the environment ended on a call's result ends in that call (`terminal_action`); tools named from the calls (`tools_inferred`); `task_id`, `trial`, `reward`, `info` → metadata",  # noqa: E501
+        CHAT_ID,
+    )
+
+    def sniff(self, obj: Any) -> bool:
+        return sniff(obj)
+
+    def read(self, obj: dict[str, Any], source: Source, traj_id: str) -> list[Episode]:
+        return read(obj, source, traj_id)

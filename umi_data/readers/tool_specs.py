@@ -20,8 +20,9 @@ it has a ``default``. Type names that are not JSON Schema's are mapped: BFCL's `
 read with ``ast.parse`` (never evaluated). ``any`` drops the type (any value); a name that cannot be
 mapped is kept as ``x-original-type`` with no ``type``, so nothing is checked against a guess.
 
-``--tools FILE`` (:func:`use_tools_file`): a JSON list (or JSONL, or an object with ``tools``) of
-tools in any of these shapes, given to every record that carries no tool list of its own.
+``--tools FILE`` (:func:`read_tools_file`, kept in ``ReaderConfig.tools``): a JSON list (or JSONL,
+or an object with ``tools``) of tools in any of these shapes, given to every record that carries
+no tool list of its own.
 """
 
 from __future__ import annotations
@@ -139,21 +140,3 @@ def read_tools_file(path: str | Path) -> list[Tool]:
         raise ValueError(f"{path}: holds no tool definition")
     return tools
 
-
-_GIVEN: list[Tool] = []
-
-
-def use_tools_file(path: str | Path | None) -> None:
-    """Set (``None``: forget) the tools given to records without a tool list of their own, in
-    the process that reads (each worker calls it). Raises ``ValueError`` for an unusable file."""
-    tools = read_tools_file(path) if path is not None else []
-    _GIVEN[:] = tools
-
-
-def given_tools() -> list[Tool]:
-    """Copies of the ``--tools`` tools (each trajectory owns its tools)."""
-    return [Tool(t.name, t.description, json.loads(json.dumps(t.parameters))) for t in _GIVEN]
-
-
-def has_given_tools() -> bool:
-    return bool(_GIVEN)

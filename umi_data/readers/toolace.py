@@ -31,7 +31,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from umi_data.readers.chat import Episode, Msg, Reject, build, parse_tools
+from umi_data.readers.base import CHAT_ID, Episode, FormatDoc, Reader, Signature
+from umi_data.readers.chat import Msg, Reject, build, parse_tools
 from umi_data.readers.textcalls import CallSyntax, python_calls
 from umi_data.trajectory import Source, Tool
 from umi_data.trajectory.findings import Finding
@@ -133,3 +134,27 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
     if others:
         metadata["other_tools"] = others
     return build(msgs, tools, source, traj_id, findings, metadata, where="/conversations")
+
+
+class ToolAceReader(Reader):
+    """``toolace`` in the registry: detection order, signature and catalog entry; the module's
+    functions do the reading."""
+
+    name = FORMAT
+    rank = 50
+    tie_rank = 122
+    signature = Signature(("system", "conversations"))
+    doc = FormatDoc(
+        "toolace",
+        "ToolACE-style chats (Team-ACE `ToolACE`): tools as a JSON list in the `system` text, calls as a Python call list parsed with `ast` (literal values only, never executed)",  # noqa: E501
+        ('{"system": "… Here is a list of functions in JSON format that you can invoke:\\n[{\\"name\\": \\"f\\", …}]. …", "conversations": [{"from": "user", …},',  # noqa: E501
+         ' {"from": "assistant", "value": "[f(a=1, b=\\"x\\"), g()]"}, {"from": "tool", "value": "[{\\"name\\": \\"f\\", \\"results\\": {…}}, …]"}, {"from": "assistant", …}]}'),  # noqa: E501
+        "tools ← the system text's function list (the rest → `system`); `[f(…), g(…)]` → planner (no thought) + caller (parallel calls together); each result item → observation; other assistant text ending a request → conclusion",  # noqa: E501
+        CHAT_ID,
+    )
+
+    def sniff(self, obj: Any) -> bool:
+        return sniff(obj)
+
+    def read(self, obj: dict[str, Any], source: Source, traj_id: str) -> list[Episode]:
+        return read(obj, source, traj_id)

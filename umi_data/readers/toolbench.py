@@ -27,10 +27,12 @@ kept in ``metadata["dropped_messages"]`` and reported.
 from __future__ import annotations
 
 import json
+from pathlib import PurePath
 from typing import Any
 
 import orjson
 
+from umi_data.readers.base import Episode, FormatDoc, Reader, Signature
 from umi_data.trajectory import Call, Source, Tool, Trajectory, Turn, derive_outcome
 from umi_data.trajectory.findings import Finding
 
@@ -182,3 +184,34 @@ def read(obj: Any, source: Source, traj_id: str) -> tuple[Trajectory | None, lis
         metadata["dropped_messages"] = dropped
     traj = Trajectory(traj_id, source, gen["query"], tools, turns, derive_outcome(turns), metadata)
     return traj, findings
+
+
+class ToolBenchReader(Reader):
+    """``toolbench`` in the registry: detection order, signature and catalog entry; the module's
+    functions do the reading."""
+
+    name = FORMAT
+    rank = 10
+    signature = Signature(("answer_generation",), ("query", "train_messages", "function", "finish_type", "valid_data"))
+    doc = FormatDoc(
+        "toolbench",
+        "ToolBench answer files (`answer_generation.train_messages`): a tree, single files, or `data.zip` read in place",  # noqa: E501
+        ('{"answer_generation": {"query": "…", "function": [{"name": "f", "parameters": {…}}, {"name": "Finish", …}],',
+         ' "train_messages": [[…, {"role": "assistant", "content": "thought", "function_call": {"name": "f", "arguments": "{…}"}}, {"role": "function", …}]]}}'),  # noqa: E501
+        "assistant `content` → planner thought; `function_call` → caller (`Finish` → conclusion or give-up); `function` → observation",  # noqa: E501
+        "`G1_answer/<file stem>`; ToolEval trees (`<method>/G1_instruction/…`): `<method>/G1_instruction/<file stem>`",
+    )
+
+    def sniff(self, obj: Any) -> bool:
+        return sniff(obj)
+
+    def read(self, obj: dict[str, Any], source: Source, traj_id: str) -> list[Episode]:
+        return [read(obj, source, traj_id)]
+
+    def traj_id(self, obj: Any, name: PurePath, index: int | None) -> str:
+        """By group folder + file stem (``G1_answer/10_…``, unique across groups), and in ToolEval
+        layouts (``<method>/G1_instruction/<qid>_….json``) with the method folder too, so the same
+        query answered by several systems is several trajectories."""
+        group = f"{name.parent.name}/{name.stem}"
+        method = name.parent.parent.name
+        return f"{method}/{group}" if name.parent.name.endswith("_instruction") and method else group

@@ -31,7 +31,8 @@ import ast
 import re
 from typing import Any
 
-from umi_data.readers.chat import Episode, Msg, Reject, build
+from umi_data.readers.base import Episode, FormatDoc, Reader, Signature
+from umi_data.readers.chat import Msg, Reject, build
 from umi_data.readers.toolbench import _observation
 from umi_data.trajectory import Call, Source, Tool
 from umi_data.trajectory.findings import Finding
@@ -120,3 +121,26 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
     except Reject as r:
         return [(None, [*findings, Finding("schema", r.message, source, r.pointer)])]
     return build(msgs, tools, source, traj_id, findings, {}, mode="last_step", where="/conversations")
+
+
+class ToolLlamaReader(Reader):
+    """``toolllama`` in the registry: detection order, signature and catalog entry; the module's
+    functions do the reading."""
+
+    name = FORMAT
+    rank = 30
+    signature = Signature(("conversations",))
+    doc = FormatDoc(
+        "toolllama",
+        "ToolBench's ToolLLaMA training conversations (`toolllama_G123_dfs_train.json`): one record per step of a search",  # noqa: E501
+        ('{"id": "Step 4: …", "conversations": [{"from": "system", "value": "… following APIs: [{\'name\': \'f\', …}]"}, {"from": "user", …},',  # noqa: E501
+         ' {"from": "assistant", "value": "\\nThought: …\\nAction: f\\nAction Input: {…}"}, {"from": "function", "value": "{\\"error\\": \\"\\", \\"response\\": …}"}, …]}'),  # noqa: E501
+        "tools ← the system prompt's function list; `Thought:` → planner; `Action`/`Action Input` → caller (`Finish` → conclusion or give-up); `function` → observation; only the last step makes examples (the steps before it are history)",  # noqa: E501
+        "the record's `id`",
+    )
+
+    def sniff(self, obj: Any) -> bool:
+        return sniff(obj)
+
+    def read(self, obj: dict[str, Any], source: Source, traj_id: str) -> list[Episode]:
+        return read(obj, source, traj_id)

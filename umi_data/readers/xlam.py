@@ -30,7 +30,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from umi_data.readers.chat import Episode, Msg, build
+from umi_data.readers.base import Episode, FormatDoc, Reader, Signature
+from umi_data.readers.chat import Msg, build
 from umi_data.readers.tool_specs import ToolSpecError, tools_from_list
 from umi_data.trajectory import Call, Source
 from umi_data.trajectory.findings import Finding
@@ -82,3 +83,26 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
     msgs = [Msg("user", "/query", text=query),
             Msg("assistant", "/answers", calls=calls or [Call("Finish", _GIVE_UP)])]
     return build(msgs, tools, source, traj_id, findings, {}, where="/query")
+
+
+class XlamReader(Reader):
+    """``xlam`` in the registry: detection order, signature and catalog entry; the module's
+    functions do the reading."""
+
+    name = FORMAT
+    rank = 120
+    signature = Signature(("query", "answers"), ("tools",))
+    doc = FormatDoc(
+        "xlam",
+        "xLAM / APIGen function-calling rows (`xlam-function-calling-60k`): `tools` and `answers` JSON strings (or lists), flat parameter maps with Python types",  # noqa: E501
+        ('{"id": 7, "query": "…", "tools": "[{\"name\": \"f\", \"parameters\": {\"a\": {\"type\": \"int\", \"description\": \"…\"}}}]",',  # noqa: E501
+         ' "answers": "[{\"name\": \"f\", \"arguments\": {\"a\": 5}}]"}'),
+        "`query` → instruction; `answers` → planner (no thought) + ONE caller turn (several: parallel); `answers: []` → `give_up`",  # noqa: E501
+        "the record's `id` (a number too), else `<file stem>/<index or line>`",
+    )
+
+    def sniff(self, obj: Any) -> bool:
+        return sniff(obj)
+
+    def read(self, obj: dict[str, Any], source: Source, traj_id: str) -> list[Episode]:
+        return read(obj, source, traj_id)

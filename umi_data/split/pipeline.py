@@ -47,14 +47,13 @@ from umi_data.output.guard import UnsafeOutput, check_output, clean_stale, outpu
 from umi_data.output.writers import sha256_file
 from umi_data.readers import (
     DEFAULT_READ,
+    ReaderConfig,
     ReadOptions,
     Record,
     Unit,
     expand,
     parse_unit,
     read_bytes,
-    sharegpt,
-    tool_specs,
 )
 from umi_data.render import chat
 from umi_data.render.roles import ROLE_NAMES, SYSTEM_PROMPT_MODES, examples, prepare
@@ -108,8 +107,10 @@ class SplitOptions:
 
     def read_options(self) -> ReadOptions:
         """Duplicate JSON keys are looked for under --strict only (a warning then rejects): the
-        check parses each input a second time, which ``split`` cannot afford on every run."""
-        return ReadOptions(self.max_record_bytes, self.max_ratio, duplicate_keys=self.strict)
+        check parses each input a second time, which ``split`` cannot afford on every run. The
+        ``--dataset-info`` and ``--tools`` files are read in the process that reads (a worker)."""
+        return ReadOptions(self.max_record_bytes, self.max_ratio, duplicate_keys=self.strict,
+                           config=ReaderConfig.load(self.dataset_info, self.tools))
 
     def system_mode(self) -> str:
         """``--system-prompt`` as given, else by template: ``ignore`` for α-UMi's text prompts
@@ -201,8 +202,6 @@ class _ShardJob:
 
     def __init__(self, k: int, stage: Path, opts: SplitOptions) -> None:
         self.k, self.stage, self.opts = k, stage, opts
-        sharegpt.use_dataset_info(opts.dataset_info)  # in the process that reads (a worker)
-        tool_specs.use_tools_file(opts.tools)
         self.chat = opts.template == chat.CHAT
         self.template = None if self.chat else load_template(opts.template)
         self.schema = CHAT_SCHEMA if self.chat else EXAMPLE_SCHEMA

@@ -45,7 +45,7 @@ import orjson
 from umi_cli.errors import UsageError
 from umi_data.output.guard import UnsafeOutput, check_output
 from umi_data.output.writers import rejects_path, write_jsonl
-from umi_data.readers import Unit, _traj_id, read_inputs, toolbench
+from umi_data.readers import READERS, Unit, read_inputs, toolbench
 from umi_data.trajectory import Trajectory
 from umi_eval.generate.backends import Decoding, Generation, OpenAIBackend
 from umi_eval.score.scoring import DEFAULT_RESAMPLES, DEFAULT_SEED, _percentiles, _resample_weights
@@ -168,7 +168,8 @@ def load_answers(paths: Sequence[str], groups: dict[str, str] | None = None, max
         if rec.trajectory is None:
             f = rec.findings[0]
             if f.code == "no_trajectory":  # the id the reader gives an answer file that has a chain
-                key, g = query_key(_traj_id(toolbench.FORMAT, None, Unit(rec.source.file, rec.source.member), None))
+                name = Unit(rec.source.file, rec.source.member).name
+                key, g = query_key(READERS[toolbench.FORMAT].traj_id(None, name, None))
                 ans = Answer(key, "", key, where, "", None, "(no step)", 0, "no_trajectory")
                 _add(out, ans, groups.get(key) or g, where)
             else:
