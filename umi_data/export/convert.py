@@ -24,6 +24,9 @@ from typing import Any, Literal
 import orjson
 
 from umi_cli.errors import UsageError
+from umi_data.driver import Checked, Dedupe, Executor, ReadSpec, check_record, reject_row
+from umi_data.driver import judge as judge  # handed on: its home before the driver
+from umi_data.driver.drive import checked_records
 from umi_data.output.guard import UnsafeOutput, check_output
 from umi_data.output.writers import (
     atomic_path,
@@ -33,21 +36,9 @@ from umi_data.output.writers import (
     write_jsonl,
     write_trajectories_parquet,
 )
-from umi_data.readers import (
-    DEFAULT_READ,
-    ReadOptions,
-    Record,
-    Unit,
-    expand,
-    prefixed,
-    read_inputs,
-    read_units,
-    sharegpt,
-    tool_specs,
-)
+from umi_data.readers import DEFAULT_READ, ReadOptions, Record, Unit, expand
 from umi_data.render import alpha_umi
 from umi_data.trajectory import Trajectory
-from umi_data.trajectory.checks import Deduper, check
 from umi_data.trajectory.findings import Finding
 
 Target = Literal["umi", "alpha-umi", "openai", "sharegpt"]
@@ -66,24 +57,6 @@ class NothingRead(UsageError):
 class OutputError(UsageError):
     """The output path cannot be used: it exists (no ``overwrite``), its suffix does not say
     what to write, or it would overwrite or mix with an input (exit code 2)."""
-
-
-@dataclass(slots=True)
-class Checked:
-    """A record after checking: every finding, and whether (and why) it is rejected."""
-
-    record: Record
-    findings: list[Finding]
-    reason: Finding | None = None
-    blob: bytes = b""  # the accepted trajectory as canonical JSON (what convert writes)
-
-    @property
-    def rejected(self) -> bool:
-        return self.reason is not None
-
-    @property
-    def trajectory(self) -> Trajectory | None:
-        return None if self.rejected else self.record.trajectory
 
 
 @dataclass(slots=True)
@@ -117,61 +90,12 @@ class Summary:
                 self.warnings += 1
 
 
-def judge(rec: Record, strict: bool = False) -> Checked:
-    """Check one record on its own (reader findings + semantic checks) and decide whether it
-    is rejected; cross-record duplicates are :func:`evaluate`'s (or the split pipeline's) job."""
-    findings = list(rec.findings)
-    traj = rec.trajectory
-    if traj is not None:
-        try:
-            findings.extend(check(traj))
-        except (RecursionError, orjson.JSONEncodeError) as e:  # e.g. a tool schema nested 900 deep
-            findings.append(Finding("too_deep", f"the record is nested too deeply to check ({e})", rec.source))
-    blocking = [f for f in findings if f.severity == "error" or strict]
-    if traj is None and not blocking:  # a reader must explain a rejection; never drop silently
-        findings.append(Finding("schema", "the reader produced no trajectory", rec.source))
-        blocking = findings[-1:]
-    return Checked(rec, findings, blocking[0] if blocking else None)
-
-
 def evaluate(recs: Iterable[Record], strict: bool = False) -> Iterator[Checked]:
-    """Check every record and decide accept / reject (see the module docstring)."""
-    dedupe = Deduper()
+    """Check every record and decide accept / reject (see the module docstring): the driver's
+    check and dedupe steps over records already read."""
+    dedupe = Dedupe()
     for rec in recs:
-        c = judge(rec, strict)
-        if not c.rejected and rec.trajectory is not None:
-            try:
-                dups = dedupe.check(rec.trajectory)
-            except (RecursionError, orjson.JSONEncodeError) as e:  # the fingerprint serialises it
-                f = Finding("too_deep", f"the record is nested too deeply to serialise ({e})", rec.source)
-                c.findings.append(f)
-                c.reason = f
-                yield c
-                continue
-            c.findings.extend(dups)
-            if dups:
-                c.reason = dups[0]
-            else:
-                try:  # serialise here, so a record too deep to write is one reject, not a crash
-                    c.blob = orjson.dumps(rec.trajectory.to_dict())
-                except (RecursionError, orjson.JSONEncodeError) as e:
-                    c.reason = Finding("too_deep", f"the record is nested too deeply to write ({e})", rec.source)
-                    c.findings.append(c.reason)
-                else:
-                    dedupe.add(rec.trajectory)
-        yield c
-
-
-def reject_row(c: Checked) -> dict[str, Any]:
-    """One line of the rejects ledger."""
-    assert c.reason is not None
-    return {
-        "source": c.record.source.to_dict(),
-        "reason": c.reason.code,
-        "message": c.reason.message,
-        "pointer": c.reason.pointer,
-        "findings": [f.to_dict() for f in c.findings],
-    }
+        yield dedupe.checked(check_record(rec, strict))
 
 
 def alpha_umi_item(t: Trajectory) -> dict[str, Any]:
@@ -217,6 +141,7 @@ def convert(
     overwrite: bool = False,
     allow_empty: bool = False,
     read_opts: ReadOptions = DEFAULT_READ,
+    executor: Executor | None = None,
 ) -> Summary:
     """Write accepted trajectories to ``out`` (see :func:`output_kind`; OpenAI chats or
     LLaMA-Factory ShareGPT with ``to="openai"`` / ``"sharegpt"``, see :mod:`umi_data.export.formats`) and
@@ -225,9 +150,10 @@ def convert(
     :class:`OutputError` before reading anything when ``out`` exists without ``overwrite``, or
     when it or its rejects file is, holds or lies inside an input; :class:`NothingRead` (and
     writes nothing) when no record could be read, unless ``allow_empty``. ``tools``: a ``--tools``
-    file, whose tools go to records that carry none."""
-    sharegpt.use_dataset_info(dataset_info)
-    tool_specs.use_tools_file(tools)
+    file, whose tools go to records that carry none. ``executor``: where records are read and
+    checked (default: this process); the output is the same bytes whichever."""
+    spec = ReadSpec(fmt, read_opts, id_prefix, dataset_info, tools)
+    spec.configure()
     paths = [os.fspath(p) for p in paths]
     out = os.fspath(out)
     kind = output_kind(out, to)
@@ -246,7 +172,7 @@ def convert(
     with atomic_path(rej) as rtmp, open(rtmp, "wb") as rf:
 
         def accepted() -> Iterator[tuple[Trajectory, bytes]]:
-            checked = evaluate(prefixed(read_units(units, fmt, on_unit, read_opts), id_prefix), strict)
+            checked = checked_records(units, spec, strict, executor, on_unit)
             if to != "umi":  # chats are written whole: a request after a rejected one is not written
                 from umi_data.export.formats import cut_chats
 
@@ -291,15 +217,16 @@ def validate(
     dataset_info: str | None = None,
     read_opts: ReadOptions = DEFAULT_READ,
     tools: str | None = None,
+    executor: Executor | None = None,
 ) -> tuple[Summary, list[Finding]]:
     """Check every record without writing anything: the summary and every finding (only the
     counts with ``keep_findings=False``, so memory stays flat when findings are streamed out
     through ``on_checked``). ``summary.nothing_read`` says whether any record could be read."""
-    sharegpt.use_dataset_info(dataset_info)
-    tool_specs.use_tools_file(tools)
+    spec = ReadSpec(fmt, read_opts, id_prefix, dataset_info, tools)
+    spec.configure()
     summary = Summary()
     findings: list[Finding] = []
-    for c in evaluate(prefixed(read_inputs(paths, fmt, on_unit, read_opts), id_prefix), strict):
+    for c in checked_records(expand(paths), spec, strict, executor, on_unit):
         summary.add(c)
         if keep_findings:
             findings.extend(c.findings)

@@ -21,19 +21,12 @@ import contextlib
 import gc
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import shlex
 import shutil
-import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,26 +35,19 @@ import orjson
 
 from umi_cli.errors import UsageError
 from umi_data import __version__
-from umi_data.export.convert import UNREAD_REASONS, Checked, judge, reject_row
+from umi_data.driver import Checked, Dedupe, Executor, ReadSpec, failure, judge, make_executor, read_unit, reject_row
+from umi_data.driver import WorkerLost as _Lost
+from umi_data.driver.progress import note
+from umi_data.export.convert import UNREAD_REASONS
 from umi_data.output.guard import UnsafeOutput, check_output, clean_stale, output_lock
 from umi_data.output.writers import sha256_file
-from umi_data.readers import (
-    DEFAULT_READ,
-    ReadOptions,
-    Record,
-    Unit,
-    expand,
-    parse_unit,
-    read_bytes,
-    sharegpt,
-    tool_specs,
-)
+from umi_data.readers import DEFAULT_READ, ReadOptions, Record, Unit, expand
 from umi_data.render import chat
 from umi_data.render.roles import ROLE_NAMES, SYSTEM_PROMPT_MODES, examples, prepare
 from umi_data.render.templates import load_template
 from umi_data.split.shards import CHAT_SCHEMA, EXAMPLE_SCHEMA, ShardWriter, drop_rows
 from umi_data.trajectory import Source, record_id
-from umi_data.trajectory.checks import Deduper, fingerprint
+from umi_data.trajectory.checks import fingerprint
 from umi_data.trajectory.findings import Finding
 
 SPLIT_FORMAT = "umi.split/v1"
@@ -105,6 +91,10 @@ class SplitOptions:
     max_record_bytes: int = DEFAULT_READ.max_record_bytes
     max_ratio: float = DEFAULT_READ.max_ratio
     allow_empty: bool = False
+
+    def read_spec(self) -> ReadSpec:
+        """The read step's configuration (``--id-prefix`` is applied there, once)."""
+        return ReadSpec(self.format, self.read_options(), self.id_prefix, self.dataset_info, self.tools)
 
     def read_options(self) -> ReadOptions:
         """Duplicate JSON keys are looked for under --strict only (a warning then rejects): the
@@ -201,8 +191,7 @@ class _ShardJob:
 
     def __init__(self, k: int, stage: Path, opts: SplitOptions) -> None:
         self.k, self.stage, self.opts = k, stage, opts
-        sharegpt.use_dataset_info(opts.dataset_info)  # in the process that reads (a worker)
-        tool_specs.use_tools_file(opts.tools)
+        opts.read_spec().configure()  # in the process that reads (a worker)
         self.chat = opts.template == chat.CHAT
         self.template = None if self.chat else load_template(opts.template)
         self.schema = CHAT_SCHEMA if self.chat else EXAMPLE_SCHEMA
@@ -229,15 +218,10 @@ class _ShardJob:
     def record(self, rec: Record) -> RecordResult:
         """One record → its examples written, or its reject; a record too deep to render (or
         that trips a bug) is rejected alone and the run goes on."""
-        if self.opts.id_prefix and rec.trajectory is not None:
-            rec.trajectory.id = self.opts.id_prefix + rec.trajectory.id
         try:
             return self._record(rec)
-        except (RecursionError, orjson.JSONEncodeError) as e:
-            code, msg = "too_deep", f"the record is nested too deeply to render ({e})"
         except Exception as e:  # a located reject, so one record never aborts a 100k-file run
-            code, msg = "internal_error", f"umidata failed on this record ({type(e).__name__}: {e})"
-        finding = Finding(code, msg, rec.source)
+            finding = failure(e, rec.source, "render")
         res = RecordResult(rec.source.where(), rec.source)
         res.reject = reject_row(Checked(rec, [*rec.findings, finding], finding))
         return res
@@ -294,45 +278,6 @@ class _ShardJob:
         return {key: w.close() for key, w in self.writers.items()}, self.export_keys
 
 
-_PROGRESS: Any = None  # shared [bytes read, records read] counters, set in each worker
-
-
-def _init_worker(counter: Any) -> None:
-    global _PROGRESS
-    _PROGRESS = counter
-
-
-def _die_with_parent(parent: int) -> None:
-    """Worker start-up: exit when the main process dies, however it dies (SIGKILL included),
-    instead of running on forever. Linux: the kernel's parent-death signal; elsewhere, and as a
-    fallback, a thread that watches the parent id. Ctrl-C is the main process's to handle."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    armed = False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        armed = libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
-    if not armed:
-
-        def watch() -> None:
-            while os.getppid() == parent:
-                time.sleep(1.0)
-            os._exit(1)
-
-        threading.Thread(target=watch, name="umi-parent-watch", daemon=True).start()
-
-
-def _init_pool_worker(counter: Any, parent: int) -> None:
-    _die_with_parent(parent)
-    _init_worker(counter)
-
-
 def process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) -> ShardResult:
     """Worker entry point: read, hash, check, render and write one shard."""
     # The work allocates millions of short-lived, acyclic objects that reference counting
@@ -348,22 +293,16 @@ def process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) -> 
 
 def _process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) -> ShardResult:
     job = _ShardJob(k, Path(stage), opts)
-    ropts = opts.read_options()
+    spec = opts.read_spec()
     seen_units: list[tuple[Unit, int, str]] = []
     records: list[RecordResult] = []
     for unit in units:
-        data = read_bytes(unit, ropts)
-        if isinstance(data, Record):
-            seen_units.append((unit, 0, ""))
-            records.append(job.record(data))
-            continue
-        seen_units.append((unit, len(data), hashlib.sha256(data).hexdigest()))
+        seen, recs = read_unit(unit, spec, digest=True)
+        seen_units.append((unit, seen.size, seen.sha256))
         before = len(records)
-        records.extend(job.record(r) for r in parse_unit(unit, data, opts.format, ropts))
-        if _PROGRESS is not None:
-            with _PROGRESS.get_lock() if hasattr(_PROGRESS, "get_lock") else nullcontext():
-                _PROGRESS[0] += len(data)
-                _PROGRESS[1] += len(records) - before
+        records.extend(job.record(r) for r in recs)
+        if seen.size:
+            note(seen.size, len(records) - before)
     files, exports = job.finish()
     return ShardResult(k, seen_units, records, files, exports)
 
@@ -378,74 +317,16 @@ def shard_units(n_units: int, shard_size: int | None) -> int:
 
 
 def _ordered_shards(
-    units: list[Unit], per_shard: int, stage: Path, opts: SplitOptions, tick: Callable[[int, int], None] | None
+    units: list[Unit], per_shard: int, stage: Path, opts: SplitOptions, tick: Callable[[int, int], None] | None,
+    executor: Executor,
 ) -> Iterator[ShardResult]:
-    """Shard results in shard order; at most ``2 * workers`` shards in flight."""
+    """Shard results in shard order, from whichever executor runs :func:`process_shard`."""
     groups = [units[i : i + per_shard] for i in range(0, len(units), per_shard)]
-    if opts.workers <= 1 or len(groups) <= 1:
-        counter = [0, 0]
-        _init_worker(counter)
-        try:
-            for k, g in enumerate(groups):
-                res = process_shard(k, g, str(stage), opts)
-                if tick:
-                    tick(counter[0], counter[1])
-                yield res
-        finally:
-            _init_worker(None)
-        return
-    counter = mp.get_context("fork").Array("q", 2)
-    before = set(mp.active_children())
-    pool = ProcessPoolExecutor(max_workers=opts.workers, mp_context=mp.get_context("fork"),
-                               initializer=_init_pool_worker, initargs=(counter, os.getpid()))  # fmt: skip
-    pending: list[Future[ShardResult]] = []
-    next_k = 0
-
-    def submit() -> None:
-        nonlocal next_k
-        if next_k < len(groups):
-            pending.append(pool.submit(process_shard, next_k, groups[next_k], str(stage), opts))
-            next_k += 1
-
     try:
-        # Workers start with Ctrl-C blocked until their initializer ignores it (the main process
-        # handles it and stops them), so none prints a KeyboardInterrupt traceback.
-        masked = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
-        if masked:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            for _ in range(2 * opts.workers):
-                submit()
-        finally:
-            if masked:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        while pending:
-            head = pending[0]
-            while True:
-                try:
-                    res = head.result(timeout=0.2)
-                    break
-                except FutureTimeout:
-                    if tick:
-                        tick(counter[0], counter[1])
-                except BrokenProcessPool as e:
-                    raise WorkerLost("a worker process died (killed, or out of memory?) while splitting; "
-                                     "nothing was written — rerun, with fewer --workers if memory is short") from e
-            pending.pop(0)
-            submit()
-            if tick:
-                tick(counter[0], counter[1])
-            yield res
-    except BaseException:
-        # Stop the workers now: waiting for their shards would delay Ctrl-C, and a worker still
-        # writing could re-create files in the staging directory being removed.
-        pool.shutdown(wait=False, cancel_futures=True)
-        for p in set(mp.active_children()) - before:
-            p.kill()
-        for p in set(mp.active_children()) - before:
-            p.join(timeout=5)
-        raise
-    pool.shutdown(wait=True)
+        yield from executor.map(process_shard, [(k, g, str(stage), opts) for k, g in enumerate(groups)], tick)
+    except _Lost as e:
+        raise WorkerLost("a worker process died (killed, or out of memory?) while splitting; "
+                         "nothing was written — rerun, with fewer --workers if memory is short") from e
 
 
 @dataclass
@@ -595,7 +476,7 @@ def _write_split(
         (stage / role).mkdir()
     if opts.export_glpft_json:
         (stage / "glpft-json").mkdir()
-    dedupe = Deduper()
+    dedupe = Dedupe()
     reasons: Counter[str] = Counter()
     warnings: Counter[str] = Counter()
     trajs: Counter[tuple[str, str]] = Counter()
@@ -606,7 +487,9 @@ def _write_split(
     shard_exports: list[dict[tuple[str, str], list[tuple[str, str]]]] = []
     drop: dict[int, set[tuple[str, str]]] = {}
     with open(stage / "rejects.jsonl", "wb") as rejects:
-        for sr in _ordered_shards(units, shard_units(len(units), opts.shard_size), stage, opts, tick):
+        shards = _ordered_shards(units, shard_units(len(units), opts.shard_size), stage, opts, tick,
+                                 make_executor("local", opts.workers))
+        for sr in shards:
             unit_info.update({u[0]: u for u in sr.units})
             shard_files.append(sr.files)
             shard_exports.append(sr.exports)
@@ -614,12 +497,10 @@ def _write_split(
                 records += 1
                 if res.reject is None:
                     tid, fp = res.trajectory_id or "", res.fingerprint or ""
-                    dups = dedupe.check_key(tid, fp, res.source)
+                    dups = dedupe(tid, fp, res.source)
                     if dups:
                         res.reject = reject_row(Checked(Record(res.source, None), dups, dups[0]))
                         drop.setdefault(sr.index, set()).add((tid, res.where))
-                    else:
-                        dedupe.add_key(tid, fp, res.source)
                 if res.reject is not None:
                     reasons[res.reject["reason"]] += 1
                     rejects.write(orjson.dumps(res.reject) + b"\n")
