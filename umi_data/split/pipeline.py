@@ -24,6 +24,7 @@ import json
 import os
 import shlex
 import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -35,7 +36,18 @@ import orjson
 
 from umi_cli.errors import UsageError
 from umi_data import __version__
-from umi_data.driver import Checked, Dedupe, Executor, ReadSpec, failure, judge, make_executor, read_unit, reject_row
+from umi_data.driver import (
+    Checked,
+    Dedupe,
+    EngineError,
+    Executor,
+    ReadSpec,
+    failure,
+    judge,
+    make_executor,
+    read_unit,
+    reject_row,
+)
 from umi_data.driver import WorkerLost as _Lost
 from umi_data.driver.progress import note
 from umi_data.export.convert import UNREAD_REASONS
@@ -85,6 +97,8 @@ class SplitOptions:
     granularity: str | None = None  # --template chat only: trajectory (default) or step
     system_prompt: str | None = None  # a record's own system prompt: ignore / prepend; None: by template
     workers: int = 1
+    engine: str = "local"  # local: this machine's processes; ray: Ray tasks (--engine ray)
+    ray_address: str | None = None  # --ray-address: a Ray cluster (default: a local Ray runtime)
     id_prefix: str = ""
     dataset_info: str | None = None  # --dataset-info: LLaMA-Factory ShareGPT tags per file name
     tools: str | None = None  # --tools: tool definitions for records that carry none
@@ -110,6 +124,9 @@ class SplitOptions:
         d = asdict(self)
         d["system_prompt"] = self.system_mode()
         d.pop("workers")  # never changes the output
+        d.pop("ray_address")
+        if self.engine == "local":
+            d.pop("engine")  # the manifest names the engine only when it is not the default
         d.pop("allow_empty")
         if self.template == chat.CHAT:
             d["granularity"] = self.granularity or "trajectory"
@@ -142,6 +159,7 @@ class ShardResult:
     records: list[RecordResult]
     files: dict[tuple[str, str], int]  # (role, split) -> rows in this shard's file
     exports: dict[tuple[str, str], list[tuple[str, str]]]  # keys of the lines of each fragment
+    blobs: dict[str, bytes] = field(default_factory=dict)  # shipped shard files by path under OUTDIR (Ray)
 
 
 def excluded_by(trajectory_id: str, source_format: str, exclude: frozenset[str]) -> str | None:
@@ -292,6 +310,14 @@ def process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) -> 
 
 
 def _process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) -> ShardResult:
+    if not stage:  # ship: the worker may be on another machine; its files travel back in the result
+        with tempfile.TemporaryDirectory(prefix="umi-shard-") as tmp:
+            root = Path(tmp)
+            for d in (*opts.roles, "glpft-json"):
+                (root / d).mkdir()
+            res = _process_shard(k, units, tmp, opts)
+            res.blobs = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+            return res
     job = _ShardJob(k, Path(stage), opts)
     spec = opts.read_spec()
     seen_units: list[tuple[Unit, int, str]] = []
@@ -307,6 +333,11 @@ def _process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) ->
     return ShardResult(k, seen_units, records, files, exports)
 
 
+def _measure(sr: ShardResult) -> tuple[int, int]:
+    """(input bytes, records) of a shard, for progress where workers share no counter (Ray)."""
+    return sum(size for _, size, _ in sr.units), len(sr.records)
+
+
 def shard_units(n_units: int, shard_size: int | None) -> int:
     """Input units per shard: ``shard_size`` if given, else a function of the corpus size only
     (never of the worker count, so output bytes never depend on it): ~16 shards, 500–5,000
@@ -320,10 +351,18 @@ def _ordered_shards(
     units: list[Unit], per_shard: int, stage: Path, opts: SplitOptions, tick: Callable[[int, int], None] | None,
     executor: Executor,
 ) -> Iterator[ShardResult]:
-    """Shard results in shard order, from whichever executor runs :func:`process_shard`."""
+    """Shard results in shard order, from whichever executor runs :func:`process_shard`; on Ray the
+    workers ship their shard files back (they may run on other machines) and they are written here."""
     groups = [units[i : i + per_shard] for i in range(0, len(units), per_shard)]
+    where = "" if executor.name == "ray" else str(stage)
     try:
-        yield from executor.map(process_shard, [(k, g, str(stage), opts) for k, g in enumerate(groups)], tick)
+        for sr in executor.map(process_shard, [(k, g, where, opts) for k, g in enumerate(groups)], tick, _measure):
+            for rel, data in sr.blobs.items():
+                (stage / rel).write_bytes(data)
+            sr.blobs = {}
+            yield sr
+    except EngineError as e:
+        raise SplitError(str(e)) from e
     except _Lost as e:
         raise WorkerLost("a worker process died (killed, or out of memory?) while splitting; "
                          "nothing was written — rerun, with fewer --workers if memory is short") from e
@@ -360,6 +399,10 @@ def split(
     if not 0.0 <= opts.dev_ratio < 1.0:
         raise SplitError(f"--dev-ratio must be in [0, 1), got {opts.dev_ratio}")
     _check_chat_options(opts)
+    try:
+        make_executor(opts.engine, opts.workers, opts.ray_address)  # Ray missing: one line, before any work
+    except EngineError as e:
+        raise SplitError(str(e)) from e
     try:
         if opts.template != chat.CHAT:
             load_template(opts.template)
@@ -488,7 +531,7 @@ def _write_split(
     drop: dict[int, set[tuple[str, str]]] = {}
     with open(stage / "rejects.jsonl", "wb") as rejects:
         shards = _ordered_shards(units, shard_units(len(units), opts.shard_size), stage, opts, tick,
-                                 make_executor("local", opts.workers))
+                                 make_executor(opts.engine, opts.workers, opts.ray_address))
         for sr in shards:
             unit_info.update({u[0]: u for u in sr.units})
             shard_files.append(sr.files)
@@ -609,6 +652,11 @@ def _join_export(
         out.write(b"\n]\n")
 
 
+def _engine_flag(manifest: dict[str, Any]) -> str:
+    engine = manifest["options"].get("engine", "local")
+    return "" if engine == "local" else f" --engine {engine}"
+
+
 def dataset_card(manifest: dict[str, Any], outdir: str = "OUTDIR") -> str:
     """The OUTDIR/README.md: what each role dataset is for, counts, template, how to load it.
 
@@ -618,7 +666,8 @@ def dataset_card(manifest: dict[str, Any], outdir: str = "OUTDIR") -> str:
     lines = [
         "# α-UMi role datasets (umi)",
         "",
-        f"Written by `umidata split` (umi {manifest['umi_version']}), template `{manifest['template']}`, "
+        f"Written by `umidata split{_engine_flag(manifest)}` (umi {manifest['umi_version']}), "
+        f"template `{manifest['template']}`, "
         f"dev ratio {manifest['options']['dev_ratio']} by trajectory (seed {manifest['options']['seed']}).",
         "",
         f"Records read: {manifest['counts']['records']} = {manifest['counts']['accepted']} accepted "
