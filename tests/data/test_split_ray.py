@@ -54,8 +54,10 @@ def assert_same_split(local: Path, other: Path, engine: str = "ray") -> None:
     assert rejects and rejects == set(b["rejects.jsonl"].splitlines())
 
 
-def test_ray_engine_writes_what_the_local_engine_writes(ray_runtime: None, tmp_path: Path) -> None:
-    args = [EXAMPLES, "--shard-size", "2", "--export", "glpft-json", "-q"]
+@pytest.mark.parametrize("by", ["path", "url"])
+def test_ray_engine_writes_what_the_local_engine_writes(by: str, ray_runtime: None, tmp_path: Path) -> None:
+    """Paths, and file:// URLs read through fsspec in the Ray workers."""
+    args = [EXAMPLES if by == "path" else EXAMPLES.as_uri(), "--shard-size", "2", "--export", "glpft-json", "-q"]
     local, ray_out = tmp_path / "local", tmp_path / "ray"
     assert run("split", *args, "-o", local, "--workers", "1").exit_code == 1
     res = run("split", *args, "-o", ray_out, "--engine", "ray", "--workers", "2")

@@ -13,7 +13,6 @@ from umi_cli.terminal import interrupt_early
 
 interrupt_early("umidata", "umi_data.cli.commands")
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,7 +32,7 @@ from umi_data.cli.options import (
     read_options,
     workers,
 )
-from umi_data.readers import FORMATS, Unit, expand
+from umi_data.readers import FORMATS, Unit, expand, urls
 from umi_data.trajectory.findings import CODES
 
 PROGRESS_MIN_BYTES = 20_000_000  # show a progress bar only for inputs at least this large
@@ -60,7 +59,7 @@ _quiet = click.option(
 
 
 def _check_inputs(inputs: tuple[str, ...]) -> None:
-    missing = [p for p in inputs if not os.path.lexists(p)]
+    missing = [p for p in inputs if not urls.exists(p)]
     if missing:
         click.echo(f"error: no such input: {', '.join(missing)}", err=True)
         sys.exit(EXIT_USAGE)

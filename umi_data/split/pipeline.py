@@ -53,7 +53,7 @@ from umi_data.driver.progress import note
 from umi_data.export.convert import UNREAD_REASONS
 from umi_data.output.guard import UnsafeOutput, check_output, clean_stale, output_lock
 from umi_data.output.writers import sha256_file
-from umi_data.readers import DEFAULT_READ, ReadOptions, Record, Unit, expand
+from umi_data.readers import DEFAULT_READ, ReadOptions, Record, Unit, expand, urls
 from umi_data.render import chat
 from umi_data.render.roles import ROLE_NAMES, SYSTEM_PROMPT_MODES, examples, prepare
 from umi_data.render.templates import load_template
@@ -408,18 +408,23 @@ def split(
             load_template(opts.template)
     except (OSError, ValueError) as e:
         raise SplitError(f"cannot load template {opts.template!r}: {e}") from e
-    missing = [p for p in inputs if not os.path.lexists(p)]
+    missing = [p for p in inputs if not urls.exists(p)]
     if missing:
         raise SplitError(f"input not found: {', '.join(missing)}")
+    local = urls.local_path(outdir)
+    if local is None:  # an object store, HDFS …: staged here, then published manifest-last
+        return _split_to_url(inputs, outdir, opts, overwrite, progress, start)
+    outdir = local  # a path, or a file:// URL: the local guarantees (lock, atomic rename) hold
     out = Path(outdir)
+    local_inputs = [lp for p in inputs if (lp := urls.local_path(p)) is not None]
     try:
-        check_output(out, inputs)
+        check_output(out, local_inputs)
         if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
             raise SplitError(f"{outdir} exists and is not empty; pass --overwrite to replace it")
         out.parent.mkdir(parents=True, exist_ok=True)
         with output_lock(out):
             clean_stale(out.parent, out.name)  # what killed runs on this OUTDIR left behind
-            return _split_locked(inputs, out, opts, progress, start)
+            return _split_locked(inputs, out, opts, progress, start, local_inputs)
     except UnsafeOutput as e:
         raise SplitError(str(e)) from e
     except OSError as e:
@@ -432,12 +437,15 @@ def _os_reason(e: OSError) -> str:
 
 
 def _split_locked(
-    inputs: list[str], out: Path, opts: SplitOptions, progress: Callable[[int, int, int], None] | None, start: float
+    inputs: list[str], out: Path, opts: SplitOptions, progress: Callable[[int, int, int], None] | None, start: float,
+    local_inputs: list[str], name: str | None = None,
 ) -> SplitSummary:
+    """The split into ``out`` (a local directory); ``name``: how the card names OUTDIR (a URL)."""
     units_by_input = [(p, expand([p])) for p in inputs]
     units = [u for _, us in units_by_input for u in us]
     if out.exists():  # replacing it must not delete anything read, symlinks followed
-        check_output(out, inputs, (u.path for u in units))
+        files = (lp for u in units if (lp := urls.local_path(u.path)) is not None)
+        check_output(out, local_inputs, files)
     total = sum(u.size for u in units)
     stage = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
@@ -447,7 +455,7 @@ def _split_locked(
         raise SplitError(f"cannot create {out}: {_os_reason(e)}") from e
     try:
         tick = (lambda done, n: progress(done, total, n)) if progress else None
-        summary = _write_split(units_by_input, units, total, stage, opts, tick, outdir=str(out))
+        summary = _write_split(units_by_input, units, total, stage, opts, tick, outdir=name or str(out))
         unread = sum(n for r, n in summary.rejected_by_reason.items() if r in UNREAD_REASONS)
         if summary.records == unread and not opts.allow_empty:
             raise SplitError(f"no record could be read from the inputs ({summary.records} input path(s) unreadable: "
@@ -462,6 +470,57 @@ def _split_locked(
     summary.outdir = str(out)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _split_to_url(
+    inputs: list[str], url: str, opts: SplitOptions, overwrite: bool,
+    progress: Callable[[int, int, int], None] | None, start: float,
+) -> SplitSummary:
+    """OUTDIR on a filesystem without atomic rename or locks (an object store): the split is
+    staged in a local temporary directory, then published with ``manifest.json`` last."""
+    try:
+        fs, root = urls.filesystem(url)
+        root = root.rstrip("/")
+        for p in inputs:  # the guard of local paths, by path on the same filesystem
+            if urls.is_url(p) and urls.local_path(p) is None:
+                pfs, pr = urls.filesystem(p)
+                pr = pr.rstrip("/")
+                if pfs.protocol == fs.protocol and (pr == root or f"{pr}/".startswith(f"{root}/")
+                                                    or f"{root}/".startswith(f"{pr}/")):
+                    raise SplitError(f"output {url} is, holds or lies inside the input {p}; choose another output")
+        existing = bool(fs.exists(root)) and (not fs.isdir(root) or bool(fs.ls(root)))
+    except OSError as e:
+        raise SplitError(f"cannot use {url}: {_os_reason(e)}") from e
+    if existing and not overwrite:
+        raise SplitError(f"{url} exists and is not empty; pass --overwrite to replace it")
+    with tempfile.TemporaryDirectory(prefix="umi-split-") as tmp:
+        summary = _split_locked(inputs, Path(tmp) / "out", opts, progress, start, [], name=url)
+        try:
+            publish(Path(tmp) / "out", fs, root, existing)
+        except OSError as e:
+            raise SplitError(f"cannot write {url}: {_os_reason(e)} (no manifest.json was written: the copy there "
+                             "is incomplete; rerun with --overwrite)") from e
+    summary.outdir = url
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def publish(stage: Path, fs: Any, root: str, replace: bool) -> None:
+    """Copy a finished split to ``root`` on ``fs``: the old ``manifest.json`` is removed first and
+    the new one written last, so a manifest there always describes complete files (its sizes and
+    digests let ``umitrain`` check them); an interrupted copy leaves no manifest."""
+    manifest = f"{root}/manifest.json"
+    if replace:
+        if fs.exists(manifest):
+            fs.rm(manifest)
+        fs.rm(root, recursive=True)
+    files = sorted(p for p in stage.rglob("*") if p.is_file())
+    for p in files:
+        rel = p.relative_to(stage).as_posix()
+        if rel != "manifest.json":
+            fs.makedirs(f"{root}/{rel}".rsplit("/", 1)[0], exist_ok=True)
+            fs.put_file(str(p), f"{root}/{rel}")
+    fs.put_file(str(stage / "manifest.json"), manifest)
 
 
 def _first_rejects(stage: Path, n: int = 3) -> str:
