@@ -100,3 +100,21 @@ def test_convert_and_validate_read_from_a_url(tmp_path: Path, mem: fsspec.Abstra
     assert via_url == via_path
     res = run("validate", "memory://umi-test/nothing-here")
     assert res.exit_code == 2 and "no such input" in res.stderr
+
+
+def test_convert_to_an_object_store_uploads_the_output_last(tmp_path: Path, mem: fsspec.AbstractFileSystem) -> None:
+    local = tmp_path / "c.jsonl"
+    assert run("convert", EXAMPLES, "-o", local).exit_code == 1
+    res = run("convert", EXAMPLES, "-o", "memory://umi-test/out/c.jsonl")
+    assert res.exit_code == 1 and "memory://umi-test/out/c.rejects.jsonl" in res.stderr
+    assert mem.cat_file("/umi-test/out/c.jsonl") == local.read_bytes()
+    assert mem.cat_file("/umi-test/out/c.rejects.jsonl") == (tmp_path / "c.rejects.jsonl").read_bytes()
+    res = run("convert", EXAMPLES, "-o", "memory://umi-test/out/c.jsonl")
+    assert res.exit_code == 2 and "--overwrite" in res.stderr
+
+
+def test_a_file_url_input_is_guarded_like_its_path(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_bytes((EXAMPLES / "openai-chats.jsonl").read_bytes())
+    res = run("convert", src.as_uri(), "-o", src, "--overwrite")
+    assert res.exit_code == 2 and src.read_bytes() == (EXAMPLES / "openai-chats.jsonl").read_bytes()

@@ -163,7 +163,7 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
     _summary(summary, quiet)
     if not quiet:
         click.echo(f"wrote {summary.accepted} trajectories to {out}, {summary.rejected} rejects to "
-                   f"{Path(out).with_name(Path(out).stem + '.rejects.jsonl')}", err=True)  # fmt: skip
+                   f"{out[: len(out) - len(Path(out).name)]}{Path(out).stem}.rejects.jsonl", err=True)  # fmt: skip
     sys.exit(EXIT_FINDINGS if summary.rejected else EXIT_OK)
 
 

@@ -16,9 +16,11 @@ So ``records = accepted + rejected`` always holds; nothing is dropped silently.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import orjson
@@ -36,7 +38,7 @@ from umi_data.output.writers import (
     write_jsonl,
     write_trajectories_parquet,
 )
-from umi_data.readers import DEFAULT_READ, ReadOptions, Record, Unit, expand
+from umi_data.readers import DEFAULT_READ, ReadOptions, Record, Unit, expand, urls
 from umi_data.render import alpha_umi
 from umi_data.trajectory import Trajectory
 from umi_data.trajectory.findings import Finding
@@ -152,16 +154,25 @@ def convert(
     writes nothing) when no record could be read, unless ``allow_empty``. ``tools``: a ``--tools``
     file, whose tools go to records that carry none. ``executor``: where records are read and
     checked (default: this process); the output is the same bytes whichever."""
-    spec = ReadSpec(fmt, read_opts, id_prefix, dataset_info, tools)
-    spec.configure()
     paths = [os.fspath(p) for p in paths]
     out = os.fspath(out)
+    local = urls.local_path(out)
+    if local is None:  # an object store: written here, then uploaded (the output last)
+        kw = {"fmt": fmt, "to": to, "strict": strict, "on_unit": on_unit, "on_checked": on_checked,
+              "id_prefix": id_prefix, "dataset_info": dataset_info, "tools": tools, "allow_empty": allow_empty,
+              "read_opts": read_opts, "executor": executor}  # fmt: skip
+        return _convert_to_url(paths, out, overwrite, kw)
+    out = local
+    spec = ReadSpec(fmt, read_opts, id_prefix, dataset_info, tools)
+    spec.configure()
     kind = output_kind(out, to)
     rej = rejects_path(out)
     units = expand(paths)
     try:
+        local_inputs = [lp for p in paths if (lp := urls.local_path(p)) is not None]  # file:// too
+        local_files = [lp for u in units if (lp := urls.local_path(u.path)) is not None]
         for target in (out, rej):
-            check_output(target, paths, (u.path for u in units))
+            check_output(target, local_inputs, local_files)
     except UnsafeOutput as e:
         raise OutputError(str(e)) from e
     if os.path.isdir(out):
@@ -203,6 +214,34 @@ def convert(
             write_json_array(out, (b for _, b in accepted()))
         else:
             write_jsonl(out, (b for _, b in accepted()))
+    return summary
+
+
+def _convert_to_url(paths: list[str], url: str, overwrite: bool, kw: dict[str, Any]) -> Summary:
+    """:func:`convert` to a URL on a filesystem without rename (an object store): the files are
+    written to a local temporary directory, then uploaded, the rejects (and a ShareGPT
+    ``dataset_info.json``) first and the output last; a failed upload leaves no new output."""
+    output_kind(url, kw["to"])
+    try:
+        fs, rpath = urls.filesystem(url)
+        for p in paths:
+            if urls.overlaps(url, p):
+                raise OutputError(f"output {url} is, holds or lies inside the input {p}; choose another output path")
+        if fs.isdir(rpath):
+            raise OutputError(f"output {url} is a directory")
+        if fs.exists(rpath) and not overwrite:
+            raise OutputError(f"{url} already exists; pass --overwrite to replace it")
+        parent = rpath.rsplit("/", 1)[0] if "/" in rpath else ""
+        with tempfile.TemporaryDirectory(prefix="umi-convert-") as tmp:
+            local = Path(tmp) / rpath.rsplit("/", 1)[-1]
+            info = f"{parent}/dataset_info.json"
+            if kw["to"] == "sharegpt" and fs.exists(info):  # merged into, as beside a local output
+                fs.get_file(info, str(Path(tmp) / "dataset_info.json"))
+            summary = convert(paths, local, overwrite=True, **kw)
+            for f in sorted(Path(tmp).iterdir(), key=lambda f: f == local):  # the output last
+                fs.put_file(str(f), f"{parent}/{f.name}" if parent else f.name)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), url) from e
     return summary
 
 

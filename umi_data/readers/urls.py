@@ -71,3 +71,14 @@ def list_files(url: str) -> tuple[list[tuple[str, int]], bool]:
     found = fs.find(p, detail=True)
     files = [(url_of(fs, k), int(v.get("size") or 0)) for k, v in sorted(found.items()) if v.get("type") != "directory"]
     return files, True
+
+
+def overlaps(out: str, inp: str) -> bool:
+    """Whether the output URL ``out`` is, holds or lies inside the input URL ``inp`` (same
+    filesystem, by path): the URL form of the output guard, which has no symlinks to follow."""
+    if not (is_url(out) and is_url(inp)) or local_path(out) is not None or local_path(inp) is not None:
+        return False
+    ofs, o = filesystem(out)
+    ifs, i = filesystem(inp)
+    o, i = o.rstrip("/"), i.rstrip("/")
+    return bool(ofs.protocol == ifs.protocol and (o == i or f"{i}/".startswith(f"{o}/") or f"{o}/".startswith(f"{i}/")))

@@ -482,12 +482,8 @@ def _split_to_url(
         fs, root = urls.filesystem(url)
         root = root.rstrip("/")
         for p in inputs:  # the guard of local paths, by path on the same filesystem
-            if urls.is_url(p) and urls.local_path(p) is None:
-                pfs, pr = urls.filesystem(p)
-                pr = pr.rstrip("/")
-                if pfs.protocol == fs.protocol and (pr == root or f"{pr}/".startswith(f"{root}/")
-                                                    or f"{root}/".startswith(f"{pr}/")):
-                    raise SplitError(f"output {url} is, holds or lies inside the input {p}; choose another output")
+            if urls.overlaps(url, p):
+                raise SplitError(f"output {url} is, holds or lies inside the input {p}; choose another output")
         existing = bool(fs.exists(root)) and (not fs.isdir(root) or bool(fs.ls(root)))
     except OSError as e:
         raise SplitError(f"cannot use {url}: {_os_reason(e)}") from e
