@@ -1,18 +1,20 @@
 """``umidata split``: inputs → canonical trajectories → role examples → Parquet shards.
 
-Flow (each step a plain function, so it can run in a worker process)::
+Flow: the driver's steps (:mod:`umi_data.driver`), with rendering as the per-record work::
 
-    expand(inputs) ──► units ──► [worker] read + hash ─► check ─► render roles ──► UnitResult
-                                                                                     │ (in unit order)
+    expand(inputs) ──► shards of units ──► [worker] read + hash ─► judge ─► render roles ─► ShardResult
+                                                                                    │ (in shard order)
     [main] dedupe (ids, content) ─► train/dev by trajectory hash ─► ShardWriter per role/split
            ─► rejects.jsonl, manifest.json, README.md ─► staging dir renamed onto OUTDIR
 
-Streaming: at most ``workers * 4`` chunks of units are in flight and shards are written row
-group by row group, so memory is bounded by those, not by the corpus. Determinism: units are
-sorted, results are consumed in unit order whatever the worker count, and the train/dev
-assignment is a hash of (seed, trajectory id), so it is also independent of input order.
-Atomicity: everything is written into a sibling staging directory that replaces OUTDIR only
-once complete; an interrupted run leaves no OUTDIR behind.
+The worker is whatever executor ``--engine`` / ``--workers`` pick (in process, a local process
+pool, Ray tasks, which ship their shard files back). Streaming: at most ``2 * workers`` shards are
+in flight and shards are written row group by row group, so memory is bounded by those, not by the
+corpus. Determinism: units are sorted, results are consumed in shard order whatever the executor,
+and the train/dev assignment is a hash of (seed, trajectory id), so it is also independent of input
+order. Atomicity: everything is written into a sibling staging directory that replaces OUTDIR only
+once complete; an interrupted run leaves no OUTDIR behind (an OUTDIR URL on an object store: staged
+locally, published manifest last, :func:`publish`).
 """
 
 from __future__ import annotations
