@@ -118,3 +118,13 @@ def test_a_file_url_input_is_guarded_like_its_path(tmp_path: Path) -> None:
     src.write_bytes((EXAMPLES / "openai-chats.jsonl").read_bytes())
     res = run("convert", src.as_uri(), "-o", src, "--overwrite")
     assert res.exit_code == 2 and src.read_bytes() == (EXAMPLES / "openai-chats.jsonl").read_bytes()
+
+
+def test_a_scheme_without_its_package_is_one_line_exit_2(tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed")
+    for cmd in (["validate", "s3://bucket/x"], ["split", "s3://bucket/x", "-o", tmp_path / "s"]):
+        res = run(*cmd)
+        assert res.exit_code == 2 and "s3fs" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr

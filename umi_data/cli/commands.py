@@ -59,7 +59,11 @@ _quiet = click.option(
 
 
 def _check_inputs(inputs: tuple[str, ...]) -> None:
-    missing = [p for p in inputs if not urls.exists(p)]
+    try:
+        missing = [p for p in inputs if not urls.exists(p)]
+    except OSError as e:  # a URL scheme without its fsspec package (s3:// without s3fs)
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
     if missing:
         click.echo(f"error: no such input: {', '.join(missing)}", err=True)
         sys.exit(EXIT_USAGE)

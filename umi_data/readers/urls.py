@@ -21,8 +21,9 @@ def filesystem(url: str) -> tuple[Any, str]:
 
     try:
         return fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as e:
-        raise OSError(f"cannot open {url}: {e}") from e
+    except (ImportError, ValueError, OSError) as e:  # HDFS without a JVM says so in 90 lines: keep the first
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise OSError(f"cannot open {url}: {first}") from e
 
 
 def local_path(path: str) -> str | None:
@@ -35,12 +36,13 @@ def local_path(path: str) -> str | None:
 
 
 def exists(path: str) -> bool:
+    """Whether the input is there; raises ``OSError`` for a scheme no installed package serves."""
     import os
 
     if not is_url(path):
         return os.path.lexists(path)
+    fs, p = filesystem(path)
     try:
-        fs, p = filesystem(path)
         return bool(fs.exists(p))
     except OSError:
         return False
