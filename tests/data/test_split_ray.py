@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from umi_data.cli.commands import main
+from umi_data.trajectory.schema import validator
 
 from .conftest import EXAMPLES, REPO
 
@@ -46,6 +47,7 @@ def assert_same_split(local: Path, other: Path, engine: str = "ray") -> None:
         if name not in ("manifest.json", "README.md"):
             assert a[name] == b[name], name
     ma, mb = orjson.loads(a["manifest.json"]), orjson.loads(b["manifest.json"])
+    validator("manifest").validate(mb)
     assert mb["options"].pop("engine") == engine and "engine" not in ma["options"]
     assert ma == mb
     card = b["README.md"].decode().replace(f"umidata split --engine {engine}", "umidata split")
