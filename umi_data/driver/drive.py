@@ -5,7 +5,7 @@ the same read, check and dedupe steps with its own per-record work (rendering) i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from umi_data.driver.executors import Executor, InProcess
 from umi_data.driver.progress import note
@@ -48,6 +48,7 @@ def checked_records(
     unit is done (progress)."""
     executor = executor or InProcess()
     dedupe = Dedupe()
+    per_unit: Iterator[Sequence[tuple[UnitRead, Iterable[Checked]]]]
     if executor.in_process:  # the caller configured the readers (spec.configure) in this process
         per_unit = executor.map(lambda u: [check_unit(u, spec, strict)], [(u,) for u in units])
     else:

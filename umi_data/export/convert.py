@@ -154,22 +154,22 @@ def convert(
     writes nothing) when no record could be read, unless ``allow_empty``. ``tools``: a ``--tools``
     file, whose tools go to records that carry none. ``executor``: where records are read and
     checked (default: this process); the output is the same bytes whichever."""
-    paths = [os.fspath(p) for p in paths]
+    inputs = [os.fspath(p) for p in paths]
     out = os.fspath(out)
     local = urls.local_path(out)
     if local is None:  # an object store: written here, then uploaded (the output last)
         kw = {"fmt": fmt, "to": to, "strict": strict, "on_unit": on_unit, "on_checked": on_checked,
               "id_prefix": id_prefix, "dataset_info": dataset_info, "tools": tools, "allow_empty": allow_empty,
               "read_opts": read_opts, "executor": executor}  # fmt: skip
-        return _convert_to_url(paths, out, overwrite, kw)
+        return _convert_to_url(inputs, out, overwrite, kw)
     out = local
     spec = ReadSpec(fmt, read_opts, id_prefix, dataset_info, tools)
     spec.configure()
     kind = output_kind(out, to)
     rej = rejects_path(out)
-    units = expand(paths)
+    units = expand(inputs)
     try:
-        local_inputs = [lp for p in paths if (lp := urls.local_path(p)) is not None]  # file:// too
+        local_inputs = [lp for p in inputs if (lp := urls.local_path(p)) is not None]  # file:// too
         local_files = [lp for u in units if (lp := urls.local_path(u.path)) is not None]
         for target in (out, rej):
             check_output(target, local_inputs, local_files)
@@ -197,7 +197,7 @@ def convert(
                 elif c.trajectory is not None:
                     yield c.trajectory, c.blob
             if summary.nothing_read and not allow_empty:
-                raise NothingRead(f"no record could be read from {', '.join(paths)} (see the findings); "
+                raise NothingRead(f"no record could be read from {', '.join(inputs)} (see the findings); "
                                   "nothing was written (--allow-empty accepts it)")  # fmt: skip
 
         if kind == "alpha-umi":
