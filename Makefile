@@ -15,14 +15,14 @@ define pip_step
 	@$(PIP) $(2) >> $(SETUP_LOG) 2>&1 || { echo "setup failed; last lines of $(SETUP_LOG):"; tail -n 25 $(SETUP_LOG); exit 1; }
 endef
 
-EXTRAS := train,dev,lora
+EXTRAS := train,dev,lora,ray
 # CPU build of torch first, so the train extra does not pull a CUDA build.
 $(STAMP): pyproject.toml
 	@echo "setup: creating the virtual environment $(VENV) with $(PY)"
 	@$(PY) -m venv $(VENV) && : > $(SETUP_LOG)
 	$(call pip_step,upgrading pip,--upgrade pip)
 	$(call pip_step,installing PyTorch 2.13.0 (CPU build; the largest download),torch==2.13.0)
-	$(call pip_step,installing umi with its train/dev/lora extras (transformers / accelerate / datasets / peft / ruff / pytest …),-e ".[$(EXTRAS)]")
+	$(call pip_step,installing umi with its train/dev/lora/ray extras (transformers / accelerate / datasets / peft / ray / ruff / pytest …),-e ".[$(EXTRAS)]")
 	@touch $(STAMP)
 	@echo "setup: done ($(VENV); pip's log in $(SETUP_LOG))"
 

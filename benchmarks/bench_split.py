@@ -1,6 +1,7 @@
 """Benchmark ``umidata split`` against the parse floor and the reference preprocessing's figures.
 
     python benchmarks/bench_split.py --files 3000 30000 [--workers N] [--repeat 3] [--profile]
+    python benchmarks/bench_split.py --files 30000 150000 --engines local ray   # both engines, one table
 
 For every corpus size (built or reused by ``benchmarks/corpus.py`` under ``benchmarks/corpus/N``):
 
@@ -14,6 +15,11 @@ For every corpus size (built or reused by ``benchmarks/corpus.py`` under ``bench
    high-water mark of the split process and every descendant it reaped, which is what
    ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` reads in a fresh wrapper process);
 4. bytes written under the output folder, and the counts of ``OUT/manifest.json``.
+
+``--engines local ray`` runs step 3 once per engine (``--engine ray``: a local Ray runtime that the
+split starts and stops, its start-up included in the wall time) on the same corpus and floor, and
+checks that both manifests hold the same counts; the table then has one row per corpus and engine
+(``benchmarks/results/split-engines.{json,md}``, so the local engine's ``split.*`` stay as they are).
 
 Results go to ``benchmarks/results/split.json`` and, as a Markdown table next to the reference
 figures of ``../shared/docs/reference-figures.md``, to stdout and ``benchmarks/results/split.md``.
@@ -272,7 +278,8 @@ def split_ok(rc: int, out: Path) -> bool:
     return rc in (0, 1) and (out / "manifest.json").is_file()
 
 
-def bench_corpus(n: int, args, exe: str) -> dict:
+def bench_corpus(n: int, args, exe: str) -> list[dict]:
+    """One result per engine of ``--engines`` on the corpus of ``n`` files (one parse floor)."""
     cdir = corpus_path(n, args)
     out = Path(args.out_dir) / str(n)
     t0 = time.perf_counter()
@@ -287,9 +294,22 @@ def bench_corpus(n: int, args, exe: str) -> dict:
     floors = [parse_floor(files) for _ in range(args.repeat)]
     log(f"[{n}] parse floor: best {min(floors):.3f} s of {', '.join(f'{x:.3f}' for x in floors)}")
 
+    results = [bench_engine(n, args, exe, engine, cdir, out if engine == "local" else out.with_name(f"{n}-{engine}"),
+                            info, input_bytes, floors) for engine in args.engines]  # fmt: skip
+    counts = {r["engine"]: (r["records"], r["trajectories"], r["rejected"], r["examples"]) for r in results}
+    if len(set(counts.values())) > 1:
+        raise SystemExit(f"[{n}] the engines disagree on the counts: {counts}")
+    return results
+
+
+def bench_engine(n: int, args, exe: str, engine: str, cdir: Path, out: Path, info: dict, input_bytes: int,
+                 floors: list[float]) -> dict:  # fmt: skip
     cmd = [exe, "split", str(cdir), "-o", str(out), "--overwrite", "--quiet"]
     if args.workers is not None:
         cmd += ["--workers", str(args.workers)]
+    if engine != "local":
+        cmd += ["--engine", engine]
+    files = corpus_files(cdir)
     runs = []
     for i in range(args.repeat):
         read_all(files)  # keep the cache warm between runs (outputs of the last run may evict it)
@@ -301,7 +321,7 @@ def bench_corpus(n: int, args, exe: str) -> dict:
         runs.append({k: round(r[k], 3) for k in ("wall_s", "cpu_s", "peak_rss_tree_mb",
                                                   "peak_rss_max_process_mb", "rusage_children_maxrss_mb")})
         runs[-1]["loadavg_1min_before"] = load_before
-        log(f"[{n}] split run {i + 1}/{args.repeat}: {r['wall_s']:.2f} s ({r['cpu_s']:.2f} s CPU), tree peak "
+        log(f"[{n}] {engine} split run {i + 1}/{args.repeat}: {r['wall_s']:.2f} s ({r['cpu_s']:.2f} s CPU), tree peak "
             f"{r['peak_rss_tree_mb']:.0f} MB, largest process {r['peak_rss_max_process_mb']:.0f} MB")
 
     output_bytes = dir_bytes(out)
@@ -313,6 +333,7 @@ def bench_corpus(n: int, args, exe: str) -> dict:
     floor = min(floors)
     res = {
         "files": n,
+        "engine": engine,
         "input_bytes": input_bytes,
         "corpus": str(cdir),
         "corpus_copies": info["copies"],
@@ -357,14 +378,15 @@ def fmt(x, spec: str, unit: str = "") -> str:
 
 
 def table(results: list[dict]) -> str:
-    head = ["corpus", "input", "parse floor", "split wall", "split CPU", "× floor", "ref. wall", "peak RSS (tree)",
-            "peak RSS (largest process)", "ref. peak", "output", "ref. output", "output / ref.", "output uncompr.",
-            "trajectories", "examples"]
+    head = ["corpus", "engine", "input", "parse floor", "split wall", "split CPU", "× floor", "ref. wall",
+            "peak RSS (tree)", "peak RSS (largest process)", "ref. peak", "output", "ref. output", "output / ref.",
+            "output uncompr.", "trajectories", "examples"]
     rows = []
     for r in results:
         ref = r["reference"] or {}
         rows.append([
-            f"{r['files']:,} files", fmt_bytes(r["input_bytes"]), fmt(r["parse_floor_s"], ".2f", " s"),
+            f"{r['files']:,} files", r.get("engine", "local"), fmt_bytes(r["input_bytes"]),
+            fmt(r["parse_floor_s"], ".2f", " s"),
             fmt(r["split_wall_s"], ".2f", " s"), fmt(r.get("split_cpu_s"), ".2f", " s"),
             fmt(r["ratio_to_floor"], ".1f", "×"),
             fmt(ref.get("wall_s"), ".1f", " s"), fmt(r["peak_rss_tree_mb"], ".0f", " MB"),
@@ -445,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, nargs="+", default=[3000], help="corpus sizes (files)")
     ap.add_argument("--workers", type=int, default=None, help="passed to umidata split (default: its own)")
+    ap.add_argument("--engines", nargs="+", choices=["local", "ray"], default=["local"],
+                    help="umidata split --engine values to run on each corpus (ray: pip install 'umi[ray]')")
     ap.add_argument("--repeat", type=int, default=3, help="runs of the parse floor and of the split")
     ap.add_argument("--profile", action="store_true",
                     help="also profile one single-worker split of the smallest corpus (cProfile)")
@@ -479,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.profile_only:
         for n in args.files:
-            report["results"].append(bench_corpus(n, args, exe))
+            report["results"].extend(bench_corpus(n, args, exe))
     if args.profile or args.profile_only:
         p = profile_split(min(args.files), args, exe)
         report["profile"] = p
@@ -490,9 +514,10 @@ def main(argv: list[str] | None = None) -> int:
         saved = {k: v for k, v in report.items() if k != "profile"}
         if report.get("profile"):
             saved["profile"] = {k: v for k, v in report["profile"].items() if not k.startswith("top_")}
-        (Path(args.results) / "split.json").write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
+        name = "split" if args.engines == ["local"] else "split-engines"
+        (Path(args.results) / f"{name}.json").write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
         md = markdown(report)
-        (Path(args.results) / "split.md").write_text(md)
+        (Path(args.results) / f"{name}.md").write_text(md)
         print(md)
     return 0
 

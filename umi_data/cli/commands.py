@@ -13,7 +13,6 @@ from umi_cli.terminal import interrupt_early
 
 interrupt_early("umidata", "umi_data.cli.commands")
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,9 +24,16 @@ import orjson
 from umi_cli.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, GuardedGroup, UsageError, describe_os_error
 from umi_cli.terminal import interactive
 from umi_data import __version__
-from umi_data.cli.options import allow_empty, check_dataset_info, check_tools_file, read_limits, read_options
+from umi_data.cli.options import (
+    allow_empty,
+    check_dataset_info,
+    check_tools_file,
+    read_limits,
+    read_options,
+    workers,
+)
 from umi_data.export.outputs import OUTPUTS
-from umi_data.readers import FORMATS, Unit, expand
+from umi_data.readers import FORMATS, Unit, expand, urls
 from umi_data.trajectory.findings import CODES
 
 PROGRESS_MIN_BYTES = 20_000_000  # show a progress bar only for inputs at least this large
@@ -54,7 +60,11 @@ _quiet = click.option(
 
 
 def _check_inputs(inputs: tuple[str, ...]) -> None:
-    missing = [p for p in inputs if not os.path.lexists(p)]
+    try:
+        missing = [p for p in inputs if not urls.exists(p)]
+    except OSError as e:  # a URL scheme without its fsspec package (s3:// without s3fs)
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
     if missing:
         click.echo(f"error: no such input: {', '.join(missing)}", err=True)
         sys.exit(EXIT_USAGE)
@@ -132,10 +142,11 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (never an input).")
 @read_limits
 @allow_empty
+@workers
 @_quiet
 def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict: bool, id_prefix: str,
             dataset_info: str | None, tools_file: str | None, overwrite: bool, max_record_bytes: int,
-            max_ratio: float, allow_empty: bool, quiet: bool) -> None:  # fmt: skip
+            max_ratio: float, allow_empty: bool, workers: int, quiet: bool) -> None:  # fmt: skip
     """Convert INPUT files, directories or zips to canonical trajectories (or α-UMi).
 
     Records with an error finding (or a warning under --strict) and duplicates (same id or same
@@ -143,6 +154,7 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
     {source, reason, message, pointer, findings}. Both files are written atomically. Exits 1
     when any record was rejected; 2 when the output exists (without --overwrite), is or lies
     inside an input, or no record could be read."""
+    from umi_data.driver import make_executor
     from umi_data.export.convert import convert as run
 
     _check_inputs(inputs)
@@ -152,13 +164,14 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
         with _progress(inputs, quiet) as on_unit:
             summary = run(inputs, out, fmt=fmt, to=to, strict=strict, on_unit=on_unit,  # type: ignore[arg-type]
                           id_prefix=id_prefix, dataset_info=dataset_info, tools=tools_file, overwrite=overwrite,
-                          allow_empty=allow_empty, read_opts=read_options(max_record_bytes, max_ratio))  # fmt: skip
+                          allow_empty=allow_empty, read_opts=read_options(max_record_bytes, max_ratio),
+                          executor=make_executor("local", workers))  # fmt: skip
     except OSError as e:  # usage errors (unsafe output, nothing read) are the group's to print
         raise UsageError(f"cannot write {out}: {describe_os_error(e)}") from e
     _summary(summary, quiet)
     if not quiet:
         click.echo(f"wrote {summary.accepted} trajectories to {out}, {summary.rejected} rejects to "
-                   f"{Path(out).with_name(Path(out).stem + '.rejects.jsonl')}", err=True)  # fmt: skip
+                   f"{out[: len(out) - len(Path(out).name)]}{Path(out).stem}.rejects.jsonl", err=True)  # fmt: skip
     sys.exit(EXIT_FINDINGS if summary.rejected else EXIT_OK)
 
 
@@ -173,15 +186,17 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
 @_tools
 @read_limits
 @allow_empty
+@workers
 @_quiet
 def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bool, id_prefix: str,
              dataset_info: str | None, tools_file: str | None, max_record_bytes: int, max_ratio: float,
-             allow_empty: bool, quiet: bool) -> None:  # fmt: skip
+             allow_empty: bool, workers: int, quiet: bool) -> None:  # fmt: skip
     """Check INPUT files, directories or zips and report findings; write nothing.
 
     One line per finding (file:line#/pointer: severity [code] message), then a summary, both on
     stdout (errors about the command itself go to stderr). Exits 1 when there is an error (or a
     warning under --strict), or a duplicate; 2 when no record could be read at all."""
+    from umi_data.driver import make_executor
     from umi_data.export.convert import report
     from umi_data.export.convert import validate as run
 
@@ -198,8 +213,8 @@ def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bo
     with _progress(inputs, quiet) as on_unit:
         summary, findings = run(inputs, fmt=fmt, strict=strict, on_unit=on_unit, on_checked=on_checked,
                                 keep_findings=as_json, id_prefix=id_prefix, dataset_info=dataset_info,
-                                tools=tools_file,
-                                read_opts=read_options(max_record_bytes, max_ratio))
+                                tools=tools_file, read_opts=read_options(max_record_bytes, max_ratio),
+                                executor=make_executor("local", workers))
     if as_json:
         sys.stdout.buffer.write(
             orjson.dumps(report(summary, findings, strict), option=orjson.OPT_INDENT_2) + b"\n"

@@ -64,3 +64,11 @@ def check_tools_file(path: str | None) -> None:
     except (OSError, ValueError) as e:
         click.echo(f"error: --tools: {e}", err=True)
         sys.exit(EXIT_USAGE)
+
+
+def workers(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--workers`` for ``validate`` / ``convert``: records are read and checked in that many
+    processes (the driver's local pool); the output is the same bytes whatever the count."""
+    return click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+                        help="Processes that read and check records; the output is byte-identical whatever "
+                             "the count.")(f)  # fmt: skip

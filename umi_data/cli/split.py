@@ -7,6 +7,7 @@ import sys
 import time
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -62,7 +63,14 @@ def summary_table(s: SplitSummary) -> Table:
 @click.option("--shard-size", type=click.IntRange(min=1),
               help="Input files/records per shard [default: ~1/16 of the corpus, 500–5000].")
 @click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
-              help="Worker processes; the output is byte-identical whatever the count.")
+              help="Worker processes (with --engine ray: CPUs of the local Ray runtime); the output is "
+                   "byte-identical whatever the count.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine's processes; ray: Ray tasks on a local Ray runtime, or on the cluster "
+                   "at --ray-address (pip install 'umi[ray]'). The rows, shards and counts are the same.")
+@click.option("--ray-address", default=None, metavar="ADDRESS",
+              help="A Ray cluster to run on (ray://HOST:10001, or auto); needs --engine ray. Inputs must be "
+                   "readable from its nodes: give them as URLs (s3://, gs://, hdfs://) or on a shared filesystem.")
 @click.option("--export", "export", type=click.Choice(["glpft-json"]), multiple=True,
               help="Also write the original α-UMi trainer's train_<role>.json files under glpft-json/.")
 @click.option("--exclude-ids", "exclude_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
@@ -84,7 +92,7 @@ def summary_table(s: SplitSummary) -> Table:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], fmt: str | None, template: str,
                   granularity: str | None, system_prompt: str | None, dev_ratio: float, seed: int,
-                  shard_size: int | None, workers: int,
+                  shard_size: int | None, workers: int, engine: str, ray_address: str | None,
                   export: tuple[str, ...], exclude_files: tuple[str, ...], strict: bool, id_prefix: str,
                   dataset_info: str | None, tools_file: str | None, overwrite: bool, max_record_bytes: int,
                   max_ratio: float, allow_empty: bool, quiet: bool) -> None:  # fmt: skip
@@ -106,6 +114,7 @@ def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], 
         opts = SplitOptions(roles=roles, dev_ratio=dev_ratio, seed=seed, shard_size=shard_size, template=template,
                             format=fmt, strict=strict, export_glpft_json="glpft-json" in export,
                             exclude_ids=exclude, granularity=granularity, system_prompt=system_prompt, workers=workers,
+                            engine=engine, ray_address=ray_address,
                             id_prefix=id_prefix, dataset_info=dataset_info, tools=tools_file,
                             max_record_bytes=max_record_bytes, max_ratio=max_ratio, allow_empty=allow_empty)
         if interactive(quiet):
@@ -124,10 +133,10 @@ def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], 
         else:
             summary = split(list(inputs), outdir, opts, overwrite=overwrite)
     except SplitError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         sys.exit(2)
     except OSError as e:
-        err.print(f"[red]I/O error:[/red] {e}", highlight=False)
+        err.print(f"[red]I/O error:[/red] {escape(str(e))}", highlight=False)
         sys.exit(2)
     if not quiet:
         out = console()

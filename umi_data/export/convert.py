@@ -16,30 +16,24 @@ So ``records = accepted + rejected`` always holds; nothing is dropped silently.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 
 from umi_cli.errors import UsageError
+from umi_data.driver import Checked, Dedupe, Executor, ReadSpec, check_record, reject_row
+from umi_data.driver import judge as judge  # handed on: its home before the driver
+from umi_data.driver.drive import checked_records
 from umi_data.export.outputs import OUTPUT_KINDS, OUTPUTS, suffix
 from umi_data.output.guard import UnsafeOutput, check_outputs
 from umi_data.output.writers import atomic_path, rejects_path
-from umi_data.readers import (
-    DEFAULT_READ,
-    ReaderConfig,
-    ReadOptions,
-    Record,
-    Unit,
-    expand,
-    prefixed,
-    read_inputs,
-    read_units,
-)
+from umi_data.readers import DEFAULT_READ, ReadOptions, Record, Unit, expand, urls
 from umi_data.trajectory import Trajectory
-from umi_data.trajectory.checks import Deduper, check
 from umi_data.trajectory.findings import Finding
 
 Target = Literal["umi", "alpha-umi", "openai", "sharegpt"]
@@ -56,24 +50,6 @@ class NothingRead(UsageError):
 class OutputError(UsageError):
     """The output path cannot be used: it exists (no ``overwrite``), its suffix does not say
     what to write, or it would overwrite or mix with an input (exit code 2)."""
-
-
-@dataclass(slots=True)
-class Checked:
-    """A record after checking: every finding, and whether (and why) it is rejected."""
-
-    record: Record
-    findings: list[Finding]
-    reason: Finding | None = None
-    blob: bytes = b""  # the accepted trajectory as canonical JSON (what convert writes)
-
-    @property
-    def rejected(self) -> bool:
-        return self.reason is not None
-
-    @property
-    def trajectory(self) -> Trajectory | None:
-        return None if self.rejected else self.record.trajectory
 
 
 @dataclass(slots=True)
@@ -107,61 +83,12 @@ class Summary:
                 self.warnings += 1
 
 
-def judge(rec: Record, strict: bool = False) -> Checked:
-    """Check one record on its own (reader findings + semantic checks) and decide whether it
-    is rejected; cross-record duplicates are :func:`evaluate`'s (or the split pipeline's) job."""
-    findings = list(rec.findings)
-    traj = rec.trajectory
-    if traj is not None:
-        try:
-            findings.extend(check(traj, rec.source))
-        except (RecursionError, orjson.JSONEncodeError) as e:  # e.g. a tool schema nested 900 deep
-            findings.append(Finding("too_deep", f"the record is nested too deeply to check ({e})", rec.source))
-    blocking = [f for f in findings if f.severity == "error" or strict]
-    if traj is None and not blocking:  # a reader must explain a rejection; never drop silently
-        findings.append(Finding("schema", "the reader produced no trajectory", rec.source))
-        blocking = findings[-1:]
-    return Checked(rec, findings, blocking[0] if blocking else None)
-
-
 def evaluate(recs: Iterable[Record], strict: bool = False) -> Iterator[Checked]:
-    """Check every record and decide accept / reject (see the module docstring)."""
-    dedupe = Deduper()
+    """Check every record and decide accept / reject (see the module docstring): the driver's
+    check and dedupe steps over records already read."""
+    dedupe = Dedupe()
     for rec in recs:
-        c = judge(rec, strict)
-        if not c.rejected and rec.trajectory is not None:
-            try:
-                dups = dedupe.check(rec.trajectory, rec.source)
-            except (RecursionError, orjson.JSONEncodeError) as e:  # the fingerprint serialises it
-                f = Finding("too_deep", f"the record is nested too deeply to serialise ({e})", rec.source)
-                c.findings.append(f)
-                c.reason = f
-                yield c
-                continue
-            c.findings.extend(dups)
-            if dups:
-                c.reason = dups[0]
-            else:
-                try:  # serialise here, so a record too deep to write is one reject, not a crash
-                    c.blob = orjson.dumps(rec.trajectory.to_dict())
-                except (RecursionError, orjson.JSONEncodeError) as e:
-                    c.reason = Finding("too_deep", f"the record is nested too deeply to write ({e})", rec.source)
-                    c.findings.append(c.reason)
-                else:
-                    dedupe.add(rec.trajectory, rec.source)
-        yield c
-
-
-def reject_row(c: Checked) -> dict[str, Any]:
-    """One line of the rejects ledger."""
-    assert c.reason is not None
-    return {
-        "source": c.record.source.to_dict(),
-        "reason": c.reason.code,
-        "message": c.reason.message,
-        "pointer": c.reason.pointer,
-        "findings": [f.to_dict() for f in c.findings],
-    }
+        yield dedupe.checked(check_record(rec, strict))
 
 
 def output_kind(out: str | os.PathLike[str], to: Target = "umi") -> str:
@@ -189,6 +116,7 @@ def convert(
     overwrite: bool = False,
     allow_empty: bool = False,
     read_opts: ReadOptions = DEFAULT_READ,
+    executor: Executor | None = None,
 ) -> Summary:
     """Write accepted trajectories to ``out`` (see :func:`output_kind`; OpenAI chats or
     LLaMA-Factory ShareGPT with ``to="openai"`` / ``"sharegpt"``, see :mod:`umi_data.export.formats`) and
@@ -197,13 +125,21 @@ def convert(
     :class:`OutputError` before reading anything when ``out`` or its rejects file exists without
     ``overwrite``, or is, holds or lies inside an input (:func:`umi_data.output.guard.check_outputs`);
     :class:`NothingRead` (and writes nothing) when no record could be read, unless ``allow_empty``.
-    ``tools``: a ``--tools`` file, whose tools go to records that carry none."""
-    read_opts = replace(read_opts, config=ReaderConfig.load(dataset_info, tools))
-    paths = [os.fspath(p) for p in paths]
+    ``tools``: a ``--tools`` file, whose tools go to records that carry none. ``executor``: where
+    records are read and checked (default: this process); the output is the same bytes whichever."""
+    inputs = [os.fspath(p) for p in paths]
     out = os.fspath(out)
+    local = urls.local_path(out)
+    if local is None:  # an object store: written here, then uploaded (the output last)
+        kw = {"fmt": fmt, "to": to, "strict": strict, "on_unit": on_unit, "on_checked": on_checked,
+              "id_prefix": id_prefix, "dataset_info": dataset_info, "tools": tools, "allow_empty": allow_empty,
+              "read_opts": read_opts, "executor": executor}  # fmt: skip
+        return _convert_to_url(inputs, out, overwrite, kw)
+    out = local
+    spec = ReadSpec(fmt, read_opts, id_prefix, dataset_info, tools).configured()
     output_kind(out, to)
     rej = rejects_path(out)
-    units = expand(paths)
+    units = expand(inputs)
     outputs = [out, rej]
     if to == "sharegpt":  # its dataset_info.json entry is written beside the output: an output too
         from umi_data.export.formats import dataset_info_path
@@ -212,7 +148,9 @@ def convert(
     # dataset_info.json is updated in place (other files' entries kept), so it may exist already
     may_exist = [*([out, rej] if overwrite else []), *outputs[2:]]
     try:  # the output and its sidecars: neither an input nor each other, neither replaced unasked
-        check_outputs(outputs, paths, [u.path for u in units], may_exist=may_exist)
+        local_inputs = [lp for p in inputs if (lp := urls.local_path(p)) is not None]  # file:// too
+        local_files = [lp for u in units if (lp := urls.local_path(u.path)) is not None]
+        check_outputs(outputs, local_inputs, local_files, may_exist=may_exist)
     except UnsafeOutput as e:
         raise OutputError(str(e)) from e
     if os.path.isdir(out):
@@ -221,7 +159,7 @@ def convert(
     with atomic_path(rej) as rtmp, open(rtmp, "wb") as rf:
 
         def accepted() -> Iterator[tuple[Trajectory, bytes]]:
-            checked = evaluate(prefixed(read_units(units, fmt, on_unit, read_opts), id_prefix), strict)
+            checked = checked_records(units, spec, strict, executor, on_unit)
             if OUTPUTS[to].whole_chats:  # a request after a rejected one of its chat is not written
                 from umi_data.export.formats import cut_chats
 
@@ -235,10 +173,38 @@ def convert(
                 elif c.trajectory is not None:
                     yield c.trajectory, c.blob
             if summary.nothing_read and not allow_empty:
-                raise NothingRead(f"no record could be read from {', '.join(paths)} (see the findings); "
+                raise NothingRead(f"no record could be read from {', '.join(inputs)} (see the findings); "
                                   "nothing was written (--allow-empty accepts it)")  # fmt: skip
 
         OUTPUTS[to].write(out, accepted())
+    return summary
+
+
+def _convert_to_url(paths: list[str], url: str, overwrite: bool, kw: dict[str, Any]) -> Summary:
+    """:func:`convert` to a URL on a filesystem without rename (an object store): the files are
+    written to a local temporary directory, then uploaded, the rejects (and a ShareGPT
+    ``dataset_info.json``) first and the output last; a failed upload leaves no new output."""
+    output_kind(url, kw["to"])
+    try:
+        fs, rpath = urls.filesystem(url)
+        for p in paths:
+            if urls.overlaps(url, p):
+                raise OutputError(f"output {url} is, holds or lies inside the input {p}; choose another output path")
+        if fs.isdir(rpath):
+            raise OutputError(f"output {url} is a directory")
+        if fs.exists(rpath) and not overwrite:
+            raise OutputError(f"{url} already exists; pass --overwrite to replace it")
+        parent = rpath.rsplit("/", 1)[0] if "/" in rpath else ""
+        with tempfile.TemporaryDirectory(prefix="umi-convert-") as tmp:
+            local = Path(tmp) / rpath.rsplit("/", 1)[-1]
+            info = f"{parent}/dataset_info.json"
+            if kw["to"] == "sharegpt" and fs.exists(info):  # merged into, as beside a local output
+                fs.get_file(info, str(Path(tmp) / "dataset_info.json"))
+            summary = convert(paths, local, overwrite=True, **kw)
+            for f in sorted(Path(tmp).iterdir(), key=lambda f: f == local):  # the output last
+                fs.put_file(str(f), f"{parent}/{f.name}" if parent else f.name)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), url) from e
     return summary
 
 
@@ -253,14 +219,15 @@ def validate(
     dataset_info: str | None = None,
     read_opts: ReadOptions = DEFAULT_READ,
     tools: str | None = None,
+    executor: Executor | None = None,
 ) -> tuple[Summary, list[Finding]]:
     """Check every record without writing anything: the summary and every finding (only the
     counts with ``keep_findings=False``, so memory stays flat when findings are streamed out
     through ``on_checked``). ``summary.nothing_read`` says whether any record could be read."""
-    read_opts = replace(read_opts, config=ReaderConfig.load(dataset_info, tools))
+    spec = ReadSpec(fmt, read_opts, id_prefix, dataset_info, tools).configured()
     summary = Summary()
     findings: list[Finding] = []
-    for c in evaluate(prefixed(read_inputs(paths, fmt, on_unit, read_opts), id_prefix), strict):
+    for c in checked_records(expand(paths), spec, strict, executor, on_unit):
         summary.add(c)
         if keep_findings:
             findings.extend(c.findings)

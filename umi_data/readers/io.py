@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
+from umi_data.readers import urls
 from umi_data.readers.base import NO_CONFIG, ReaderConfig
 from umi_data.readers.bounded_io import NotRegularFile, ReadLimitExceeded, check_regular, open_regular, read_limited
 from umi_data.trajectory import Source, Trajectory
@@ -111,7 +112,8 @@ def _zip_units(path: str) -> list[Unit]:
     and query definitions, GBs of them). Any other archive: every readable member
     (``__MACOSX/`` resource forks aside)."""
     try:
-        check_regular(path)
+        if not urls.is_url(path):
+            check_regular(path)
     except NotRegularFile as e:
         return [Unit(path, None, 0, ("not_a_file", str(e)))]
     except OSError as e:
@@ -167,7 +169,9 @@ def expand(paths: Iterable[str | os.PathLike[str]]) -> list[Unit]:
     reported where it is."""
     units: list[Unit] = []
     for p in map(str, paths):
-        if os.path.isdir(p):
+        if urls.is_url(p):
+            units.extend(_expand_url(p))
+        elif os.path.isdir(p):
             files, problems, n_seen = _walk(p)
             found: list[Unit] = []
             for f in files:
@@ -187,8 +191,32 @@ def expand(paths: Iterable[str | os.PathLike[str]]) -> list[Unit]:
     return units
 
 
+def _expand_url(url: str) -> list[Unit]:
+    """:func:`expand` for a URL: the readable files below a directory (a prefix on an object
+    store), by name, or the file; zip archives by member."""
+    try:
+        files, is_dir = urls.list_files(url)
+    except OSError as e:
+        return [Unit(url, None, 0, ("io_error", f"cannot list: {e.strerror or e}"))]
+    if not files and not is_dir:
+        return [Unit(url, None, 0, ("io_error", "cannot read: no such file or directory"))]
+    found: list[Unit] = []
+    for f, size in files:
+        if is_dir and not _readable(f):
+            continue
+        found.extend(_zip_units(f) if input_kind(f)[0] == "zip" else [Unit(f, None, size)])
+    if not found:
+        what = f"holds {len(files)} file(s), none readable" if files else "is empty"
+        found.append(Unit(url, None, 0, ("no_input", f"the directory {what} (readable: "
+                                         f"{', '.join(INPUT_SUFFIXES)}, optionally .gz/.zst)")))  # fmt: skip
+    return found
+
+
 def _file_size(path: str) -> int:
     try:
+        if urls.is_url(path):
+            fs, p = urls.filesystem(path)
+            return int(fs.size(p) or 0)
         return os.path.getsize(path)
     except OSError:
         return 0
@@ -201,10 +229,11 @@ def archive(path: str) -> zipfile.ZipFile:
     """One open ZipFile per archive *and process*: opening parses the whole central directory
     (ToolBench's data.zip lists ~190k members), so re-opening it per member would make reading
     quadratic; the pid in the key keeps forked workers from sharing a file offset."""
-    key = (os.getpid(), os.path.abspath(path))
+    key = (os.getpid(), path if urls.is_url(path) else os.path.abspath(path))
     zf = _ARCHIVES.get(key)
     if zf is None:
-        f = open_regular(path)  # never a FIFO or device: zipfile would block or read without end
+        # never a FIFO or device: zipfile would block or read without end
+        f = urls.open_input(path)[0] if urls.is_url(path) else open_regular(path)
         try:
             zf = zipfile.ZipFile(f)
         except BaseException:
@@ -302,8 +331,8 @@ def _read_bytes(unit: Unit, opts: ReadOptions) -> bytes:
             if comp is None:
                 return _inflate(f.read, packed, "the archive member", opts)
             return _decompressed(f, comp, packed, "the decompressed archive member", opts)
-    with open_regular(unit.path) as raw:  # a FIFO, device or socket is refused, never opened
-        size = os.fstat(raw.fileno()).st_size
+    raw, size = urls.open_input(unit.path) if urls.is_url(unit.path) else _open_local(unit.path)
+    with raw:
         if comp is None:
             many = kind in ("jsonl", "parquet")  # those hold many records: as large as the file is
             if not many and size > opts.max_record_bytes:
@@ -320,6 +349,11 @@ def _read_bytes(unit: Unit, opts: ReadOptions) -> bytes:
                 raise Refused("too_large", too_large("the file", e.read, 0, opts, streaming=True)
                               + " (or write it as JSONL: the limit then applies per line)") from None  # fmt: skip
         return _decompressed(raw, comp, size, "the decompressed file", opts)
+
+
+def _open_local(path: str) -> tuple[Any, int]:
+    raw = open_regular(path)  # a FIFO, device or socket is refused, never opened
+    return raw, os.fstat(raw.fileno()).st_size
 
 
 def _decompressed(raw: Any, comp: str, size: int, what: str, opts: ReadOptions) -> bytes:

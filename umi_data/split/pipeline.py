@@ -1,18 +1,20 @@
 """``umidata split``: inputs → canonical trajectories → role examples → Parquet shards.
 
-Flow (each step a plain function, so it can run in a worker process)::
+Flow: the driver's steps (:mod:`umi_data.driver`), with rendering as the per-record work::
 
-    expand(inputs) ──► units ──► [worker] read + hash ─► check ─► render roles ──► UnitResult
-                                                                                     │ (in unit order)
+    expand(inputs) ──► shards of units ──► [worker] read + hash ─► judge ─► render roles ─► ShardResult
+                                                                                    │ (in shard order)
     [main] dedupe (ids, content) ─► train/dev by trajectory hash ─► ShardWriter per role/split
            ─► rejects.jsonl, manifest.json, README.md ─► staging dir renamed onto OUTDIR
 
-Streaming: at most ``workers * 4`` chunks of units are in flight and shards are written row
-group by row group, so memory is bounded by those, not by the corpus. Determinism: units are
-sorted, results are consumed in unit order whatever the worker count, and the train/dev
-assignment is a hash of (seed, trajectory id), so it is also independent of input order.
-Atomicity: everything is written into a sibling staging directory that replaces OUTDIR only
-once complete; an interrupted run leaves no OUTDIR behind.
+The worker is whatever executor ``--engine`` / ``--workers`` pick (in process, a local process
+pool, Ray tasks, which ship their shard files back). Streaming: at most ``2 * workers`` shards are
+in flight and shards are written row group by row group, so memory is bounded by those, not by the
+corpus. Determinism: units are sorted, results are consumed in shard order whatever the executor,
+and the train/dev assignment is a hash of (seed, trajectory id), so it is also independent of input
+order. Atomicity: everything is written into a sibling staging directory that replaces OUTDIR only
+once complete; an interrupted run leaves no OUTDIR behind (an OUTDIR URL on an object store: staged
+locally, published manifest last, :func:`publish`).
 """
 
 from __future__ import annotations
@@ -21,19 +23,13 @@ import contextlib
 import gc
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import shlex
 import shutil
-import signal
-import threading
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +38,21 @@ import orjson
 
 from umi_cli.errors import UsageError
 from umi_data import __version__
-from umi_data.export.convert import UNREAD_REASONS, Checked, judge, reject_row
+from umi_data.driver import (
+    Checked,
+    Dedupe,
+    EngineError,
+    Executor,
+    ReadSpec,
+    failure,
+    judge,
+    make_executor,
+    read_unit,
+    reject_row,
+)
+from umi_data.driver import WorkerLost as _Lost
+from umi_data.driver.progress import note
+from umi_data.export.convert import UNREAD_REASONS
 from umi_data.output.guard import UnsafeOutput, check_output, clean_stale, output_lock
 from umi_data.output.writers import sha256_file
 from umi_data.readers import (
@@ -52,15 +62,14 @@ from umi_data.readers import (
     Record,
     Unit,
     expand,
-    parse_unit,
-    read_bytes,
+    urls,
 )
 from umi_data.render import chat
 from umi_data.render.roles import ROLE_NAMES, SYSTEM_PROMPT_MODES, examples, prepare
 from umi_data.render.templates import load_template
 from umi_data.split.shards import CHAT_SCHEMA, EXAMPLE_SCHEMA, ShardWriter, drop_rows
 from umi_data.trajectory import Source, record_id
-from umi_data.trajectory.checks import Deduper, fingerprint
+from umi_data.trajectory.checks import fingerprint
 from umi_data.trajectory.findings import Finding
 
 SPLIT_FORMAT = "umi.split/v1"
@@ -98,12 +107,18 @@ class SplitOptions:
     granularity: str | None = None  # --template chat only: trajectory (default) or step
     system_prompt: str | None = None  # a record's own system prompt: ignore / prepend; None: by template
     workers: int = 1
+    engine: str = "local"  # local: this machine's processes; ray: Ray tasks (--engine ray)
+    ray_address: str | None = None  # --ray-address: a Ray cluster (default: a local Ray runtime)
     id_prefix: str = ""
     dataset_info: str | None = None  # --dataset-info: LLaMA-Factory ShareGPT tags per file name
     tools: str | None = None  # --tools: tool definitions for records that carry none
     max_record_bytes: int = DEFAULT_READ.max_record_bytes
     max_ratio: float = DEFAULT_READ.max_ratio
     allow_empty: bool = False
+
+    def read_spec(self) -> ReadSpec:
+        """The read step's configuration (``--id-prefix`` is applied there, once)."""
+        return ReadSpec(self.format, self.read_options(), self.id_prefix, self.dataset_info, self.tools)
 
     def read_options(self) -> ReadOptions:
         """Duplicate JSON keys are looked for under --strict only (a warning then rejects): the
@@ -121,6 +136,9 @@ class SplitOptions:
         d = asdict(self)
         d["system_prompt"] = self.system_mode()
         d.pop("workers")  # never changes the output
+        d.pop("ray_address")
+        if self.engine == "local":
+            d.pop("engine")  # the manifest names the engine only when it is not the default
         d.pop("allow_empty")
         if self.template == chat.CHAT:
             d["granularity"] = self.granularity or "trajectory"
@@ -153,6 +171,7 @@ class ShardResult:
     records: list[RecordResult]
     files: dict[tuple[str, str], int]  # (role, split) -> rows in this shard's file
     exports: dict[tuple[str, str], list[tuple[str, str]]]  # keys of the lines of each fragment
+    blobs: dict[str, bytes] = field(default_factory=dict)  # shipped shard files by path under OUTDIR (Ray)
 
 
 def excluded_by(trajectory_id: str, source_format: str, exclude: frozenset[str]) -> str | None:
@@ -228,15 +247,10 @@ class _ShardJob:
     def record(self, rec: Record) -> RecordResult:
         """One record → its examples written, or its reject; a record too deep to render (or
         that trips a bug) is rejected alone and the run goes on."""
-        if self.opts.id_prefix and rec.trajectory is not None:
-            rec.trajectory.id = self.opts.id_prefix + rec.trajectory.id
         try:
             return self._record(rec)
-        except (RecursionError, orjson.JSONEncodeError) as e:
-            code, msg = "too_deep", f"the record is nested too deeply to render ({e})"
         except Exception as e:  # a located reject, so one record never aborts a 100k-file run
-            code, msg = "internal_error", f"umidata failed on this record ({type(e).__name__}: {e})"
-        finding = Finding(code, msg, rec.source)
+            finding = failure(e, rec.source, "render")
         res = RecordResult(rec.source.where(), rec.source)
         res.reject = reject_row(Checked(rec, [*rec.findings, finding], finding))
         return res
@@ -293,45 +307,6 @@ class _ShardJob:
         return {key: w.close() for key, w in self.writers.items()}, self.export_keys
 
 
-_PROGRESS: Any = None  # shared [bytes read, records read] counters, set in each worker
-
-
-def _init_worker(counter: Any) -> None:
-    global _PROGRESS
-    _PROGRESS = counter
-
-
-def _die_with_parent(parent: int) -> None:
-    """Worker start-up: exit when the main process dies, however it dies (SIGKILL included),
-    instead of running on forever. Linux: the kernel's parent-death signal; elsewhere, and as a
-    fallback, a thread that watches the parent id. Ctrl-C is the main process's to handle."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    armed = False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        armed = libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
-    if not armed:
-
-        def watch() -> None:
-            while os.getppid() == parent:
-                time.sleep(1.0)
-            os._exit(1)
-
-        threading.Thread(target=watch, name="umi-parent-watch", daemon=True).start()
-
-
-def _init_pool_worker(counter: Any, parent: int) -> None:
-    _die_with_parent(parent)
-    _init_worker(counter)
-
-
 def process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) -> ShardResult:
     """Worker entry point: read, hash, check, render and write one shard."""
     # The work allocates millions of short-lived, acyclic objects that reference counting
@@ -346,25 +321,32 @@ def process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) -> 
 
 
 def _process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) -> ShardResult:
+    if not stage:  # ship: the worker may be on another machine; its files travel back in the result
+        with tempfile.TemporaryDirectory(prefix="umi-shard-") as tmp:
+            root = Path(tmp)
+            for d in (*opts.roles, "glpft-json"):
+                (root / d).mkdir()
+            res = _process_shard(k, units, tmp, opts)
+            res.blobs = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+            return res
     job = _ShardJob(k, Path(stage), opts)
-    ropts = opts.read_options()
+    spec = opts.read_spec()
     seen_units: list[tuple[Unit, int, str]] = []
     records: list[RecordResult] = []
     for unit in units:
-        data = read_bytes(unit, ropts)
-        if isinstance(data, Record):
-            seen_units.append((unit, 0, ""))
-            records.append(job.record(data))
-            continue
-        seen_units.append((unit, len(data), hashlib.sha256(data).hexdigest()))
+        seen, recs = read_unit(unit, spec, digest=True)
+        seen_units.append((unit, seen.size, seen.sha256))
         before = len(records)
-        records.extend(job.record(r) for r in parse_unit(unit, data, opts.format, ropts))
-        if _PROGRESS is not None:
-            with _PROGRESS.get_lock() if hasattr(_PROGRESS, "get_lock") else nullcontext():
-                _PROGRESS[0] += len(data)
-                _PROGRESS[1] += len(records) - before
+        records.extend(job.record(r) for r in recs)
+        if seen.size:
+            note(seen.size, len(records) - before)
     files, exports = job.finish()
     return ShardResult(k, seen_units, records, files, exports)
+
+
+def _measure(sr: ShardResult) -> tuple[int, int]:
+    """(input bytes, records) of a shard, for progress where workers share no counter (Ray)."""
+    return sum(size for _, size, _ in sr.units), len(sr.records)
 
 
 def shard_units(n_units: int, shard_size: int | None) -> int:
@@ -377,74 +359,24 @@ def shard_units(n_units: int, shard_size: int | None) -> int:
 
 
 def _ordered_shards(
-    units: list[Unit], per_shard: int, stage: Path, opts: SplitOptions, tick: Callable[[int, int], None] | None
+    units: list[Unit], per_shard: int, stage: Path, opts: SplitOptions, tick: Callable[[int, int], None] | None,
+    executor: Executor,
 ) -> Iterator[ShardResult]:
-    """Shard results in shard order; at most ``2 * workers`` shards in flight."""
+    """Shard results in shard order, from whichever executor runs :func:`process_shard`; on Ray the
+    workers ship their shard files back (they may run on other machines) and they are written here."""
     groups = [units[i : i + per_shard] for i in range(0, len(units), per_shard)]
-    if opts.workers <= 1 or len(groups) <= 1:
-        counter = [0, 0]
-        _init_worker(counter)
-        try:
-            for k, g in enumerate(groups):
-                res = process_shard(k, g, str(stage), opts)
-                if tick:
-                    tick(counter[0], counter[1])
-                yield res
-        finally:
-            _init_worker(None)
-        return
-    counter = mp.get_context("fork").Array("q", 2)
-    before = set(mp.active_children())
-    pool = ProcessPoolExecutor(max_workers=opts.workers, mp_context=mp.get_context("fork"),
-                               initializer=_init_pool_worker, initargs=(counter, os.getpid()))  # fmt: skip
-    pending: list[Future[ShardResult]] = []
-    next_k = 0
-
-    def submit() -> None:
-        nonlocal next_k
-        if next_k < len(groups):
-            pending.append(pool.submit(process_shard, next_k, groups[next_k], str(stage), opts))
-            next_k += 1
-
+    where = "" if executor.name == "ray" else str(stage)
     try:
-        # Workers start with Ctrl-C blocked until their initializer ignores it (the main process
-        # handles it and stops them), so none prints a KeyboardInterrupt traceback.
-        masked = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
-        if masked:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            for _ in range(2 * opts.workers):
-                submit()
-        finally:
-            if masked:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        while pending:
-            head = pending[0]
-            while True:
-                try:
-                    res = head.result(timeout=0.2)
-                    break
-                except FutureTimeout:
-                    if tick:
-                        tick(counter[0], counter[1])
-                except BrokenProcessPool as e:
-                    raise WorkerLost("a worker process died (killed, or out of memory?) while splitting; "
-                                     "nothing was written — rerun, with fewer --workers if memory is short") from e
-            pending.pop(0)
-            submit()
-            if tick:
-                tick(counter[0], counter[1])
-            yield res
-    except BaseException:
-        # Stop the workers now: waiting for their shards would delay Ctrl-C, and a worker still
-        # writing could re-create files in the staging directory being removed.
-        pool.shutdown(wait=False, cancel_futures=True)
-        for p in set(mp.active_children()) - before:
-            p.kill()
-        for p in set(mp.active_children()) - before:
-            p.join(timeout=5)
-        raise
-    pool.shutdown(wait=True)
+        for sr in executor.map(process_shard, [(k, g, where, opts) for k, g in enumerate(groups)], tick, _measure):
+            for rel, data in sr.blobs.items():
+                (stage / rel).write_bytes(data)
+            sr.blobs = {}
+            yield sr
+    except EngineError as e:
+        raise SplitError(str(e)) from e
+    except _Lost as e:
+        raise WorkerLost("a worker process died (killed, or out of memory?) while splitting; "
+                         "nothing was written — rerun, with fewer --workers if memory is short") from e
 
 
 @dataclass
@@ -479,22 +411,31 @@ def split(
         raise SplitError(f"--dev-ratio must be in [0, 1), got {opts.dev_ratio}")
     _check_chat_options(opts)
     try:
+        make_executor(opts.engine, opts.workers, opts.ray_address)  # Ray missing: one line, before any work
+    except EngineError as e:
+        raise SplitError(str(e)) from e
+    try:
         if opts.template != chat.CHAT:
             load_template(opts.template)
     except (OSError, ValueError) as e:
         raise SplitError(f"cannot load template {opts.template!r}: {e}") from e
-    missing = [p for p in inputs if not os.path.lexists(p)]
+    missing = [p for p in inputs if not urls.exists(p)]
     if missing:
         raise SplitError(f"input not found: {', '.join(missing)}")
+    local = urls.local_path(outdir)
+    if local is None:  # an object store, HDFS …: staged here, then published manifest-last
+        return _split_to_url(inputs, outdir, opts, overwrite, progress, start)
+    outdir = local  # a path, or a file:// URL: the local guarantees (lock, atomic rename) hold
     out = Path(outdir)
+    local_inputs = [lp for p in inputs if (lp := urls.local_path(p)) is not None]
     try:
-        check_output(out, inputs)
+        check_output(out, local_inputs)
         if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
             raise SplitError(f"{outdir} exists and is not empty; pass --overwrite to replace it")
         out.parent.mkdir(parents=True, exist_ok=True)
         with output_lock(out):
             clean_stale(out.parent, out.name)  # what killed runs on this OUTDIR left behind
-            return _split_locked(inputs, out, opts, progress, start)
+            return _split_locked(inputs, out, opts, progress, start, local_inputs)
     except UnsafeOutput as e:
         raise SplitError(str(e)) from e
     except OSError as e:
@@ -507,12 +448,15 @@ def _os_reason(e: OSError) -> str:
 
 
 def _split_locked(
-    inputs: list[str], out: Path, opts: SplitOptions, progress: Callable[[int, int, int], None] | None, start: float
+    inputs: list[str], out: Path, opts: SplitOptions, progress: Callable[[int, int, int], None] | None, start: float,
+    local_inputs: list[str], name: str | None = None,
 ) -> SplitSummary:
+    """The split into ``out`` (a local directory); ``name``: how the card names OUTDIR (a URL)."""
     units_by_input = [(p, expand([p])) for p in inputs]
     units = [u for _, us in units_by_input for u in us]
     if out.exists():  # replacing it must not delete anything read, symlinks followed
-        check_output(out, inputs, (u.path for u in units))
+        files = (lp for u in units if (lp := urls.local_path(u.path)) is not None)
+        check_output(out, local_inputs, files)
     total = sum(u.size for u in units)
     stage = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
@@ -522,7 +466,7 @@ def _split_locked(
         raise SplitError(f"cannot create {out}: {_os_reason(e)}") from e
     try:
         tick = (lambda done, n: progress(done, total, n)) if progress else None
-        summary = _write_split(units_by_input, units, total, stage, opts, tick, outdir=str(out))
+        summary = _write_split(units_by_input, units, total, stage, opts, tick, outdir=name or str(out))
         unread = sum(n for r, n in summary.rejected_by_reason.items() if r in UNREAD_REASONS)
         if summary.records == unread and not opts.allow_empty:
             raise SplitError(f"no record could be read from the inputs ({summary.records} input path(s) unreadable: "
@@ -537,6 +481,53 @@ def _split_locked(
     summary.outdir = str(out)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _split_to_url(
+    inputs: list[str], url: str, opts: SplitOptions, overwrite: bool,
+    progress: Callable[[int, int, int], None] | None, start: float,
+) -> SplitSummary:
+    """OUTDIR on a filesystem without atomic rename or locks (an object store): the split is
+    staged in a local temporary directory, then published with ``manifest.json`` last."""
+    try:
+        fs, root = urls.filesystem(url)
+        root = root.rstrip("/")
+        for p in inputs:  # the guard of local paths, by path on the same filesystem
+            if urls.overlaps(url, p):
+                raise SplitError(f"output {url} is, holds or lies inside the input {p}; choose another output")
+        existing = bool(fs.exists(root)) and (not fs.isdir(root) or bool(fs.ls(root)))
+    except OSError as e:
+        raise SplitError(f"cannot use {url}: {_os_reason(e)}") from e
+    if existing and not overwrite:
+        raise SplitError(f"{url} exists and is not empty; pass --overwrite to replace it")
+    with tempfile.TemporaryDirectory(prefix="umi-split-") as tmp:
+        summary = _split_locked(inputs, Path(tmp) / "out", opts, progress, start, [], name=url)
+        try:
+            publish(Path(tmp) / "out", fs, root, existing)
+        except OSError as e:
+            raise SplitError(f"cannot write {url}: {_os_reason(e)} (no manifest.json was written: the copy there "
+                             "is incomplete; rerun with --overwrite)") from e
+    summary.outdir = url
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def publish(stage: Path, fs: Any, root: str, replace: bool) -> None:
+    """Copy a finished split to ``root`` on ``fs``: the old ``manifest.json`` is removed first and
+    the new one written last, so a manifest there always describes complete files (its sizes and
+    digests let ``umitrain`` check them); an interrupted copy leaves no manifest."""
+    manifest = f"{root}/manifest.json"
+    if replace:
+        if fs.exists(manifest):
+            fs.rm(manifest)
+        fs.rm(root, recursive=True)
+    files = sorted(p for p in stage.rglob("*") if p.is_file())
+    for p in files:
+        rel = p.relative_to(stage).as_posix()
+        if rel != "manifest.json":
+            fs.makedirs(f"{root}/{rel}".rsplit("/", 1)[0], exist_ok=True)
+            fs.put_file(str(p), f"{root}/{rel}")
+    fs.put_file(str(stage / "manifest.json"), manifest)
 
 
 def _first_rejects(stage: Path, n: int = 3) -> str:
@@ -594,7 +585,7 @@ def _write_split(
         (stage / role).mkdir()
     if opts.export_glpft_json:
         (stage / "glpft-json").mkdir()
-    dedupe = Deduper()
+    dedupe = Dedupe()
     reasons: Counter[str] = Counter()
     warnings: Counter[str] = Counter()
     trajs: Counter[tuple[str, str]] = Counter()
@@ -605,7 +596,9 @@ def _write_split(
     shard_exports: list[dict[tuple[str, str], list[tuple[str, str]]]] = []
     drop: dict[int, set[tuple[str, str]]] = {}
     with open(stage / "rejects.jsonl", "wb") as rejects:
-        for sr in _ordered_shards(units, shard_units(len(units), opts.shard_size), stage, opts, tick):
+        shards = _ordered_shards(units, shard_units(len(units), opts.shard_size), stage, opts, tick,
+                                 make_executor(opts.engine, opts.workers, opts.ray_address))
+        for sr in shards:
             unit_info.update({u[0]: u for u in sr.units})
             shard_files.append(sr.files)
             shard_exports.append(sr.exports)
@@ -613,12 +606,10 @@ def _write_split(
                 records += 1
                 if res.reject is None:
                     tid, fp = res.trajectory_id or "", res.fingerprint or ""
-                    dups = dedupe.check_key(tid, fp, res.source)
+                    dups = dedupe(tid, fp, res.source)
                     if dups:
                         res.reject = reject_row(Checked(Record(res.source, None), dups, dups[0]))
                         drop.setdefault(sr.index, set()).add((tid, res.where))
-                    else:
-                        dedupe.add_key(tid, fp, res.source)
                 if res.reject is not None:
                     reasons[res.reject["reason"]] += 1
                     rejects.write(orjson.dumps(res.reject) + b"\n")
@@ -727,6 +718,11 @@ def _join_export(
         out.write(b"\n]\n")
 
 
+def _engine_flag(manifest: dict[str, Any]) -> str:
+    engine = manifest["options"].get("engine", "local")
+    return "" if engine == "local" else f" --engine {engine}"
+
+
 def dataset_card(manifest: dict[str, Any], outdir: str = "OUTDIR") -> str:
     """The OUTDIR/README.md: what each role dataset is for, counts, template, how to load it.
 
@@ -736,7 +732,8 @@ def dataset_card(manifest: dict[str, Any], outdir: str = "OUTDIR") -> str:
     lines = [
         "# α-UMi role datasets (umi)",
         "",
-        f"Written by `umidata split` (umi {manifest['umi_version']}), template `{manifest['template']}`, "
+        f"Written by `umidata split{_engine_flag(manifest)}` (umi {manifest['umi_version']}), "
+        f"template `{manifest['template']}`, "
         f"dev ratio {manifest['options']['dev_ratio']} by trajectory (seed {manifest['options']['seed']}).",
         "",
         f"Records read: {manifest['counts']['records']} = {manifest['counts']['accepted']} accepted "
