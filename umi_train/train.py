@@ -28,6 +28,7 @@ from umi_train.runstate import (
     last_complete_checkpoint,
     write_json_atomic,
 )
+from umi_train.throughput import count_params, cuda_device, flops_per_token, mfu, peak_memory_gb
 from umi_train.tracking import REPORT_TO, attach, check_report_to, tracking_callback
 from umi_train.verify import located_read_errors, verify_data
 
@@ -54,6 +55,9 @@ class TrainConfig:
     max_length: int = 4096
     batch_size: int = 4
     grad_accum: int = 1
+    tokens_per_step: int | None = None  # token-budget steps (whole examples) instead of batch_size x grad_accum
+    tokens_per_batch: int | None = None  # micro-batch budget per device [tokens_per_step / processes]
+    chunked_loss: bool = True  # lm_head + cross-entropy in chunks of label tokens (never all logits at once)
     max_steps: int = -1
     bf16: bool = True
     gradient_checkpointing: bool = True
@@ -85,6 +89,12 @@ class TrainConfig:
             raise UserError(f"--resume must be auto, never or a checkpoint directory, got {self.resume!r}")
         if self.max_length < 8:
             raise UserError(f"--max-length {self.max_length} is too small")
+        for name in ("tokens_per_step", "tokens_per_batch"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 8):
+                raise UserError(f"--{name.replace('_', '-')} must be a whole number of tokens >= 8, got {value!r}")
+        if self.tokens_per_batch is not None and self.tokens_per_step is None:
+            raise UserError("--tokens-per-batch sets the micro-batch of --tokens-per-step; give --tokens-per-step too")
         if self.report_to not in REPORT_TO:
             raise UserError(f"--report-to {self.report_to!r}: expected one of {', '.join(REPORT_TO)}")
 
@@ -304,13 +314,24 @@ def _shared_plan(plan) -> _Plan:
     return value
 
 
-def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]:
-    """Train ``cfg.role`` from ``cfg.model`` (or resume), save the model, return the run summary."""
+NEW_OPTION_DEFAULTS = {"tokens_per_step": None, "tokens_per_batch": None, "chunked_loss": True}
+
+
+def train_role(
+    cfg: TrainConfig, init_from: str | None = None, *, prebuilt: tuple[Any, Any] | None = None
+) -> dict[str, Any]:
+    """Train ``cfg.role`` from ``cfg.model`` (or resume), save the model, return the run summary.
+
+    ``prebuilt``: ``(model, tokenizer)`` already in memory (the GPU benchmark builds models from
+    configs in process); they replace loading ``cfg.model``, and everything else runs as usual."""
     out = cfg.output_dir
     check_report_to(cfg.report_to)
     data_check = verify_data(cfg.data, cfg.role)  # refuses missing, extra, changed or corrupt shards
     model_ref, local_only = resolve_model(cfg.model)  # local first; fails fast offline
     options = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    for key, default in NEW_OPTION_DEFAULTS.items():  # a run recorded before these options still matches
+        if options.get(key) == default:
+            options.pop(key)
     ident = identity(data_check.digest, model_key(cfg.model), options)
     run_name = cfg.run_name or out.resolve().name
     umi_config = {
@@ -337,6 +358,7 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
     _quiet_library_logs()
 
     cuda = torch.cuda.is_available()
+    device_name, peak = cuda_device()
     bf16 = cfg.bf16 and cuda and torch.cuda.is_bf16_supported()
     notes: list[str] = list(data_check.notes)
     if cfg.bf16 and not bf16:
@@ -392,7 +414,16 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
                 with located_read_errors(shards):
                     make_tiny(shards, init_dir, seed=cfg.seed, vocab_size=cfg.tiny_vocab)
             model_path = str(init_dir)
-    model, tokenizer = _load_model_and_tokenizer(cfg, model_path, bf16, local_only)
+    from umi_train import varlen
+
+    varlen.register()  # --attn-implementation umi_varlen must be loadable
+    if prebuilt is not None:
+        model, tokenizer = prebuilt
+    else:
+        model, tokenizer = _load_model_and_tokenizer(cfg, model_path, bf16, local_only)
+    switch, attention = varlen.default_attention(model, cfg.attn_implementation, cuda)
+    if switch:
+        model.set_attn_implementation(switch)
     init_digest = weights_digest(model)
     limit = tokenizer.model_max_length
     if isinstance(limit, int) and 0 < limit < cfg.max_length:
@@ -422,7 +453,7 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         (train_ds, stats["train"]), (dev_ds, stats["dev"]) = tokenized["train"], tokenized["dev"]
 
     # 3. Batching: packing if the model provably keeps packed examples apart, else padding.
-    from umi_train.collate import disable_cache, make_collator, packing_mode, packing_supported
+    from umi_train.collate import GroupCollator, disable_cache, make_collator, packing_mode, packing_supported
 
     disable_cache(model)  # packed batches are only isolated without a KV cache; training never needs one
     pad_multiple = 8 if cuda else None
@@ -437,8 +468,19 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
     packing = batching != "pad"
     # packed batches gain nothing from length grouping (rows are filled across lengths); padding does
     args.train_sampling_strategy = "random" if packing else "group_by_length"
+    budget = _token_budget(cfg, args, train_ds, notes) if cfg.tokens_per_step else None
+    if budget is not None:
+        train_ds = budget.dataset
     if cfg.lora:
         model = _wrap_lora(model, cfg.lora)
+    loss_path = "plain (transformers' ForCausalLMLoss over all logits)"
+    if cfg.chunked_loss:
+        from umi_train.loss import install_chunked_loss
+
+        chunked, why = install_chunked_loss(model)
+        loss_path = why if chunked else f"plain: {why}"
+    args.prediction_loss_only = True  # the chunked loss returns no logits; only eval_loss is read
+    n_params, n_trainable = count_params(model)
 
     manifest_src = cfg.data / "manifest.json"
     if args.process_index == 0:
@@ -455,7 +497,7 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         args=args,
         train_dataset=train_ds,
         eval_dataset=dev_ds,
-        data_collator=collate or make_collator(tokenizer, "pad", pad_multiple),
+        data_collator=GroupCollator(collate or make_collator(tokenizer, "pad", pad_multiple)),
         processing_class=tokenizer,
         callbacks=[_as_callback(clock), *cfg.callbacks, *([tracker] if tracker else [])],
     )
@@ -466,8 +508,14 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         trainer.remove_callback(ProgressCallback)
     if last_ckpt:
         log.info("resuming from %s", last_ckpt)
-    result = trainer.train(resume_from_checkpoint=last_ckpt)
-    dev_loss = trainer.evaluate()["eval_loss"] if dev_ds is not None else None
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    longest = max(stats["train"].longest, stats["dev"].longest)
+    try:
+        result = trainer.train(resume_from_checkpoint=last_ckpt)
+        dev_loss = trainer.evaluate()["eval_loss"] if dev_ds is not None else None
+    except torch.OutOfMemoryError as exc:
+        raise UserError(oom_message(cfg, args, budget, longest, exc)) from None
 
     # 4. Save: safetensors weights + tokenizer + the data manifest, in one loadable directory,
     #    written beside model/ and renamed into place (a kill never leaves a half-written model/).
@@ -507,7 +555,18 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         "model_dir": str(model_dir),
         "examples": {k: v.to_dict() for k, v in stats.items()},
         "world_size": args.world_size,
-        "global_batch_size": cfg.batch_size * cfg.grad_accum * args.world_size,
+        "global_batch_size": None if budget else cfg.batch_size * cfg.grad_accum * args.world_size,
+        "tokens_per_step": cfg.tokens_per_step,
+        "micro_batch_tokens": budget.micro if budget else None,
+        "grad_accum": args.gradient_accumulation_steps,
+        "micro_batches": len(budget.dataset) if budget else None,
+        "micro_batch_fill": round(budget.dataset.fill(), 4) if budget else None,
+        "attention": attention,
+        "attn_implementation": getattr(getattr(model, "config", None), "_attn_implementation", None),
+        "loss_path": loss_path,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "params": n_params,
+        "trainable_params": n_trainable,
         "packing": packing,
         "batching": batching,
         "packing_reason": packing_reason,
@@ -529,9 +588,68 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         "tokens_seen": clock.tokens,
         "seconds": round(clock.seconds, 3),
         "tokens_per_second": round(clock.tokens / clock.seconds, 1) if clock.seconds else None,
+        "tokens_per_step_seen": round(clock.tokens / max(1, trainer.state.global_step - clock.start_step), 1),
+        "device": device_name,
+        "peak_gpu_memory_gib": peak_memory_gb(),
+        "peak_tflops": peak,
     }
+    summary["mfu"] = mfu(summary["tokens_per_second"], flops_per_token(n_params, n_trainable), peak)
     write_json_atomic(out / SUMMARY, summary)  # last: its presence means the run is complete
     return summary
+
+
+@dataclass
+class _Budget:
+    """Token-budget steps: micro-batches of at most ``micro`` tokens, ``accum`` of them a step."""
+
+    micro: int
+    accum: int
+    dataset: Any  # TokenBudgetDataset
+
+
+def _token_budget(cfg: TrainConfig, args, train_ds, notes: list[str]) -> _Budget:
+    """Group the train set into micro-batches of whole examples and set the Trainer up for them.
+
+    ``--tokens-per-step`` counts real tokens over all processes; the micro-batch budget is
+    ``--tokens-per-batch`` (default: the whole step on each process's share, no accumulation), raised
+    to the longest example if below it (no example is ever cut), and accumulation makes up the step."""
+    from umi_train.collate import TokenBudgetDataset
+
+    world = max(1, args.world_size)
+    lengths = list(train_ds["length"])
+    longest = max(lengths)
+    micro = cfg.tokens_per_batch or -(-cfg.tokens_per_step // world)
+    if micro < longest:
+        notes.append(
+            f"micro-batch budget raised from {micro:,} to {longest:,} tokens: the longest train example "
+            "is never cut (lower --max-length to keep the budget)"
+        )
+        micro = longest
+    accum = max(1, -(-cfg.tokens_per_step // (micro * world)))
+    args.per_device_train_batch_size = 1
+    args.gradient_accumulation_steps = accum
+    args.remove_unused_columns = False  # items are groups of examples; GroupCollator keeps what the model takes
+    args.train_sampling_strategy = "random"
+    return _Budget(micro, accum, TokenBudgetDataset(train_ds, micro, lengths))
+
+
+def oom_message(cfg: TrainConfig, args, budget: _Budget | None, longest: int, exc: BaseException) -> str:
+    """One line for an out-of-memory stop: what was tried and what to lower."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
+    if budget is not None:
+        tried = (
+            f"--tokens-per-step {cfg.tokens_per_step:,} in micro-batches of up to {budget.micro:,} tokens "
+            f"({budget.accum} a step)"
+        )
+        lower = "lower --tokens-per-batch (accumulation keeps --tokens-per-step)"
+    else:
+        tried = f"{cfg.batch_size} examples a micro-batch x {cfg.grad_accum} accumulation"
+        lower = "lower --batch-size (raise --grad-accum to keep the step), or use --tokens-per-step"
+    ckpt = "on" if cfg.gradient_checkpointing else "off (turn it on: --gradient-checkpointing)"
+    return (
+        f"out of GPU memory ({first}) with {tried}, longest example {longest:,} tokens, gradient checkpointing "
+        f"{ckpt}: {lower}, or --max-length {cfg.max_length} (a shorter limit drops longer examples)"
+    )
 
 
 def _has_accelerator() -> bool:
@@ -580,6 +698,17 @@ BATCHING_LABELS = {
 }
 
 
+def _step_size(s: dict[str, Any]) -> str:
+    """What one optimizer step holds: a token budget, or a number of examples (the recipe's)."""
+    if s.get("tokens_per_step"):
+        return (
+            f"--tokens-per-step {s['tokens_per_step']:,} ({s.get('tokens_per_step_seen') or 0:,.0f} real tokens a step "
+            f"seen; micro-batches of <= {s['micro_batch_tokens']:,} tokens, {s['grad_accum']} a step, "
+            f"{s.get('micro_batch_fill') or 0:.0%} full)"
+        )
+    return f"{s.get('global_batch_size', '?')} examples each ({s.get('tokens_per_step_seen') or 0:,.0f} tokens a step)"
+
+
 def format_summary(s: dict[str, Any]) -> str:
     """The one-screen end-of-run report."""
     if s.get("skipped"):
@@ -600,14 +729,22 @@ def format_summary(s: dict[str, Any]) -> str:
         + (f"; dev {dev['used']}" if dev["examples"] else "; no dev split"),
         f"  loss tokens      {tr['loss_share']:.1%} of {tr['tokens']:,} train tokens carry labels",
         f"  batching         {BATCHING_LABELS.get(s.get('batching', ''), 'dynamic padding')}: {s['packing_reason']}",
-        f"  steps            {s['steps']}, {s.get('global_batch_size', '?')} examples each "
+        f"  attention        {s.get('attention', 'n/a')}",
+        f"  steps            {s['steps']}, {_step_size(s)} "
         f"({s.get('world_size', 1)} process{'es' if s.get('world_size', 1) > 1 else ''})"
         + (f" (resumed from step {s['resumed_from_step']})" if s["resumed_from"] else ""),
         f"  loss             final {fl:.4f}" if fl is not None else "  loss             n/a",
     ]
     if s.get("dev_loss") is not None:
         lines[-1] += f", dev {s['dev_loss']:.4f}"
-    lines.append(f"  throughput       {s['tokens_per_second'] or 0:,.0f} tokens/s ({s['tokens_seen']:,} tokens)")
+    if s.get("loss_path"):
+        lines[-1] += f"; {s['loss_path']}"
+    speed = f"  throughput       {s['tokens_per_second'] or 0:,.0f} tokens/s ({s['tokens_seen']:,} tokens)"
+    if s.get("mfu") is not None:
+        speed += f", MFU {s['mfu']:.1%} of {s['peak_tflops']:g} TFLOP/s"
+    if s.get("peak_gpu_memory_gib") is not None:
+        speed += f", peak GPU memory {s['peak_gpu_memory_gib']:.1f} GiB ({s.get('device')})"
+    lines.append(speed)
     lines += [f"  note             {n}" for n in s["notes"]]
     lines.append(
         f"  saved            {s['model_dir']} (safetensors + tokenizer + data-manifest.json), "
