@@ -318,16 +318,23 @@ NEW_OPTION_DEFAULTS = {"tokens_per_step": None, "tokens_per_batch": None, "chunk
 
 
 def train_role(
-    cfg: TrainConfig, init_from: str | None = None, *, prebuilt: tuple[Any, Any] | None = None
+    cfg: TrainConfig,
+    init_from: str | None = None,
+    *,
+    prebuilt: tuple[Any, Any] | None = None,
+    save: bool = True,
 ) -> dict[str, Any]:
     """Train ``cfg.role`` from ``cfg.model`` (or resume), save the model, return the run summary.
 
-    ``prebuilt``: ``(model, tokenizer)`` already in memory (the GPU benchmark builds models from
-    configs in process); they replace loading ``cfg.model``, and everything else runs as usual."""
+    Library-only, for the GPU benchmark (``benchmarks/bench_train.py``), which times this very path
+    on models built from configs in process: ``prebuilt`` is ``(model, tokenizer)`` already in
+    memory, used instead of loading ``cfg.model``; ``save=False`` skips writing ``model/`` and
+    ``summary.json`` (a 7B model is 27 GB in fp32) and returns the summary all the same."""
     out = cfg.output_dir
     check_report_to(cfg.report_to)
     data_check = verify_data(cfg.data, cfg.role)  # refuses missing, extra, changed or corrupt shards
-    model_ref, local_only = resolve_model(cfg.model)  # local first; fails fast offline
+    # local first; fails fast offline (a prebuilt model is named, not loaded)
+    model_ref, local_only = (cfg.model, True) if prebuilt is not None else resolve_model(cfg.model)
     options = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
     for key, default in NEW_OPTION_DEFAULTS.items():  # a run recorded before these options still matches
         if options.get(key) == default:
@@ -404,7 +411,7 @@ def train_role(
     # 1. Model + tokenizer (the offline tiny model is built once per run dir, then reloaded on resume).
     model_path = model_ref
     with args.main_process_first(desc="prepare model"):
-        if cfg.model == TINY:
+        if cfg.model == TINY and prebuilt is None:
             from umi_train.tiny import make_tiny
 
             init_dir = out / "init"
@@ -421,7 +428,10 @@ def train_role(
         model, tokenizer = prebuilt
     else:
         model, tokenizer = _load_model_and_tokenizer(cfg, model_path, bf16, local_only)
-    switch, attention = varlen.default_attention(model, cfg.attn_implementation, cuda)
+    # the varlen kernels serve packed rows; a --no-packing run keeps the model's own attention
+    switch, attention = varlen.default_attention(model, cfg.attn_implementation if cfg.packing else "", cuda)
+    if not cfg.packing and not cfg.attn_implementation:
+        attention = f"attn_implementation={model.config._attn_implementation} (model default; --no-packing)"
     if switch:
         model.set_attn_implementation(switch)
     init_digest = weights_digest(model)
@@ -517,27 +527,12 @@ def train_role(
     except torch.OutOfMemoryError as exc:
         raise UserError(oom_message(cfg, args, budget, longest, exc)) from None
 
-    # 4. Save: safetensors weights + tokenizer + the data manifest, in one loadable directory,
-    #    written beside model/ and renamed into place (a kill never leaves a half-written model/).
+    # 4. Save: safetensors weights + tokenizer + the data manifest, in one loadable directory.
     model_dir = out / MODEL_DIR
-    partial = out / f".{MODEL_DIR}.partial"
-    if trainer.is_world_process_zero():
-        shutil.rmtree(partial, ignore_errors=True)
-    final = trainer.model
-    if cfg.lora and trainer.is_world_process_zero():
-        final.save_pretrained(out / "adapter")
-        final = final.merge_and_unload()
-    if cfg.lora:
-        final.save_pretrained(partial, is_main_process=trainer.is_world_process_zero())
-    else:
-        trainer.save_model(str(partial))
+    if save:
+        _save_model(trainer, cfg, tokenizer, out)
     if not trainer.is_world_process_zero():
         return {}
-    tokenizer.save_pretrained(partial)
-    if (out / "data-manifest.json").is_file():
-        shutil.copyfile(out / "data-manifest.json", partial / "data-manifest.json")
-    shutil.rmtree(model_dir, ignore_errors=True)
-    os.replace(partial, model_dir)
 
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
     summary: dict[str, Any] = {
@@ -594,8 +589,33 @@ def train_role(
         "peak_tflops": peak,
     }
     summary["mfu"] = mfu(summary["tokens_per_second"], flops_per_token(n_params, n_trainable), peak)
-    write_json_atomic(out / SUMMARY, summary)  # last: its presence means the run is complete
+    if save:
+        write_json_atomic(out / SUMMARY, summary)  # last: its presence means the run is complete
     return summary
+
+
+def _save_model(trainer, cfg: TrainConfig, tokenizer, out: Path) -> None:
+    """``model/`` (+ ``adapter/`` with LoRA), written beside the run dir and renamed into place:
+    a kill never leaves a half-written model/. Every rank takes part (FSDP gathers the weights)."""
+    model_dir = out / MODEL_DIR
+    partial = out / f".{MODEL_DIR}.partial"
+    if trainer.is_world_process_zero():
+        shutil.rmtree(partial, ignore_errors=True)
+    final = trainer.model
+    if cfg.lora and trainer.is_world_process_zero():
+        final.save_pretrained(out / "adapter")
+        final = final.merge_and_unload()
+    if cfg.lora:
+        final.save_pretrained(partial, is_main_process=trainer.is_world_process_zero())
+    else:
+        trainer.save_model(str(partial))
+    if not trainer.is_world_process_zero():
+        return
+    tokenizer.save_pretrained(partial)
+    if (out / "data-manifest.json").is_file():
+        shutil.copyfile(out / "data-manifest.json", partial / "data-manifest.json")
+    shutil.rmtree(model_dir, ignore_errors=True)
+    os.replace(partial, model_dir)
 
 
 @dataclass
