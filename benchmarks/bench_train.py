@@ -77,7 +77,7 @@ def split_from_alpha_umi(src: Path, out: Path) -> Path:
 
 
 def synthetic_split(out: Path, n: int, seed: int = 0) -> Path:
-    """A split of ``n`` examples a role with α-UMi-like lengths (prompts of ~150-3,000 words, short
+    """A split of ``n`` examples a role with α-UMi-like lengths (prompts of ~100-1,200 words, short
     completions), made-up words: for the GPU check on a machine without the data."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -87,7 +87,7 @@ def synthetic_split(out: Path, n: int, seed: int = 0) -> Path:
     for role in ROLES:
         rows = []
         for i in range(n):
-            prompt = " ".join(rng.choices(words, k=int(150 * 20 ** rng.random())))
+            prompt = " ".join(rng.choices(words, k=int(100 * 12 ** rng.random())))
             completion = " ".join(rng.choices(words, k=rng.randint(10, 150)))
             rows.append({"id": f"{role}-{i}", "trajectory_id": f"t{i}", "step": 0, "role": role,
                          "prompt": prompt + " assistant: ", "completion": completion})
@@ -421,9 +421,11 @@ def trl_run(shape: str, packed: bool, features: list[dict], tok, steps: int, wor
 
 def gpu_bench(
     data: Path, role: str, tok, features: list[dict], shapes: list[str], runs: list[str], steps: int,
-    warmup: int, peak_override: float | None, work: Path, dry_run: bool,
+    warmup: int, peak_override: float | None, work: Path, dry_run: bool, checkpoint=None,
 ) -> dict[str, Any]:
-    """umitrain's training path and TRL's SFTTrainer, packed and unpacked, on each shape, one process."""
+    """umitrain's training path and TRL's SFTTrainer, packed and unpacked, on each shape, one process.
+
+    ``checkpoint(out)`` is called after every run, so a run stopped by a time limit keeps what it measured."""
     import torch
 
     from umi_train import UserError
@@ -444,6 +446,7 @@ def gpu_bench(
         out["flash_attn"] = False
     for shape in shapes:
         res: dict[str, Any] = {"config": SHAPES[shape]}
+        out["shapes"][shape] = res
         for run in runs:
             _peak_reset(cuda)
             packed = run.endswith("_packed")
@@ -457,6 +460,8 @@ def gpu_bench(
                 msg = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
                 res[run] = {"error": msg, "peak_gpu_memory_gib": peak_memory_gb()}
                 print(f"  {shape:<15} {run:<13} failed: {msg}", flush=True)
+                if checkpoint:
+                    checkpoint(out)
                 continue
             tps, measured = timer.steady(warmup)
             fpt = flops_per_token(info["params"], info["trainable_params"])
@@ -465,6 +470,8 @@ def gpu_bench(
                 "peak_gpu_memory_gib": peak_memory_gb(), "wall_seconds": round(time.perf_counter() - t0, 1),
             })
             res[run] = info
+            if checkpoint:
+                checkpoint(out)
             mem = info["peak_gpu_memory_gib"]
             print(f"  {shape:<15} {run:<13} {tps or 0:>10,.0f} tok/s  MFU "
                   f"{'n/a' if info['mfu'] is None else format(info['mfu'], '.1%'):>6}  peak "
@@ -473,7 +480,6 @@ def gpu_bench(
         ours = (res.get("umi_packed") or {}).get("tokens_per_second")
         if base and ours:
             res["umi_packed_vs_trl_packed"] = round(ours / base, 2)
-        out["shapes"][shape] = res
     return out
 
 
@@ -484,6 +490,14 @@ def _speeds(res: dict[str, Any]) -> str:
         for k in SCHEMES
         if k in res
     )
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Beside, then renamed into place: a benchmark killed mid-write leaves the previous file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -587,12 +601,14 @@ def main(argv: list[str] | None = None) -> int:
             role = "global" if "global" in features_by_role else args.roles[0]
             shapes = args.shapes or (["tiny-qwen2"] if args.dry_run else list(GPU_SHAPES))
             print(f"gpu: {', '.join(shapes)} x {', '.join(args.runs)}, {args.gpu_steps} steps each", flush=True)
+            def keep(partial: dict[str, Any]) -> None:
+                _write_json(args.out, {**result, "gpu": partial})
+
             result["gpu"] = gpu_bench(
                 data, role, tok, features_by_role[role], shapes, args.runs, args.gpu_steps, args.warmup_steps,
-                args.peak_tflops, work, args.dry_run,
+                args.peak_tflops, work, args.dry_run, keep,
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    _write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 
