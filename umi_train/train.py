@@ -484,7 +484,10 @@ def train_role(
     if cfg.lora:
         model = _wrap_lora(model, cfg.lora)
     loss_path = "plain (transformers' ForCausalLMLoss over all logits)"
-    if cfg.chunked_loss:
+    sharded = _sharded_launch(args)
+    if cfg.chunked_loss and sharded:
+        loss_path = f"plain: the chunked loss is not tested under {sharded}"
+    elif cfg.chunked_loss:
         from umi_train.loss import install_chunked_loss
 
         chunked, why = install_chunked_loss(model)
@@ -670,6 +673,16 @@ def oom_message(cfg: TrainConfig, args, budget: _Budget | None, longest: int, ex
         f"out of GPU memory ({first}) with {tried}, longest example {longest:,} tokens, gradient checkpointing "
         f"{ckpt}: {lower}, or --max-length {cfg.max_length} (a shorter limit drops longer examples)"
     )
+
+
+def _sharded_launch(args) -> str | None:
+    """FSDP or DeepSpeed, if this run is sharded (they gather and free the lm_head weight around the
+    forward, which the chunked loss's recompute in backward would call outside of)."""
+    if getattr(args, "fsdp", None) or os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        return "FSDP"
+    if getattr(args, "deepspeed", None) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true"):
+        return "DeepSpeed"
+    return None
 
 
 def _has_accelerator() -> bool:

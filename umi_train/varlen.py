@@ -62,6 +62,17 @@ def _cuda_varlen():
     return varlen_attn
 
 
+def _is_cuda(tensor) -> bool:
+    return bool(tensor.is_cuda)
+
+
+def _autocast_dtype():
+    """The CUDA autocast dtype when autocast is on (the Trainer's bf16 mixed precision), else None."""
+    import torch
+
+    return torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
+
+
 def umi_varlen_attention(
     module,
     query,
@@ -85,13 +96,14 @@ def umi_varlen_attention(
     max_len = kwargs.get("max_length_q")
     dropout = dropout if module.training else 0.0
     varlen = _cuda_varlen()
-    if (
-        varlen is not None
-        and query.is_cuda
-        and query.dtype in (torch.float16, torch.bfloat16)
-        and dropout == 0.0
-        and mask2d is None
-    ):
+    half = (torch.float16, torch.bfloat16)
+    # under bf16 autocast with fp32 weights, RoPE hands q/k over in fp32 (it multiplies by fp32 cos/sin);
+    # the varlen kernel takes half precision only, so cast as autocast does for sdpa
+    kernel_dtype = query.dtype if query.dtype in half else None
+    cuda = _is_cuda(query)
+    if kernel_dtype is None and cuda:
+        kernel_dtype = _autocast_dtype()
+    if varlen is not None and cuda and kernel_dtype in half and dropout == 0.0 and mask2d is None:
         if cu is None or b != 1:  # derive the boundaries over all rows, as one flat sequence
             bounds = _segments_from_positions(kwargs["position_ids"].expand(b, -1))
             flat = [0]
@@ -99,9 +111,9 @@ def umi_varlen_attention(
                 flat += [r * length + s for s in starts[1:]]
             cu = torch.tensor(flat, dtype=torch.int32, device=query.device)
             max_len = max(int(x - y) for x, y in zip(flat[1:], flat[:-1], strict=True))
-        q = query.transpose(1, 2).reshape(b * length, hq, d)
-        k = key.transpose(1, 2).reshape(b * length, hkv, d)
-        v = value.transpose(1, 2).reshape(b * length, hkv, d)
+        q = query.transpose(1, 2).reshape(b * length, hq, d).to(kernel_dtype)
+        k = key.transpose(1, 2).reshape(b * length, hkv, d).to(kernel_dtype)
+        v = value.transpose(1, 2).reshape(b * length, hkv, d).to(kernel_dtype)
         cu = cu.to(device=query.device, dtype=torch.int32)
         out = varlen(q, k, v, cu, cu, int(max_len), int(max_len), scale=scaling, window_size=(-1, 0),
                      enable_gqa=hkv != hq)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def test_umi_varlen_flat_row_equals_each_example_alone(cu_kwargs: bool) -> None:
     assert ("cu_seq_lens_q" in batch) is cu_kwargs and batch["input_ids"].shape[0] == 1
     with torch.no_grad():
         packed = model(**batch)
-        at, diff, losses = 0, 0.0, []
+        at, diff = 0, 0.0
         for f in feats:
             n = len(f["input_ids"])
             alone = model(input_ids=torch.tensor([f["input_ids"]]))
@@ -65,8 +66,8 @@ def test_umi_varlen_flat_row_equals_each_example_alone(cu_kwargs: bool) -> None:
 
 
 def _padder():
-    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
 
     tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<pad>": 0, "<unk>": 1}, "<unk>")))
     tok.pad_token = "<pad>"
@@ -121,7 +122,8 @@ def test_chunked_loss_equals_plain_loss_and_grads(chunk: int, num_items: int | N
     b.loss.backward()
     assert b.logits is None  # the point: no (batch x vocabulary) logits kept
     assert abs(a.loss.item() - b.loss.item()) < 1e-5
-    grad = max((p.grad - q.grad).abs().max().item() for p, q in zip(plain.parameters(), chunked.parameters()))
+    pairs = zip(plain.parameters(), chunked.parameters(), strict=True)
+    grad = max((p.grad - q.grad).abs().max().item() for p, q in pairs)
     assert grad < 1e-6
     with torch.no_grad():  # without labels the model's own forward runs: logits as before
         assert torch.allclose(chunked(input_ids=ids).logits, plain(input_ids=ids).logits)
@@ -240,3 +242,59 @@ def test_summary_reports_gpu_figures() -> None:
     text = format_summary(run)
     assert "MFU 41.2% of 989 TFLOP/s" in text and "peak GPU memory 21.4 GiB (NVIDIA H200)" in text
     assert "--tokens-per-step 32,768" in text
+
+
+def _reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None, window_size=(-1, -1), enable_gqa=False):
+    """torch's varlen_attn contract ((T, H, D), cumulative lengths), computed with sdpa per sequence."""
+    assert window_size == (-1, 0) and q.dtype == torch.bfloat16 and cu_q.dtype == torch.int32
+    bounds = cu_q.tolist()
+    assert max_q == max(b - a for a, b in itertools.pairwise(bounds))
+    out = torch.empty_like(q)
+    for a, b in itertools.pairwise(bounds):
+        o = torch.nn.functional.scaled_dot_product_attention(
+            q[a:b].transpose(0, 1).float(), k[a:b].transpose(0, 1).float(), v[a:b].transpose(0, 1).float(),
+            is_causal=True, scale=scale, enable_gqa=enable_gqa,
+        )
+        out[a:b] = o.transpose(0, 1).to(q.dtype)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["flatten", "rows"])
+def test_cuda_varlen_path_flattens_rows_and_boundaries(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """The CUDA branch (PyTorch's varlen_attn), run on CPU against a reference kernel: one flat row with
+    cu_seq_lens, or several packed rows whose boundaries come from position_ids; fp32 inputs cast to bf16."""
+    model = _model()
+    feats = _features()
+    batch = make_collator(_Tok, mode, flash_kwargs=True)(feats)
+    with torch.no_grad():
+        want = model(**batch).logits
+        monkeypatch.setattr(varlen, "_is_cuda", lambda t: True)
+        calls: list[list[int]] = []
+
+        def kernel(q, k, v, cu_q, *args, **kw):
+            calls.append(cu_q.tolist())
+            return _reference_varlen(q, k, v, cu_q, *args, **kw)
+
+        monkeypatch.setattr(varlen, "_cuda_varlen", lambda: kernel)
+        monkeypatch.setattr(varlen, "_autocast_dtype", lambda: torch.bfloat16)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # as the Trainer's bf16: RoPE hands over fp32 q/k
+            got = model(**batch).logits.float()
+    lengths = [len(f["input_ids"]) for f in feats]
+    assert len(calls) == 2 and calls[0][-1] == batch["input_ids"].numel()  # once per layer, every token
+    assert len(calls[0]) - 1 == len(feats) + (mode == "rows")  # one sequence per example (+ a row's pad tail)
+    assert sorted(b - a for a, b in itertools.pairwise(calls[0]))[-len(feats):] == sorted(lengths)
+    # a kernel ignoring the boundaries differs by ~0.67 max / 0.045 mean here
+    assert got.shape == want.shape and (got - want).abs().max().item() < 0.1  # bf16 matmuls
+    assert (got - want).abs().mean().item() < 0.02
+
+
+def test_chunked_loss_off_under_sharding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from umi_train.train import _sharded_launch
+
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    assert _sharded_launch(SimpleNamespace(fsdp="", deepspeed=None)) is None
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert _sharded_launch(SimpleNamespace(fsdp="", deepspeed=None)) == "FSDP"
