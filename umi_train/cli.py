@@ -75,7 +75,7 @@ _OVERRIDES = [
         "--tokens-per-batch",
         type=int,
         help="Micro-batch budget per device with --tokens-per-step; gradient accumulation makes up the step "
-        "[the whole step]. Lower it when out of GPU memory.",
+        "[the step, divided among the processes]. Lower it when out of GPU memory.",
     ),
     click.option(
         "--chunked-loss/--no-chunked-loss",
