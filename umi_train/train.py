@@ -317,6 +317,55 @@ def _shared_plan(plan) -> _Plan:
 NEW_OPTION_DEFAULTS = {"tokens_per_step": None, "tokens_per_batch": None, "chunked_loss": True}
 
 
+@dataclass
+class _Run:
+    """What every phase of one ``train_role`` run shares, decided once at its start."""
+
+    cfg: TrainConfig
+    init_from: str | None
+    data_check: Any  # verify.DataCheck
+    run_name: str
+    umi_config: dict[str, Any]
+    args: Any  # TrainingArguments
+    last_ckpt: str | None
+    cuda: bool
+    bf16: bool
+    progress: bool
+    notes: list[str]
+    model_ref: str  # a path or hub id for from_pretrained (resolved once: a hub probe costs seconds)
+    local_only: bool
+    device_name: str | None = None
+    peak_tflops: float | None = None
+
+
+@dataclass
+class _Model:
+    model: Any
+    tokenizer: Any
+    attention: str  # which attention path, and why
+    init_digest: str
+    params: tuple[int, int] = (0, 0)  # (all, trainable), counted once LoRA is on
+
+
+@dataclass
+class _Data:
+    train: Any
+    dev: Any
+    stats: dict[str, TokenStats]
+
+
+@dataclass
+class _Batches:
+    """How the train set reaches the model: the collator, the token budget, the loss path."""
+
+    batching: str  # flatten | rows | pad
+    reason: str
+    collate: Any
+    budget: _Budget | None
+    train: Any  # the train set as the Trainer iterates it (token-budget groups or examples)
+    loss_path: str
+
+
 def train_role(
     cfg: TrainConfig,
     init_from: str | None = None,
@@ -330,6 +379,26 @@ def train_role(
     on models built from configs in process: ``prebuilt`` is ``(model, tokenizer)`` already in
     memory, used instead of loading ``cfg.model``; ``save=False`` skips writing ``model/`` and
     ``summary.json`` (a 7B model is 27 GB in fp32) and returns the summary all the same."""
+    run = _start(cfg, init_from, prebuilt)
+    if isinstance(run, dict):  # a finished identical run: skipped
+        return run
+    m = _prepare_model(run, prebuilt)
+    data = _prepare_data(run, m.tokenizer)
+    batches = _prepare_batches(run, m, data)
+    trainer, result, dev_loss, clock = _fit(run, m, data, batches)
+    if save:
+        _save_model(trainer, cfg, m.tokenizer, cfg.output_dir)
+    if not trainer.is_world_process_zero():
+        return {}
+    summary = _summarize(run, m, data, batches, trainer, result, dev_loss, clock)
+    if save:
+        write_json_atomic(cfg.output_dir / SUMMARY, summary)  # last: its presence means the run is complete
+    return summary
+
+
+def _start(cfg: TrainConfig, init_from: str | None, prebuilt) -> _Run | dict[str, Any]:
+    """Checks, the run directory's plan (skip / resume / fresh / clear) and the TrainingArguments;
+    a skipped run's summary instead of a ``_Run``."""
     out = cfg.output_dir
     check_report_to(cfg.report_to)
     data_check = verify_data(cfg.data, cfg.role)  # refuses missing, extra, changed or corrupt shards
@@ -358,9 +427,8 @@ def train_role(
     plan = None if _world_size() > 1 else _plan_run(cfg, ident, umi_config)
     if plan is not None and plan.action == "skip":
         return {**plan.previous, "skipped": True}
-    ckpt_root = out / CHECKPOINTS
     import torch  # after the checks above: a wrong path or an offline hub fails before this import
-    from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments, set_seed
+    from transformers import TrainingArguments, set_seed
 
     _quiet_library_logs()
 
@@ -374,7 +442,7 @@ def train_role(
     _set_library_progress(progress)
     set_seed(cfg.seed)
     args = TrainingArguments(
-        output_dir=str(ckpt_root),
+        output_dir=str(out / CHECKPOINTS),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         learning_rate=cfg.lr,
@@ -406,11 +474,16 @@ def train_role(
         plan = _shared_plan(lambda: _plan_run(cfg, ident, umi_config))
         if plan.action == "skip":
             return {**plan.previous, "skipped": True}
-    last_ckpt = plan.last_ckpt
+    return _Run(cfg, init_from, data_check, run_name, umi_config, args, plan.last_ckpt, cuda, bf16, progress,
+                notes, model_ref, local_only, device_name, peak)
 
-    # 1. Model + tokenizer (the offline tiny model is built once per run dir, then reloaded on resume).
-    model_path = model_ref
-    with args.main_process_first(desc="prepare model"):
+
+def _prepare_model(run: _Run, prebuilt) -> _Model:
+    """Model + tokenizer (the offline tiny model is built once per run dir, then reloaded on resume),
+    and the attention path."""
+    cfg, out = run.cfg, run.cfg.output_dir
+    model_path = run.model_ref
+    with run.args.main_process_first(desc="prepare model"):
         if cfg.model == TINY and prebuilt is None:
             from umi_train.tiny import make_tiny
 
@@ -427,9 +500,9 @@ def train_role(
     if prebuilt is not None:
         model, tokenizer = prebuilt
     else:
-        model, tokenizer = _load_model_and_tokenizer(cfg, model_path, bf16, local_only)
+        model, tokenizer = _load_model_and_tokenizer(cfg, model_path, run.bf16, run.local_only)
     # the varlen kernels serve packed rows; a --no-packing run keeps the model's own attention
-    switch, attention = varlen.default_attention(model, cfg.attn_implementation if cfg.packing else "", cuda)
+    switch, attention = varlen.default_attention(model, cfg.attn_implementation if cfg.packing else "", run.cuda)
     if not cfg.packing and not cfg.attn_implementation:
         attention = f"attn_implementation={model.config._attn_implementation} (model default; --no-packing)"
     if switch:
@@ -437,15 +510,19 @@ def train_role(
     init_digest = weights_digest(model)
     limit = tokenizer.model_max_length
     if isinstance(limit, int) and 0 < limit < cfg.max_length:
-        notes.append(
+        run.notes.append(
             f"--max-length {cfg.max_length} is above the model's {limit} tokens (tokenizer model_max_length): "
             f"examples longer than {limit} tokens are trained on positions the model was not built for"
         )
+    return _Model(model, tokenizer, attention, init_digest)
 
-    # 2. Data: tokenize (cached), mask audit, overlong policy.
+
+def _prepare_data(run: _Run, tokenizer) -> _Data:
+    """Tokenize (cached), mask audit, overlong policy; the data report and manifest copy."""
+    cfg, out = run.cfg, run.cfg.output_dir
     stats: dict[str, TokenStats] = {}
     all_shards = [p for split in ("train", "dev") for p in role_shards(cfg.data, cfg.role, split)]
-    with args.main_process_first(desc="tokenize"), located_read_errors(all_shards):
+    with run.args.main_process_first(desc="tokenize"), located_read_errors(all_shards):
         tokenized = {
             split: tokenize_role(
                 cfg.data,
@@ -456,17 +533,23 @@ def train_role(
                 overlong=cfg.overlong,
                 cache_dir=out / "cache",
                 num_proc=cfg.num_proc,
-                quiet=not progress,
+                quiet=not run.progress,
             )
             for split in ("train", "dev")
         }
         (train_ds, stats["train"]), (dev_ds, stats["dev"]) = tokenized["train"], tokenized["dev"]
+    return _Data(train_ds, dev_ds, stats)
 
-    # 3. Batching: packing if the model provably keeps packed examples apart, else padding.
-    from umi_train.collate import GroupCollator, disable_cache, make_collator, packing_mode, packing_supported
 
+def _prepare_batches(run: _Run, m: _Model, data: _Data) -> _Batches:
+    """Packing if the model provably keeps packed examples apart, else padding; the token budget;
+    LoRA; the loss path. Wraps ``m.model`` (LoRA) in place."""
+    cfg, args, out = run.cfg, run.args, run.cfg.output_dir
+    from umi_train.collate import disable_cache, make_collator, packing_mode, packing_supported
+
+    model, tokenizer = m.model, m.tokenizer
     disable_cache(model)  # packed batches are only isolated without a KV cache; training never needs one
-    pad_multiple = 8 if cuda else None
+    pad_multiple = 8 if run.cuda else None
     batching, packing_reason, collate = "pad", "packing disabled (--no-packing)", None
     if cfg.packing:
         mode = packing_mode(model)
@@ -478,11 +561,12 @@ def train_role(
     packing = batching != "pad"
     # packed batches gain nothing from length grouping (rows are filled across lengths); padding does
     args.train_sampling_strategy = "random" if packing else "group_by_length"
-    budget = _token_budget(cfg, args, train_ds, notes) if cfg.tokens_per_step else None
+    train_ds = data.train
+    budget = _token_budget(cfg, args, train_ds, run.notes) if cfg.tokens_per_step else None
     if budget is not None:
         train_ds = budget.dataset
     if cfg.lora:
-        model = _wrap_lora(model, cfg.lora)
+        m.model = model = _wrap_lora(model, cfg.lora)
     loss_path = "plain (transformers' ForCausalLMLoss over all logits)"
     sharded = _sharded_launch(args)
     if cfg.chunked_loss and sharded:
@@ -493,65 +577,77 @@ def train_role(
         chunked, why = install_chunked_loss(model)
         loss_path = why if chunked else f"plain: {why}"
     args.prediction_loss_only = True  # the chunked loss returns no logits; only eval_loss is read
-    n_params, n_trainable = count_params(model)
+    m.params = count_params(model)
 
     manifest_src = cfg.data / "manifest.json"
     if args.process_index == 0:
         if manifest_src.is_file():  # (without one, data_check's note already says so)
             shutil.copyfile(manifest_src, out / "data-manifest.json")
-        report = {"role": cfg.role, "train": stats["train"].to_dict(), "dev": stats["dev"].to_dict()}
+        report = {"role": cfg.role, "train": data.stats["train"].to_dict(), "dev": data.stats["dev"].to_dict()}
         write_json_atomic(out / "data-report.json", report)
     # notes (bf16 off, no manifest …) are said once, in the run summary
+    return _Batches(batching, packing_reason, collate or make_collator(tokenizer, "pad", pad_multiple), budget,
+                    train_ds, loss_path)
 
+
+def _fit(run: _Run, m: _Model, data: _Data, batches: _Batches):
+    """The Trainer, its training and the dev loss; out of memory is a usage error (exit 2)."""
+    import torch
+    from transformers import PrinterCallback, ProgressCallback, Trainer
+
+    from umi_train.collate import GroupCollator
+
+    cfg, out = run.cfg, run.cfg.output_dir
     clock = _RunClock()
-    tracker = tracking_callback(umi_config, out / "runs" / run_name) if cfg.report_to != "none" else None
+    tracker = tracking_callback(run.umi_config, out / "runs" / run.run_name) if cfg.report_to != "none" else None
     trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=dev_ds,
-        data_collator=GroupCollator(collate or make_collator(tokenizer, "pad", pad_multiple)),
-        processing_class=tokenizer,
+        model=m.model,
+        args=run.args,
+        train_dataset=batches.train,
+        eval_dataset=data.dev,
+        data_collator=GroupCollator(batches.collate),
+        processing_class=m.tokenizer,
         callbacks=[_as_callback(clock), *cfg.callbacks, *([tracker] if tracker else [])],
     )
     if tracker is not None:
         attach(trainer, tracker)
-    if not progress:
+    if not run.progress:
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
-    if last_ckpt:
-        log.info("resuming from %s", last_ckpt)
-    if cuda:
+    if run.last_ckpt:
+        log.info("resuming from %s", run.last_ckpt)
+    if run.cuda:
         torch.cuda.reset_peak_memory_stats()
-    longest = max(stats["train"].longest, stats["dev"].longest)
+    longest = max(data.stats["train"].longest, data.stats["dev"].longest)
     try:
-        result = trainer.train(resume_from_checkpoint=last_ckpt)
-        dev_loss = trainer.evaluate()["eval_loss"] if dev_ds is not None else None
+        result = trainer.train(resume_from_checkpoint=run.last_ckpt)
+        dev_loss = trainer.evaluate()["eval_loss"] if data.dev is not None else None
     except torch.OutOfMemoryError as exc:
-        raise UserError(oom_message(cfg, args, budget, longest, exc)) from None
+        raise UserError(oom_message(cfg, run.args, batches.budget, longest, exc)) from None
+    return trainer, result, dev_loss, clock
 
-    # 4. Save: safetensors weights + tokenizer + the data manifest, in one loadable directory.
-    model_dir = out / MODEL_DIR
-    if save:
-        _save_model(trainer, cfg, tokenizer, out)
-    if not trainer.is_world_process_zero():
-        return {}
 
+def _summarize(
+    run: _Run, m: _Model, data: _Data, batches: _Batches, trainer, result, dev_loss, clock
+) -> dict[str, Any]:
+    """The run summary (summary.json): provenance, what was trained how, losses, speed."""
+    cfg, args, budget = run.cfg, run.args, batches.budget
+    n_params, n_trainable = m.params
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
     summary: dict[str, Any] = {
         "status": "done",
         "role": cfg.role,
         "model": cfg.model,
-        "init_from": init_from or cfg.model,
-        "init_digest": init_digest,
+        "init_from": run.init_from or cfg.model,
+        "init_digest": m.init_digest,
         "data": str(cfg.data),
-        "data_digest": data_check.digest,
-        "manifest_sha256": data_check.manifest_sha256,
+        "data_digest": run.data_check.digest,
+        "manifest_sha256": run.data_check.manifest_sha256,
         "report_to": cfg.report_to,
-        "run_name": run_name,
-        "output_dir": str(out),
-        "model_dir": str(model_dir),
-        "examples": {k: v.to_dict() for k, v in stats.items()},
+        "run_name": run.run_name,
+        "output_dir": str(cfg.output_dir),
+        "model_dir": str(cfg.output_dir / MODEL_DIR),
+        "examples": {k: v.to_dict() for k, v in data.stats.items()},
         "world_size": args.world_size,
         "global_batch_size": None if budget else cfg.batch_size * cfg.grad_accum * args.world_size,
         "tokens_per_step": cfg.tokens_per_step,
@@ -559,19 +655,19 @@ def train_role(
         "grad_accum": args.gradient_accumulation_steps,
         "micro_batches": len(budget.dataset) if budget else None,
         "micro_batch_fill": round(budget.dataset.fill(), 4) if budget else None,
-        "attention": attention,
-        "attn_implementation": getattr(getattr(model, "config", None), "_attn_implementation", None),
-        "loss_path": loss_path,
+        "attention": m.attention,
+        "attn_implementation": getattr(getattr(m.model, "config", None), "_attn_implementation", None),
+        "loss_path": batches.loss_path,
         "gradient_checkpointing": cfg.gradient_checkpointing,
         "params": n_params,
         "trainable_params": n_trainable,
-        "packing": packing,
-        "batching": batching,
-        "packing_reason": packing_reason,
-        "bf16": bf16,
-        "notes": notes,
+        "packing": batches.batching != "pad",
+        "batching": batches.batching,
+        "packing_reason": batches.reason,
+        "bf16": run.bf16,
+        "notes": run.notes,
         "lora": cfg.lora,
-        "resumed_from": last_ckpt,
+        "resumed_from": run.last_ckpt,
         "resumed_from_step": clock.start_step,
         "steps": trainer.state.global_step,
         "epochs": cfg.epochs,
@@ -587,13 +683,11 @@ def train_role(
         "seconds": round(clock.seconds, 3),
         "tokens_per_second": round(clock.tokens / clock.seconds, 1) if clock.seconds else None,
         "tokens_per_step_seen": round(clock.tokens / max(1, trainer.state.global_step - clock.start_step), 1),
-        "device": device_name,
+        "device": run.device_name,
         "peak_gpu_memory_gib": peak_memory_gb(),
-        "peak_tflops": peak,
+        "peak_tflops": run.peak_tflops,
     }
-    summary["mfu"] = mfu(summary["tokens_per_second"], flops_per_token(n_params, n_trainable), peak)
-    if save:
-        write_json_atomic(out / SUMMARY, summary)  # last: its presence means the run is complete
+    summary["mfu"] = mfu(summary["tokens_per_second"], flops_per_token(n_params, n_trainable), run.peak_tflops)
     return summary
 
 
