@@ -554,7 +554,8 @@ def _prepare_batches(run: _Run, m: _Model, data: _Data) -> _Batches:
     if cfg.packing:
         mode = packing_mode(model)
         packed = make_collator(tokenizer, mode, pad_multiple, flash_kwargs=mode == "flatten")
-        ok, packing_reason = packing_supported(model, packed)
+        # under bf16 the probe runs in autocast too: the kernel it checks is the one training uses
+        ok, packing_reason = packing_supported(model, packed, autocast=_bf16_dtype() if run.bf16 else None)
         if ok:
             batching, collate = mode, packed  # the Trainer gets the very collator the probe checked
         # else: the summary's batching line says "dynamic padding" and why (said once, there)
@@ -777,6 +778,12 @@ def _sharded_launch(args) -> str | None:
     if getattr(args, "deepspeed", None) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true"):
         return "DeepSpeed"
     return None
+
+
+def _bf16_dtype():
+    import torch
+
+    return torch.bfloat16
 
 
 def _has_accelerator() -> bool:

@@ -298,3 +298,19 @@ def test_chunked_loss_off_under_sharding(monkeypatch: pytest.MonkeyPatch) -> Non
     assert _sharded_launch(SimpleNamespace(fsdp="", deepspeed=None)) is None
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     assert _sharded_launch(SimpleNamespace(fsdp="", deepspeed=None)) == "FSDP"
+
+
+@pytest.mark.parametrize("attn", ["umi_varlen", "leaky_probe"])
+def test_probe_under_mixed_precision(attn: str) -> None:
+    """Under bf16 autocast (as the Trainer's bf16 runs) the probe passes umi_varlen and refuses a leak."""
+    from transformers import AttentionInterface
+
+    def leaky(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+        out = torch.nn.functional.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scaling,
+                                                               enable_gqa=True)
+        return out.transpose(1, 2).contiguous(), None
+
+    AttentionInterface.register("leaky_probe", leaky)
+    model = _model(attn)
+    ok, reason = packing_supported(model, make_collator(_Tok, "flatten", flash_kwargs=True), autocast=torch.bfloat16)
+    assert ok is (attn == "umi_varlen"), reason
