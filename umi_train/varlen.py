@@ -18,9 +18,9 @@ with the block mask and the kernel compiled per distinct row length; a flat row'
 step. Per-document sdpa needs no compiler: 1.1-1.6 s a step against 2.3 s for rows capped at the
 longest example under sdpa and 5-6.5 s for one flat row under sdpa (its dense block-diagonal mask);
 ``benchmarks/bench_train.py`` keeps timing these (``results/train.json``, α-UMi sample, 10 steps:
-umi_varlen 1.5x length-grouped padding, one sdpa flat row 0.19x, capped rows 0.4x). On a GPU the per-document loop costs a kernel launch
-per document and layer, which ``varlen_attn`` removes. flash-attn's ``flash_attention_2``, when
-installed, stays the choice on CUDA.
+umi_varlen 1.5x length-grouped padding, one sdpa flat row 0.19x, capped rows 0.4x). On a GPU the
+per-document loop costs a kernel launch per document and layer, which ``varlen_attn`` removes.
+flash-attn's ``flash_attention_2``, when installed, stays the choice on CUDA.
 """
 
 from __future__ import annotations
