@@ -32,11 +32,11 @@ demo: $(STAMP)
 	@bash pipelines/demo.sh
 
 test: $(STAMP)
-	$(BIN)/ruff check umi_data umi_train umi_eval tests benchmarks
+	$(BIN)/ruff check umi_cli umi_data umi_train umi_eval tests benchmarks
 	$(BIN)/python -m pytest -q -n 2 tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check umi_data umi_train umi_eval tests benchmarks
+	$(BIN)/ruff check umi_cli umi_data umi_train umi_eval tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_split.py --files 3000 30000

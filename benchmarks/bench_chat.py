@@ -41,7 +41,7 @@ MAX_LENGTH = 1 << 16
 
 
 def split_all(inputs: list[str], work: Path) -> dict[str, Path]:
-    from umi_data.pipeline import SplitOptions, split
+    from umi_data.split.pipeline import SplitOptions, split
 
     outs = {}
     for name, opts in RENDERINGS.items():

@@ -27,13 +27,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from umi_eval.backends import Decoding  # noqa: E402
-from umi_eval.generate import GenerateOptions, generate  # noqa: E402
+from umi_eval.generate.backends import Decoding  # noqa: E402
+from umi_eval.generate.predict import GenerateOptions, generate  # noqa: E402
 
 
 def tiny_run(sample: Path, work: Path) -> Path:
     """The demo's pipeline on the α-UMi sample: split, then tiny GLPFT (seconds per stage on CPU)."""
-    from umi_data.pipeline import SplitOptions, split
+    from umi_data.split.pipeline import SplitOptions, split
     from umi_train.glpft import run_glpft
 
     split([str(sample)], str(work / "split"), SplitOptions(dev_ratio=0.2), overwrite=True)

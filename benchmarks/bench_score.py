@@ -30,7 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from umi_eval.score import score_file  # noqa: E402
+from umi_eval.score.scoring import score_file  # noqa: E402
 
 SOURCE = REPO.parent / "shared" / "data" / "alpha-umi-example" / "raw_data_stage_2.json"
 MARKERS = {"caller": "Next: caller.", "conclusion": "Next: conclusion.", "give up": "Next: give up."}

@@ -9,7 +9,7 @@ the test steps (spec §1.2 for the trio, §1.7 for a single model), writes predi
 whose predictions are seeded perturbations of the references (right, wrong or missing plan marker,
 wrong / hallucinated / upper-cased tool, several Action lines, changed, dropped, extra, retyped or
 non-object arguments, trailing text, shuffled / cut / other answers, a caller text that flips the
-plan), runs the original script on each file and ``umi_eval.score.score_file``, and compares the
+plan), runs the original script on each file and ``umi_eval.score.scoring.score_file``, and compares the
 seven numbers. ``evaluate-backbone.py`` reads an option it never defines (spec §2.8); it is run with
 that option set to its intended value ``all``. Results: ``benchmarks/results/original-check.json``;
 exits 1 when any metric differs by 1e-6 or more.
@@ -28,7 +28,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from umi_eval.score import score_file  # noqa: E402
+from umi_eval.score.scoring import score_file  # noqa: E402
 
 SCRIPTS = {"trio": "GLPFT/inference_utils/toolbench/evaluate-multi_agent.py",
            "single": "GLPFT/inference_utils/toolbench/evaluate-backbone.py"}  # fmt: skip

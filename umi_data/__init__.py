@@ -5,7 +5,7 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     # Looked up on first use: importing importlib.metadata costs ~30 ms of every command's
-    # start-up, before Ctrl-C handling is installed (umi_data.terminal.interrupt_early).
+    # start-up, before Ctrl-C handling is installed (umi_cli.terminal.interrupt_early).
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 

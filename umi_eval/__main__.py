@@ -1,3 +1,3 @@
-from umi_eval.cli import main
+from umi_eval.cli.commands import main
 
 main()

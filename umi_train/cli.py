@@ -1,6 +1,6 @@
 """`umitrain`: thin click wrappers; the work lives in train.py / glpft.py / tiny.py.
 
-Exit codes (``umi_data.cli_errors``): 0 ok, 2 usage or I/O error (bad path, role, option, a split
+Exit codes (``umi_cli.errors``): 0 ok, 2 usage or I/O error (bad path, role, option, a split
 that does not match its manifest, a run dir holding a different run), 3 internal error (one line
 + a traceback file), 130 interrupted (re-running the same command resumes).
 """
@@ -13,13 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from umi_data.terminal import interrupt_early
+from umi_cli.terminal import interrupt_early
 
 interrupt_early("umitrain", "umi_train")  # Ctrl-C while torch is still importing: one line, exit 130
 
 import click  # noqa: E402
 
-from umi_data.cli_errors import GuardedGroup  # noqa: E402
+from umi_cli.errors import GuardedGroup  # noqa: E402
 from umi_train import ROLES, UserError, __version__  # noqa: E402
 from umi_train.tracking import REPORT_TO  # noqa: E402
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from umi_data.terminal import interactive
+from umi_cli.terminal import interactive
 from umi_train import ROLES, UserError, __version__
 from umi_train.data import OVERLONG_POLICIES, TokenStats, role_shards, tokenize_role
 from umi_train.models import TINY, model_key, resolve_model

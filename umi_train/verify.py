@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from umi_data.writers import sha256_file
+from umi_data.output.writers import sha256_file
 from umi_train import UserError
 from umi_train.data import SPLITS, role_shards
 
@@ -152,7 +152,7 @@ def located_read_errors(shards: list[Path]) -> Iterator[None]:
     except UserError:
         raise
     except Exception:
-        from umi_data.shards import unreadable_shard
+        from umi_data.split.shards import unreadable_shard
 
         where = unreadable_shard(shards)
         if where is None:

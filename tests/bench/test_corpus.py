@@ -52,7 +52,7 @@ def test_n_files_unique_ids_real_content(corpus_mod, tmp_path, identical):
 def test_distinct_copies_survive_dedup(corpus_mod, tmp_path):
     """The project's content fingerprint tells the copies apart (identical copies collide)."""
     readers = pytest.importorskip("umi_data.readers")
-    checks = pytest.importorskip("umi_data.checks")
+    checks = pytest.importorskip("umi_data.trajectory.checks")
     for identical, want in ((False, 26), (True, 13)):  # 13 of every 15 files carry one
         out = tmp_path / str(identical)
         corpus_mod.build_corpus(30, out, identical=identical)

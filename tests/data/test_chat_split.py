@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from umi_data.cli import main
+from umi_data.cli.commands import main
 from umi_data.readers import read_inputs
-from umi_data.schema import validator
+from umi_data.trajectory.schema import validator
 
 from .conftest import EXAMPLES, STAGE2, need
 
@@ -172,7 +172,7 @@ def test_option_conflicts_are_usage_errors(tmp_path: Path, args: list[str], need
 
 
 def test_late_duplicate_removal_keeps_the_chat_schema(outs: dict[str, Path], tmp_path: Path) -> None:
-    from umi_data.shards import drop_rows
+    from umi_data.split.shards import drop_rows
 
     shard, original = tmp_path / "s.parquet", next((outs["traj"] / "caller").glob("*.parquet"))
     shard.write_bytes(original.read_bytes())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from umi_data.checks import Deduper, argument_schema, check, fingerprint
-from umi_data.findings import CODES, Finding
 from umi_data.readers import read_inputs
 from umi_data.trajectory import Call, Source, Tool, Trajectory, Turn
+from umi_data.trajectory.checks import Deduper, argument_schema, check, fingerprint
+from umi_data.trajectory.findings import CODES, Finding
 
 SRC = Source("umi", "t.jsonl", line=1)
 LOOKUP = Tool("lookup", "d", {"type": "object", "properties": {"q": {"type": "string"}, "n": {"type": "Integer"},

@@ -1,4 +1,4 @@
-"""The shared exit-code policy (umi_data.cli_errors): crashes exit 3 with one line and a traceback
+"""The shared exit-code policy (umi_cli.errors): crashes exit 3 with one line and a traceback
 file, usage and I/O errors 2 naming the path, Ctrl-C 130 without a traceback."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from umi_data.cli_errors import GuardedGroup, UsageError
+from umi_cli.errors import GuardedGroup, UsageError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from umi_data.cli import main
-from umi_data.templates import BUILTIN_NAMES, load_template
+from umi_data.cli.commands import main
+from umi_data.render.templates import BUILTIN_NAMES, load_template
 
 from .conftest import EXAMPLES, REPO
 

@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from umi_data import __version__, writers
-from umi_data.cli import findings_markdown, main
-from umi_data.schema import validator
+from umi_data import __version__
+from umi_data.cli.commands import findings_markdown, main
+from umi_data.output import writers
+from umi_data.trajectory.schema import validator
 
 from .conftest import EXAMPLES, REPO, good_chat, write_jsonl
 
@@ -126,7 +127,7 @@ def test_atomic_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def boom(traj):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("umi_data.convert.alpha_umi_item", boom)
+    monkeypatch.setattr("umi_data.export.convert.alpha_umi_item", boom)
     res = run("convert", EXAMPLES / "openai-chats.jsonl", "-o", out, "--to", "alpha-umi", "--overwrite")
     assert res.exit_code == 130 and "interrupted" in res.output  # Ctrl-C: exit 130, one line
     assert out.read_text() == "previous\n"

@@ -9,9 +9,9 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from umi_data.cli import main
-from umi_data.convert import convert
-from umi_data.exports import whole_chats
+from umi_data.cli.commands import main
+from umi_data.export.convert import convert
+from umi_data.export.formats import whole_chats
 from umi_data.readers import read_inputs
 
 from .conftest import write_jsonl

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from tests.data.conftest import EXAMPLES
-from umi_data.cli import main
-from umi_data.guard import output_lock
+from umi_data.cli.commands import main
+from umi_data.output.guard import output_lock
 
 REPO = Path(__file__).resolve().parents[2]
 MINI = EXAMPLES / "toolbench-mini" / "answer"
@@ -24,13 +24,13 @@ MINI = EXAMPLES / "toolbench-mini" / "answer"
 SLOW_SPLIT = """
 import os, sys, time
 sys.argv[0] = "umidata"
-from umi_data.cli import main
-import umi_data.pipeline as p
+from umi_data.cli.commands import main
+import umi_data.split.pipeline as p
 real = p.process_shard
 def process_shard(*a, **k):
     time.sleep(float(os.environ["UMI_TEST_SLOW"]))
     return real(*a, **k)
-process_shard.__module__ = "umi_data.pipeline"
+process_shard.__module__ = "umi_data.split.pipeline"
 p.process_shard = process_shard
 main()
 """

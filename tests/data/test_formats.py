@@ -13,9 +13,9 @@ from typing import Any
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
-from umi_data.cli import main
+from umi_data.cli.commands import main
 from umi_data.readers import FORMATS, catalog, read_inputs
-from umi_data.roles import examples
+from umi_data.render.roles import examples
 
 from .conftest import REPO, SHARED, need, write_jsonl
 
@@ -155,7 +155,7 @@ def test_sharegpt_requests_and_calls_only(tmp_path: Path) -> None:
 def test_calls_only_examples(tmp_path: Path) -> None:
     (rec,) = read_inputs([write_json(tmp_path / "c.json", glaive_like()[2])])
     assert rec.accepted and [f.code for f in rec.findings] == []
-    from umi_data.convert import judge
+    from umi_data.export.convert import judge
 
     checked = judge(rec)
     assert not checked.rejected and [f.code for f in checked.findings] == ["parallel_calls"]  # no missing result
@@ -412,7 +412,7 @@ def test_one_tool_message_for_parallel_calls(tmp_path: Path) -> None:
     (t,) = trajectories(write_jsonl(tmp_path / "p.jsonl", [rec]))
     assert [(x.role, x.content, x.name) for x in t.turns[3:5]] == [("observation", "09:00", "local_time"),
                                                                    ("observation", '{"t": "03:00"}', "local_time")]
-    from umi_data.checks import check
+    from umi_data.trajectory.checks import check
 
     assert [f.code for f in check(t)] == ["parallel_calls"]  # both calls answered
 

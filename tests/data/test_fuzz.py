@@ -18,8 +18,8 @@ import orjson
 import pytest
 
 from tests.data.conftest import EXAMPLES, SHARED
-from umi_data.convert import convert, validate
-from umi_data.pipeline import SplitOptions, split
+from umi_data.export.convert import convert, validate
+from umi_data.split.pipeline import SplitOptions, split
 
 RUNS = 12
 PER_RUN = 250

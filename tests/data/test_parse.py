@@ -1,4 +1,4 @@
-"""umi_data.parse: the inverse of the role targets, and tolerant of model noise."""
+"""umi_data.render.parse: the inverse of the role targets, and tolerant of model noise."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from umi_data.alpha_umi import planner_text
-from umi_data.parse import (
+from umi_data.readers import read_inputs
+from umi_data.render.alpha_umi import planner_text
+from umi_data.render.parse import (
     GlobalOutput,
     ParseError,
     PlannerOutput,
@@ -22,8 +23,7 @@ from umi_data.parse import (
     parse_summarizer,
     strip_eos,
 )
-from umi_data.readers import read_inputs
-from umi_data.roles import ROLE_NAMES, examples
+from umi_data.render.roles import ROLE_NAMES, examples
 from umi_data.trajectory import Call, Source, Tool, Trajectory, Turn
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"

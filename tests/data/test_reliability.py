@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.data.conftest import EXAMPLES, good_chat
-from umi_data.cli import main
+from umi_data.cli.commands import main
 from umi_data.readers import ReadOptions, expand, read_inputs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -323,7 +323,7 @@ def test_a_2gib_zip_bomb_costs_little_memory(declared: str, tmp_path: Path) -> N
     probe = ("import atexit, re, runpy, sys; atexit.register(lambda: sys.stderr.write('PEAK_KIB ' + "
              "re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1) + '\\n')); "
              f"sys.argv = ['umidata', 'validate', {str(bomb)!r}]; "
-             "runpy.run_module('umi_data.cli', run_name='__main__')")
+             "runpy.run_module('umi_data.cli.commands', run_name='__main__')")
     p = subprocess.run([sys.executable, "-c", probe], capture_output=True,
                        env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)  # fmt: skip
     out = p.stdout.decode() + p.stderr.decode()
@@ -390,13 +390,13 @@ def test_disk_full_names_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     def full(_fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("umi_data.writers.os.fsync", full)
+    monkeypatch.setattr("umi_data.output.writers.os.fsync", full)
     out = tmp_path / "o.jsonl"
     res = run("convert", EXAMPLES / "openai-chats.jsonl", "-o", out)
     assert res.exit_code == 2 and "No space left on device" in res.stderr and str(out) in res.stderr
     assert list(tmp_path.iterdir()) == []
 
-    from umi_data import shards
+    from umi_data.split import shards
 
     def close(self):  # type: ignore[no-untyped-def]
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -415,12 +415,12 @@ def test_internal_error_exits_3_and_leaves_no_output(tmp_path: Path, monkeypatch
     def bug(*_a, **_k):  # type: ignore[no-untyped-def]
         raise ValueError("a bug")
 
-    monkeypatch.setattr("umi_data.pipeline.dataset_card", bug)
+    monkeypatch.setattr("umi_data.split.pipeline.dataset_card", bug)
     res = run("split", MINI, "-o", tmp_path / "s", "--workers", "1")
     assert res.exit_code == 3 and len(res.stderr.strip().splitlines()) == 1
     assert "internal error (ValueError: a bug)" in res.stderr and "Traceback" not in res.output
     assert [p.name for p in tmp_path.iterdir()] == ["crash"]
-    monkeypatch.setattr("umi_data.convert.alpha_umi_item", bug)
+    monkeypatch.setattr("umi_data.export.convert.alpha_umi_item", bug)
     res = run("convert", MINI, "-o", tmp_path / "a.json", "--to", "alpha-umi")
     assert res.exit_code == 3 and [p.name for p in tmp_path.iterdir()] == ["crash"]
     assert len(list((tmp_path / "crash").iterdir())) == 2

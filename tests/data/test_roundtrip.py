@@ -8,9 +8,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from umi_data.alpha_umi import tool_docs, tool_from_doc
-from umi_data.cli import main
+from umi_data.cli.commands import main
 from umi_data.readers.toolbench import turns_from_chain
+from umi_data.render.alpha_umi import tool_docs, tool_from_doc
 from umi_data.trajectory import Source, Trajectory, derive_outcome
 
 

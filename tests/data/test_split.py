@@ -14,11 +14,11 @@ import pytest
 from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
-from umi_data import pipeline
-from umi_data.cli import main
-from umi_data.parse import parse_caller
+from umi_data.cli.commands import main
 from umi_data.readers import read_inputs
-from umi_data.schema import validator
+from umi_data.render.parse import parse_caller
+from umi_data.split import pipeline
+from umi_data.trajectory.schema import validator
 
 from .conftest import REPO as ROOT
 from .conftest import SHARED, STAGE2, need

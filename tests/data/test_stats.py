@@ -1,4 +1,4 @@
-"""umi_data.stats and the ``umidata stats`` command over split-shaped fixtures."""
+"""umi_data.split.stats and the ``umidata stats`` command over split-shaped fixtures."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from umi_data.cli_stats import stats as stats_command
+from umi_data.cli.stats import stats as stats_command
 from umi_data.readers import read_inputs
-from umi_data.roles import ROLE_NAMES, examples
-from umi_data.shards import EXAMPLE_SCHEMA
-from umi_data.stats import NotASplit, collect, find_shards, to_json
+from umi_data.render.roles import ROLE_NAMES, examples
+from umi_data.split.shards import EXAMPLE_SCHEMA
+from umi_data.split.stats import NotASplit, collect, find_shards, to_json
 from umi_data.trajectory import Call, Source, Tool, Trajectory, Turn
 
 STAGE2 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "alpha-umi-example" / "raw_data_stage_2.json"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from umi_data.alpha_umi import tool_docs
-from umi_data.roles import examples
-from umi_data.templates import ALPHA_UMI, load_template
+from umi_data.render.alpha_umi import tool_docs
+from umi_data.render.roles import examples
+from umi_data.render.templates import ALPHA_UMI, load_template
 from umi_data.trajectory import Call, Source, Tool, Trajectory, Turn
 
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from umi_data.alpha_umi import conversation, tool_doc
 from umi_data.readers import toolbench
+from umi_data.render.alpha_umi import conversation, tool_doc
 from umi_data.trajectory import Source, Tool
 
 SRC = Source("toolbench", "G1_answer/1_x.json")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from umi_eval.backends import Decoding, Generation
+from umi_eval.generate.backends import Decoding, Generation
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
@@ -38,7 +38,7 @@ def slow(seconds: float) -> str:
 
 
 def role_of(prompt: str) -> str:
-    """The role a prompt is for, from its cue (the same cues umi_data.templates appends)."""
+    """The role a prompt is for, from its cue (the same cues umi_data.render.templates appends)."""
     if prompt.endswith(" caller: "):
         return "caller"
     if prompt.endswith(" conclusion: "):

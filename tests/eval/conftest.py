@@ -71,7 +71,7 @@ class Memorised:
 def train_memorised(root: Path, roles: tuple[str, ...] = ROLES, steps: int = 100) -> Memorised:
     import torch
 
-    from umi_data.pipeline import SplitOptions, split
+    from umi_data.split.pipeline import SplitOptions, split
     from umi_train.train import TrainConfig, train_role
 
     data = root / "memorise.json"

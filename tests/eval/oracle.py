@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from umi_eval.backends import Decoding, Generation
-from umi_eval.steps import Prompts, load_steps
+from umi_eval.generate.backends import Decoding, Generation
+from umi_eval.generate.steps import Prompts, load_steps
 
 
 class Oracle:

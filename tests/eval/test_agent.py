@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from umi_data.cli import main as umidata
-from umi_data.roles import examples
+from umi_data.cli.commands import main as umidata
+from umi_data.render.roles import examples
 from umi_data.trajectory import Trajectory
-from umi_eval.agent import LoopConfig, Models, run, run_query
-from umi_eval.queries import Query, read_queries
-from umi_eval.tools import make_executor
+from umi_eval.agent.loop import LoopConfig, Models, run, run_query
+from umi_eval.agent.queries import Query, read_queries
+from umi_eval.agent.tools import make_executor
 
 from .agent_helpers import Scripted, role_of, write_tools
 
@@ -311,7 +311,7 @@ def test_readme_python_tools_example(tmp_path):
 def test_model_error_rejects_the_query_and_resume_reruns_it(executor, tmp_path):
     class Broken(Scripted):
         def generate(self, prompts, decoding):
-            from umi_eval.backends import Generation
+            from umi_eval.generate.backends import Generation
 
             return [Generation("", error="HTTP 503: overloaded") for _ in prompts]
 
@@ -351,7 +351,7 @@ def test_tool_output_that_is_not_valid_unicode_is_written(tmp_path):
 
 
 def test_a_line_that_cannot_be_written_rejects_that_query_only(executor, tmp_path, monkeypatch):
-    from umi_eval import agent
+    from umi_eval.agent import loop as agent
 
     write = agent._Appender.write
 
@@ -375,7 +375,7 @@ def test_a_line_that_cannot_be_written_rejects_that_query_only(executor, tmp_pat
 
 
 def test_resume_refuses_an_id_that_now_names_another_query(executor, tmp_path):
-    from umi_eval.agent import RunError
+    from umi_eval.agent.loop import RunError
 
     qfile, out = tmp_path / "qs.jsonl", tmp_path / "runs.jsonl"
     model = trio(Scripted(planner=["Stop.\n Next: give up."]))
@@ -418,7 +418,7 @@ def test_deeply_nested_arguments_are_not_json(executor, tmp_path):
 
 
 def test_dfsdt_gives_each_search_step_its_own_seed(executor, tmp_path):
-    from umi_eval.backends import Decoding
+    from umi_eval.generate.backends import Decoding
 
     def seeds(search: str) -> list[int]:
         class Seeds(Scripted):
@@ -438,7 +438,7 @@ def test_dfsdt_gives_each_search_step_its_own_seed(executor, tmp_path):
 
 
 def test_a_failed_write_leaves_whole_lines(tmp_path, monkeypatch):
-    from umi_eval import agent
+    from umi_eval.agent import loop as agent
 
     path = tmp_path / "runs.jsonl"
     app = agent._Appender(path)

@@ -10,10 +10,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from umi_data.cli import main as umidata
+from umi_data.cli.commands import main as umidata
 from umi_data.readers import read_inputs
 from umi_data.trajectory import Trajectory
-from umi_eval.cli import main as umieval
+from umi_eval.cli.commands import main as umieval
 
 pytestmark = pytest.mark.slow
 

@@ -10,15 +10,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from click.testing import CliRunner
 
-from umi_data.checks import check
 from umi_data.readers import read_inputs
-from umi_data.roles import examples
+from umi_data.render.roles import examples
 from umi_data.trajectory import Tool, Trajectory
-from umi_eval.agent import LoopConfig, Models, run
-from umi_eval.backends import Decoding, Generation
-from umi_eval.cli import main as umieval
-from umi_eval.queries import Query, Reject, read_queries, standardize
-from umi_eval.tools import (
+from umi_data.trajectory.checks import check
+from umi_eval.agent.loop import LoopConfig, Models, run
+from umi_eval.agent.queries import Query, Reject, read_queries, standardize
+from umi_eval.agent.tools import (
     HttpExecutor,
     PythonExecutor,
     ReplayExecutor,
@@ -27,6 +25,8 @@ from umi_eval.tools import (
     load_module,
     make_executor,
 )
+from umi_eval.cli.commands import main as umieval
+from umi_eval.generate.backends import Decoding, Generation
 
 from .agent_helpers import EXAMPLES, SHARED, need, role_of, write_tools
 
@@ -388,7 +388,7 @@ def test_http_sends_the_toolbench_key(server, monkeypatch):
 
 
 def test_observations_are_valid_unicode(server):
-    from umi_eval.tools import valid_text
+    from umi_eval.agent.tools import valid_text
 
     assert valid_text("a\ud800b\udce9c\ud83d\ude00") == "a\ufffdb\ufffdc\U0001f600"
     assert valid_text("plain é") == "plain é"
@@ -398,8 +398,8 @@ def test_observations_are_valid_unicode(server):
 
 
 def test_deeply_nested_json_is_invalid_json_not_a_crash():
-    from umi_data.parse import parse_caller
-    from umi_eval.tools import decode_arguments, normalise_arguments
+    from umi_data.render.parse import parse_caller
+    from umi_eval.agent.tools import decode_arguments, normalise_arguments
 
     deep = "[" * 5000 + "]" * 5000
     (call,) = parse_caller(f"Action: a\nAction Input: {deep}")

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from umi_data.chat import messages_of, prompt_messages
-from umi_eval.backends import Decoding, Generation
-from umi_eval.chat_prompts import ChatPrompts, load_chat_tokenizer
-from umi_eval.generate import GenerateOptions, generate
-from umi_eval.route import postprocess, route
-from umi_eval.steps import load_steps
+from umi_data.render.chat import messages_of, prompt_messages
+from umi_eval.generate.backends import Decoding, Generation
+from umi_eval.generate.chat_prompts import ChatPrompts, load_chat_tokenizer
+from umi_eval.generate.predict import GenerateOptions, generate
+from umi_eval.generate.route import postprocess, route
+from umi_eval.generate.steps import load_steps
 from umi_train.tiny import chat_texts, train_tiny_tokenizer
 
 ANSWERS = Path(__file__).resolve().parents[2] / "examples" / "toolbench-mini" / "answer"
@@ -70,7 +70,7 @@ def _gold_answers(steps, cp: ChatPrompts, family: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("family", ["qwen2_5", "llama3_1"])
 def test_chat_prompts_and_native_calls_score_perfectly(tmp_path: Path, family: str) -> None:
-    from umi_eval.score import score_file
+    from umi_eval.score.scoring import score_file
 
     model = _tokenizer_dir(tmp_path, family)
     steps = load_steps([str(ANSWERS)]).steps
@@ -101,7 +101,7 @@ def test_chat_prompts_and_native_calls_score_perfectly(tmp_path: Path, family: s
 
 
 def test_chat_prompts_need_a_local_tokenizer(tmp_path: Path) -> None:
-    from umi_eval.generate import GenerateError
+    from umi_eval.generate.predict import GenerateError
 
     opts = GenerateOptions("trio", dict.fromkeys(("planner", "caller", "summarizer"), str(tmp_path / "nope")),
                            prompts="chat")
@@ -112,8 +112,8 @@ def test_chat_prompts_need_a_local_tokenizer(tmp_path: Path) -> None:
 def test_a_chat_split_needs_chat_prompts(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from umi_data.cli import main as umidata
-    from umi_eval.generate import GenerateError
+    from umi_data.cli.commands import main as umidata
+    from umi_eval.generate.predict import GenerateError
 
     split = tmp_path / "split"
     res = CliRunner().invoke(umidata, ["split", str(ANSWERS), "-o", str(split), "--template", "chat",

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from umi_eval.backends import Decoding
-from umi_eval.cli import main
-from umi_eval.generate import GenerateError, GenerateOptions, generate
-from umi_eval.steps import load_steps
+from umi_eval.cli.commands import main
+from umi_eval.generate.backends import Decoding
+from umi_eval.generate.predict import GenerateError, GenerateOptions, generate
+from umi_eval.generate.steps import load_steps
 
 from .conftest import STAGE2, TRAJECTORIES, need
 from .oracle import Oracle, oracles
@@ -137,7 +137,7 @@ def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
 
 
 def test_cli_ctrl_c_keeps_finished_chunks_and_a_crash_exits_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import umi_eval.generate as gen
+    import umi_eval.generate.predict as gen
 
     data = tmp_path / "d.json"
     data.write_text(json.dumps(TRAJECTORIES))
@@ -179,7 +179,7 @@ def test_resume_refuses_other_steps_or_another_template(tmp_path: Path) -> None:
     """The header holds a digest of the steps and the template: a rerun on a changed input file of
     the same name (another reference, another tool description) or with another --template is
     refused instead of keeping the old lines; --overwrite starts over."""
-    from umi_data.templates import ALPHA_UMI
+    from umi_data.render.templates import ALPHA_UMI
 
     data = tmp_path / "d.json"
     data.write_text(json.dumps(TRAJECTORIES))

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from umi_eval.backends import Decoding, TransformersBackend
-from umi_eval.cli import main
-from umi_eval.steps import Prompts, load_steps
+from umi_eval.cli.commands import main
+from umi_eval.generate.backends import Decoding, TransformersBackend
+from umi_eval.generate.steps import Prompts, load_steps
 
 from .conftest import Memorised
 
@@ -31,7 +31,7 @@ def _assert_perfect(path: Path) -> None:
         if p["mode"] == "trio" and p["route"] != "give_up":
             want = want[: -len("</s>")]  # stored predictions have no closing </s> (spec §1.5)
         assert p["prediction"] == want, p["id"]
-    from umi_eval.score import score_file
+    from umi_eval.score.scoring import score_file
 
     m = score_file(str(path)).metrics
     for key in ("plan_acc", "act_em", "arg_f1", "rouge_l"):

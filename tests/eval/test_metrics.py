@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from umi_eval.metrics import (
+from umi_eval.score.metrics import (
     Parsed,
     arg_f1,
     hallucinated,

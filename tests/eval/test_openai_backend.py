@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from umi_eval.backends import Decoding, OpenAIBackend
-from umi_eval.cli import main
+from umi_eval.cli.commands import main
+from umi_eval.generate.backends import Decoding, OpenAIBackend
 
 from .conftest import TRAJECTORIES
 from .oracle import oracles
@@ -154,7 +154,7 @@ def test_a_malformed_reply_is_a_step_error_not_a_crash(monkeypatch: pytest.Monke
 
 def test_top_k_0_means_off_in_the_transformers_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--top-k 0` ("off") must reach generate as 0: None let transformers fill in its default 50."""
-    from umi_eval.backends import TransformersBackend
+    from umi_eval.generate.backends import TransformersBackend
     from umi_train.tiny import build_tiny_model, train_tiny_tokenizer
 
     tok = train_tiny_tokenizer(["hello world"] * 20, vocab_size=300)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rouge import Rouge
 
-from umi_eval.rougel import EmptyText, rouge_l
+from umi_eval.score.rougel import EmptyText, rouge_l
 
 from .score_builders import SPEC_RL
 

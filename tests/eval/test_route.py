@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from umi_eval.route import compose, marker_decision, postprocess, route
+from umi_eval.generate.route import compose, marker_decision, postprocess, route
 
 
 @pytest.mark.parametrize(

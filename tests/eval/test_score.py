@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from umi_eval.metrics import METRICS
-from umi_eval.predictions import SINGLE, TRIO, UMI, ShapeError, read_predictions
-from umi_eval.score import StepMismatch, compare, score_file, score_records
+from umi_eval.score.metrics import METRICS
+from umi_eval.score.predictions import SINGLE, TRIO, UMI, ShapeError, read_predictions
+from umi_eval.score.scoring import StepMismatch, compare, score_file, score_records
 
 from .score_builders import (
     FORECAST,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from umi_eval.cli import main
-from umi_eval.metrics import METRICS
+from umi_eval.cli.commands import main
+from umi_eval.score.metrics import METRICS
 
 from .score_builders import MIXED_TRIO, write_original, write_umi
 
@@ -93,19 +93,19 @@ def test_cases_never_overwrite_the_input(mixed: Path) -> None:
 
 
 def test_internal_error_exits_3_and_ctrl_c_130(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import umi_eval.score
+    import umi_eval.score.scoring
 
     def boom(*a: object, **k: object) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(umi_eval.score, "score_file", boom)
+    monkeypatch.setattr(umi_eval.score.scoring, "score_file", boom)
     code, _, err = run("score", str(mixed))
     assert code == 3 and "internal error (RuntimeError: bug)" in err
 
     def interrupt(*a: object, **k: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(umi_eval.score, "score_file", interrupt)
+    monkeypatch.setattr(umi_eval.score.scoring, "score_file", interrupt)
     code, _, err = run("score", str(mixed))
     assert code == 130 and "interrupted" in err
 

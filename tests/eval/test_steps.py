@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from umi_data.readers import read_inputs
-from umi_data.roles import examples
-from umi_eval.steps import Prompts, StepsError, load_steps, trajectory_steps
+from umi_data.render.roles import examples
+from umi_eval.generate.steps import Prompts, StepsError, load_steps, trajectory_steps
 
 from .conftest import STAGE2, TRAJECTORIES, need
 
@@ -154,7 +154,7 @@ def test_nothing_read_is_an_error(tmp_path: Path) -> None:
 def test_a_split_directory_gives_its_dev_trajectories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import pyarrow.parquet as pq
 
-    from umi_data.pipeline import SplitOptions, split
+    from umi_data.split.pipeline import SplitOptions, split
 
     need(STAGE2)
     monkeypatch.chdir(tmp_path)

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from umi_data.chat import calls_from_response, prompt_messages
-from umi_data.cli import main as umidata
+from umi_data.cli.commands import main as umidata
 from umi_data.readers import read_inputs
+from umi_data.render.chat import calls_from_response, prompt_messages
 from umi_train.chat import ChatTemplateError, encode, plan, template_messages
 from umi_train.data import IGNORE_INDEX
 from umi_train.tiny import build_tiny_model, chat_template_text, chat_texts, train_tiny_tokenizer

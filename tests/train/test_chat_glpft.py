@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from umi_data.cli import main as umidata
+from umi_data.cli.commands import main as umidata
 from umi_train.glpft import run_glpft
 
 REPO = Path(__file__).resolve().parents[2]

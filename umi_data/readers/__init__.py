@@ -23,7 +23,6 @@ from typing import Any
 
 import orjson
 
-from umi_data.findings import Finding
 from umi_data.readers import (
     alpha_umi,
     canonical,
@@ -35,6 +34,7 @@ from umi_data.readers import (
     toolllama,
 )
 from umi_data.trajectory import Source, Trajectory
+from umi_data.trajectory.findings import Finding
 
 # Order matters for sniffing: the most specific shape first.
 READERS: dict[str, ModuleType] = {

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from umi_data.alpha_umi import FROM_TO_TURN, tool_from_doc, turn_from_item
-from umi_data.findings import Finding
+from umi_data.render.alpha_umi import FROM_TO_TURN, tool_from_doc, turn_from_item
 from umi_data.trajectory import Source, Trajectory, derive_outcome
+from umi_data.trajectory.findings import Finding
 
 FORMAT = "alpha-umi"
 

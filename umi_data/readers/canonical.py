@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from umi_data.findings import Finding
-from umi_data.schema import validator
 from umi_data.trajectory import FORMAT_VERSION, Source, Trajectory
+from umi_data.trajectory.findings import Finding
+from umi_data.trajectory.schema import validator
 
 FORMAT = "umi"
 

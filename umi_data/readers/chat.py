@@ -40,9 +40,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from umi_data.findings import Finding
 from umi_data.readers.toolbench import finish_decision
 from umi_data.trajectory import Call, Source, Tool, Trajectory, Turn, derive_outcome
+from umi_data.trajectory.findings import Finding
 
 Episode = tuple[Trajectory | None, list[Finding]]
 _MSG_INDEX = re.compile(r"^/[^/]+/(\d+)")

@@ -48,9 +48,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from umi_data.findings import Finding
 from umi_data.readers.chat import Episode, Msg, Reject, build, parse_tools
 from umi_data.trajectory import Call, Source
+from umi_data.trajectory.findings import Finding
 
 FORMAT = "openai"
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool",

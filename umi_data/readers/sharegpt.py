@@ -32,9 +32,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from umi_data.findings import Finding
 from umi_data.readers.chat import Episode, Msg, Reject, build, parse_tools
 from umi_data.trajectory import Call, Source
+from umi_data.trajectory.findings import Finding
 
 FORMAT = "sharegpt"
 DEFAULT_TAGS = {

@@ -31,8 +31,8 @@ from typing import Any
 
 import orjson
 
-from umi_data.findings import Finding
 from umi_data.trajectory import Call, Source, Tool, Trajectory, Turn, derive_outcome
+from umi_data.trajectory.findings import Finding
 
 FORMAT = "toolbench"
 _METADATA_KEYS = ("finish_type", "query_count", "total_tokens", "valid_data")

@@ -31,10 +31,10 @@ import ast
 import re
 from typing import Any
 
-from umi_data.findings import Finding
 from umi_data.readers.chat import Episode, Msg, Reject, build
 from umi_data.readers.toolbench import _observation
 from umi_data.trajectory import Call, Source, Tool
+from umi_data.trajectory.findings import Finding
 
 FORMAT = "toolllama"
 API_LIST = "Specifically, you have access to the following APIs: "

@@ -1,0 +1,2 @@
+"""validate / convert: the accept-or-reject decision per record, and the export formats (--to
+openai / sharegpt / alpha-umi)."""

@@ -1,0 +1,2 @@
+"""umidata split: sharded streaming over worker processes, Parquet shards, manifest and card; stats
+of a split."""

@@ -1,0 +1,1 @@
+"""umieval run: the agent loop and DFSDT, tool executors, query readers."""

@@ -1,0 +1,271 @@
+"""``umieval generate``: argument handling only; the work is :func:`umi_eval.generate.predict.generate`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from umi_cli.errors import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK
+from umi_cli.terminal import interactive
+from umi_data.readers import FORMATS
+from umi_eval.generate.backends import BACKENDS, DTYPES, Decoding
+from umi_eval.generate.predict import TRIO, GenerateError, GenerateOptions, GenerateSummary, generate
+from umi_eval.generate.steps import PROMPT_STYLES
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+STAGE1 = "stage1-global"
+
+
+def _run_model(run: Path, role: str) -> str:
+    """The model a ``umitrain glpft`` run trained for ``role`` (``global`` = stage 1)."""
+    stage = run / (STAGE1 if role == "global" else f"stage2-{role}") / "model"
+    if not (stage / "config.json").is_file():
+        raise GenerateError(f"--glpft-run {run}: no trained {role} model at {stage}")
+    return str(stage)
+
+
+def resolve_models(
+    planner: str | None, caller: str | None, summarizer: str | None, model: str | None, run: str | None,
+    backend: str,
+) -> tuple[str, dict[str, str]]:  # fmt: skip
+    """(mode, role → model) from the flags; a GLPFT run directory fills in what is not given."""
+    trio = {"planner": planner, "caller": caller, "summarizer": summarizer}
+    if model and run:
+        raise GenerateError("--model and --glpft-run exclude each other (--model RUN means the run's stage-1 model)")
+    if model and any(trio.values()):
+        raise GenerateError("--model (single model) and --planner/--caller/--summarizer (trio) exclude each other")
+    if model:
+        if backend == "transformers" and (Path(model) / STAGE1).is_dir():
+            model = _run_model(Path(model), "global")
+        return "single", {"model": model}
+    if run:
+        for role in TRIO:
+            trio[role] = trio[role] or _run_model(Path(run), role)
+    missing = [f"--{r}" for r in TRIO if not trio[r]]
+    if missing:
+        raise GenerateError(f"missing {', '.join(missing)} (or give --glpft-run DIR, or --model M for one model)")
+    return "trio", {r: str(v) for r, v in trio.items()}
+
+
+def _scores(path: str) -> tuple[dict[str, float] | None, dict[str, Any] | None, str | None]:
+    """(metrics, 95 % intervals, note) of the prediction file, scored by ``umi_eval.score.scoring``."""
+    from umi_eval.score.predictions import ShapeError
+    from umi_eval.score.scoring import score_file
+
+    try:
+        report = score_file(path)
+    except (OSError, ShapeError) as e:
+        return None, None, f"not scored: {e}"
+    if not report.ids:
+        return None, None, "no step to score"
+    return dict(report.metrics), dict(report.ci or {}), None
+
+
+METRIC_LABELS = (("plan_acc", "Plan ACC"), ("act_em", "Act. EM"), ("hallu", "Hallu."), ("arg_f1", "Arg. F1"),
+                 ("rouge_l", "R-L"))  # fmt: skip
+
+
+def format_summary(
+    s: GenerateSummary, metrics: dict[str, float] | None, ci: dict[str, Any] | None, note: str | None
+) -> str:
+    rate = f"{s.generated / s.model_seconds:.2f} steps/s in the models" if s.model_seconds else "no model time"
+    routes = ", ".join(f"{k} {v}" for k, v in sorted(s.routes.items())) or "none"
+    issues = ", ".join(f"{k} {v}" for k, v in sorted(s.issues.items()))
+    lines = [
+        f"umieval generate → {s.out}",
+        f"  records    {s.records} read = {s.trajectories} trajectories + {s.records - s.trajectories} rejected",
+        f"  steps      {s.steps} = {s.done_before} already in the file + {s.generated} generated now"
+        + (f" ({s.stale} lines in the file are not among these steps)" if s.stale else ""),
+        f"  routes     {routes}",
+        f"  tokens     {s.prompt_tokens:,} prompt, {s.completion_tokens:,} generated; "
+        f"{s.truncated} prompts cut from the left; {s.errors} backend errors",
+        f"  time       {s.seconds:.1f} s ({rate})",
+        f"  not steps  {issues}; see {s.rejects}" if issues else f"  not steps  none ({s.rejects} is empty)",
+    ]
+    if metrics:
+        keys = [(k, label) for k, label in METRIC_LABELS if k in metrics]
+        lines.append("  scores     " + "".join(f"{label:>13}" for _, label in keys) + "   (×100)")
+        lines.append("             " + "".join(f"{100 * metrics[k]:>13.2f}" for k, _ in keys))
+        if ci and any(ci.get(k) for k, _ in keys):
+            iv = [ci.get(k) for k, _ in keys]
+            lines.append("             " + "".join(f"{f'{100 * v[0]:.1f}–{100 * v[1]:.1f}' if v else '':>13}"
+                                                   for v in iv) + "   (95 % interval)")  # fmt: skip
+        lines.append(f"             full table: umieval score {s.out}")
+    elif note:
+        lines.append(f"  scores     {note}")
+    return "\n".join(lines)
+
+
+def library_bars(backend: str, quiet: bool) -> None:
+    """transformers' weight-loading bars only on a terminal, like umi's own (never under -q or CI)."""
+    if backend == "transformers" and not interactive(quiet):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
+def _stack(options: list[Callable[[F], F]]) -> Callable[[F], F]:
+    """Several click options as one decorator, in the order given."""
+
+    def apply(f: F) -> F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
+
+
+def model_options(model_help: str) -> Callable[[F], F]:
+    """How `generate` and `run` choose their models (the trio, a GLPFT run, or one model): one
+    definition, read by :func:`resolve_models`."""
+    return _stack([
+        click.option("--planner", help="Planner checkpoint dir (transformers) or served model name (openai)."),
+        click.option("--caller", help="Caller checkpoint dir or served model name."),
+        click.option("--summarizer", help="Summarizer checkpoint dir or served model name."),
+        click.option("--glpft-run", type=click.Path(path_type=str, file_okay=False),
+                     help="A `umitrain glpft` output dir: stage2-<role>/model for every trio role not given "
+                     "(and, with --model DIR, its stage-1 model)."),
+        click.option("--model", help=model_help),
+    ])  # fmt: skip
+
+
+def decoding_options(max_input_tokens: int, max_input_help: str, temperature_help: str) -> Callable[[F], F]:
+    """The decoding flags of `generate` and `run` (one definition; the defaults that differ are
+    arguments): they fill :class:`umi_eval.generate.backends.Decoding`."""
+    return _stack([
+        click.option("--max-new-tokens", default=512, show_default=True, type=click.IntRange(1)),
+        click.option("--max-input-tokens", default=max_input_tokens, show_default=True, type=click.IntRange(1),
+                     help=max_input_help),
+        click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0),
+                     help=temperature_help),
+        click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0, 1)),
+        click.option("--top-k", default=0, show_default=True, type=click.IntRange(0), help="0 = off."),
+        click.option("--seed", default=42, show_default=True, type=int),
+    ])  # fmt: skip
+
+
+@click.command("generate")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=str, dir_okay=False),
+              help="Prediction file (JSONL). An existing one made with the same settings is resumed.")
+@model_options("One model for every step (single-model / global baseline, spec §1.7); a GLPFT run dir "
+               "means its stage-1 global model.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="transformers", show_default=True)
+@click.option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (--backend openai); "
+              "a model given as NAME@URL uses its own server. Key: $OPENAI_API_KEY.")
+@click.option("--prompts", type=click.Choice(PROMPT_STYLES), default="umi", show_default=True,
+              help="umi: the training prompts (train/test parity). original: the original static pipeline's "
+              "(full history for every role, current thought labelled 'planner: '). chat: for models trained on "
+              "`umidata split --template chat` rows — each model's own chat template over the training "
+              "conversation, native tool calls read back as Action lines (local checkpoints).")
+@decoding_options(3750, "Longer prompts keep their last tokens (transformers backend).",
+                  "0 = greedy. The original sampled: --temperature 1 --top-k 50.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1),
+              help="Prompts per generate call (transformers).")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (all GPUs via device_map=auto, else CPU), cpu, cuda, cuda:N.")
+@click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
+              help="auto = bfloat16 on a GPU that has it, else float32.")
+@click.option("--threads", type=click.IntRange(1), help="CPU threads for torch (default: torch's own choice; "
+              "1 is fastest for small models on a busy machine).")
+@click.option("--attn-implementation", help="e.g. sdpa, flash_attention_2 (transformers).")
+@click.option("--trust-remote-code", is_flag=True, help="Allow a checkpoint's own Python code (off by default).")
+@click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Seconds per request (openai).")
+@click.option("--retries", default=3, show_default=True, type=click.IntRange(0), help="Retries per request (openai).")
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1),
+              help="Requests in flight (openai).")
+@click.option("--chunk-size", default=64, show_default=True, type=click.IntRange(1),
+              help="Steps per chunk: planner on the chunk, then its caller and summarizer batches; "
+              "each finished chunk is on disk.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Force the input reader.")
+@click.option("--template", default="alpha-umi", show_default=True,
+              help="Template name or JSON file (a split dir uses its own).")
+@click.option("--split", type=click.Choice(["dev", "train"]), default="dev", show_default=True,
+              help="Which trajectories of a `umidata split` dir given as INPUT.")
+@click.option("--limit", type=click.IntRange(1), help="Only the first N steps.")
+@click.option("--overwrite", is_flag=True, help="Start the prediction file over instead of resuming it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary.")
+def generate_cmd(inputs: tuple[str, ...], out: str, planner: str | None, caller: str | None,
+                 summarizer: str | None, glpft_run: str | None, model: str | None, backend: str,
+                 base_url: str | None,
+                 prompts: str, max_new_tokens: int, max_input_tokens: int, temperature: float, top_p: float,
+                 top_k: int, seed: int, batch_size: int, device: str, dtype: str, threads: int | None,
+                 attn_implementation: str | None,
+                 trust_remote_code: bool, timeout: float, retries: int, concurrency: int, chunk_size: int,
+                 fmt: str | None, template: str, split: str, limit: int | None, overwrite: bool, as_json: bool,
+                 quiet: bool) -> None:  # fmt: skip
+    """Run trained models on the static test steps of INPUT… (α-UMi test files such as
+    out_of_domain.json, any input umidata reads, or a `umidata split` dir: its dev trajectories).
+
+    Trio: --glpft-run DIR, or --planner/--caller/--summarizer. Single model: --model M.
+    Exit codes: 0 ok, 1 some steps could not be made or a backend failed on some, 2 usage or I/O
+    error, 3 internal error, 130 interrupted (finished chunks stay in the file; rerun to resume)."""
+    try:
+        missing = [p for p in inputs if not os.path.lexists(p)]
+        if missing:
+            raise GenerateError(f"no such input: {', '.join(missing)}")
+        mode, models = resolve_models(planner, caller, summarizer, model, glpft_run, backend)
+        decoding = Decoding(max_new_tokens, temperature, top_p, seed, max_input_tokens, top_k)
+        if backend == "transformers":
+            bopts: dict[str, Any] = {"batch_size": batch_size, "device": device, "dtype": dtype,
+                                     "attn_implementation": attn_implementation,
+                                     "trust_remote_code": trust_remote_code}  # fmt: skip
+        else:
+            bopts = {"base_url": base_url, "timeout": timeout, "retries": retries, "concurrency": concurrency}
+        opts = GenerateOptions(mode, models, backend, decoding, prompts,
+                               {k: v for k, v in bopts.items() if v is not None}, chunk_size)  # fmt: skip
+        if backend == "transformers" and threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        library_bars(backend, quiet)
+        with _progress(quiet) as (on_start, on_steps):
+            summary = generate(inputs, out, opts, fmt=fmt, template=template, split=split, overwrite=overwrite,
+                               limit=limit, on_start=on_start, on_steps=on_steps)  # fmt: skip
+        metrics, ci, note = _scores(out)
+    except KeyboardInterrupt:  # usage, I/O and internal errors: the group's policy (umi_cli.errors)
+        click.echo("\ninterrupted: finished chunks are in the file; rerun the same command to resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if as_json:
+        click.echo(json.dumps({**summary.to_dict(), "metrics": metrics, "ci": ci}, indent=2))
+    elif not quiet:
+        click.echo(format_summary(summary, metrics, ci, note))
+    sys.exit(EXIT_FINDINGS if (summary.issues or summary.errors) else EXIT_OK)
+
+
+class _progress:
+    """A rich progress bar over steps, on a terminal only (never under --quiet or CI)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.on = interactive(quiet)
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        if not self.on:
+            return None, None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                            transient=True)  # fmt: skip
+        self.bar.__enter__()
+        return self._start, self._advance
+
+    def _start(self, total: int) -> None:
+        self.task = self.bar.add_task("steps", total=total)
+
+    def _advance(self, n: int) -> None:
+        self.bar.advance(self.task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
