@@ -86,14 +86,31 @@ _OVERRIDES = [
     click.option("--max-length", type=int, help="Max tokens per example [4096]."),
     click.option("--batch-size", type=int, help="Examples per device per step [4]."),
     click.option("--grad-accum", type=int, help="Gradient accumulation steps [1]."),
+    click.option(
+        "--tokens-per-step",
+        type=int,
+        help="Fill each optimizer step with about this many real tokens (whole examples, all processes) "
+        "instead of --batch-size x --grad-accum examples [off: the recipe's examples per step].",
+    ),
+    click.option(
+        "--tokens-per-batch",
+        type=int,
+        help="Micro-batch budget per device with --tokens-per-step; gradient accumulation makes up the step "
+        "[the step, divided among the processes]. Lower it when out of GPU memory.",
+    ),
+    click.option(
+        "--chunked-loss/--no-chunked-loss",
+        default=None,
+        help="Loss from lm_head + cross-entropy in chunks of the label tokens, never all logits at once [on].",
+    ),
     click.option("--max-steps", type=int, help="Stop after this many optimizer steps (overrides epochs)."),
     click.option("--bf16/--no-bf16", default=None, help="bf16 mixed precision [on; switched off on CPU]."),
     click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None, help="[on]."),
     click.option(
         "--packing/--no-packing",
         default=None,
-        help="Pack examples [on]: one flat row per batch under flash_attention_2, rows capped at the "
-        "batch's longest example under sdpa/eager; falls back to padding if the model can't keep "
+        help="Pack examples [on]: one flat row per batch under umi_varlen / flash_attention_2, rows capped "
+        "at the batch's longest example under sdpa/eager; falls back to padding if the model can't keep "
         "examples apart.",
     ),
     click.option(
@@ -105,7 +122,11 @@ _OVERRIDES = [
     click.option("--logging-steps", type=int, help="Log loss every N steps [10]."),
     click.option("--seed", type=int, help="Random seed [42]."),
     click.option("--lora", help="LoRA, e.g. r=16,alpha=32,dropout=0.05,target=q_proj+v_proj (needs peft)."),
-    click.option("--attn-implementation", help="e.g. sdpa, eager, flash_attention_2 [model default]."),
+    click.option(
+        "--attn-implementation",
+        help="e.g. umi_varlen, sdpa, eager, flash_attention_2 [flash_attention_2 on CUDA with flash-attn "
+        "installed, else umi_varlen (PyTorch varlen attention over packed rows)].",
+    ),
     click.option("--num-proc", type=int, help="Tokenization processes [auto]."),
     click.option(
         "--report-to",
@@ -139,6 +160,9 @@ def _collect(kwargs: dict[str, Any]) -> dict[str, Any]:
         "max_length",
         "batch_size",
         "grad_accum",
+        "tokens_per_step",
+        "tokens_per_batch",
+        "chunked_loss",
         "max_steps",
         "bf16",
         "gradient_checkpointing",

@@ -41,20 +41,25 @@ def _base_config(model):
     return base().config if callable(base) else None
 
 
-def packing_supported(model, collate=None, atol: float | None = None) -> tuple[bool, str]:
+def packing_supported(model, collate=None, atol: float | None = None, autocast=None) -> tuple[bool, str]:
     """Probe whether ``model`` keeps the examples of a packed batch apart, as the Trainer will call it.
 
     Collates three short random sequences with ``collate`` (default: the flattening collator), runs
     the batch without its labels, and compares every example's logits with a forward of that example
     alone. Returns ``(ok, reason)``; any exception during the probe counts as "not supported".
+    ``autocast`` (the run's mixed-precision dtype) runs both under ``torch.autocast``, as the Trainer
+    will, so the probe takes the same kernel (``umi_varlen`` uses PyTorch's varlen kernel only in half
+    precision); the difference is then measured relative to the logits' scale (atol 3e-2).
     """
+    import contextlib
+
     import torch
 
     try:
         param = next(model.parameters())
         device, dtype = param.device, param.dtype
         if atol is None:
-            atol = 1e-4 if dtype == torch.float32 else 3e-2
+            atol = 1e-4 if dtype == torch.float32 and autocast is None else 3e-2
         if collate is None:
             collate = make_collator(None, "flatten")
         vocab = model.get_input_embeddings().weight.shape[0]
@@ -68,7 +73,8 @@ def packing_supported(model, collate=None, atol: float | None = None) -> tuple[b
         was_training = model.training
         model.eval()
         try:
-            with torch.no_grad():
+            mixed = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
+            with torch.no_grad(), mixed:
                 out = model(**inputs).logits.float()
                 alone = {tuple(s): model(input_ids=torch.tensor([s], device=device)).logits[0].float() for s in seqs}
         finally:
@@ -84,6 +90,8 @@ def packing_supported(model, collate=None, atol: float | None = None) -> tuple[b
                     seen += 1
         if seen != len(seqs):
             return False, f"packing probe found {seen} of {len(seqs)} examples in the collated batch"
+        if autocast is not None:  # half-precision kernels: relative to the logits' size
+            diff /= max(1.0, max(v.abs().max().item() for v in alone.values()))
     except Exception as exc:  # a model that cannot even run the probe cannot pack
         return False, f"packing probe failed: {type(exc).__name__}: {exc}"
     attn = getattr(model.config, "_attn_implementation", None) or "default"
@@ -97,13 +105,15 @@ def packing_supported(model, collate=None, atol: float | None = None) -> tuple[b
 
 
 def varlen_attention(model) -> bool:
-    """True for kernels that skip the masked blocks of a packed row (FlashAttention varlen).
+    """True for kernels that skip the masked blocks of a packed row (FlashAttention varlen, umi_varlen).
 
     sdpa / eager keep examples apart with a block-diagonal mask but still compute the whole packed
     row, i.e. O((sum L)^2) instead of sum(L^2): correct, yet slower than padding on long rows.
     """
+    from umi_train.varlen import NAME
+
     attn = str(getattr(model.config, "_attn_implementation", "") or "")
-    return attn.startswith("flash_attention") or "flash" in attn
+    return attn.startswith("flash_attention") or "flash" in attn or attn == NAME
 
 
 def pack_rows(lengths: list[int], cap: int) -> list[list[int]]:
@@ -200,3 +210,70 @@ def make_collator(tokenizer, batching: Batching, pad_to_multiple_of: int | None 
         pad_to_multiple_of=pad_to_multiple_of,
         return_tensors="pt",
     )
+
+
+def token_groups(lengths: list[int], budget: int) -> list[list[int]]:
+    """Best-fit decreasing: indices of ``lengths`` in groups of at most ``budget`` tokens, no example cut.
+
+    Each example goes, longest first, into the fullest group it still fits (a sorted list of free
+    room, ``bisect``: O(n log n)-ish, seconds for ToolBench's ~180k examples a role). An example
+    longer than ``budget`` gets a group of its own (the caller raises the budget to the longest
+    example first, so this does not happen in training). Deterministic: ties by index.
+    """
+    import bisect
+
+    groups: list[list[int]] = []
+    free: list[tuple[int, int]] = []  # (room left, group index), sorted
+    for i in sorted(range(len(lengths)), key=lambda k: (-lengths[k], k)):
+        n = lengths[i]
+        at = bisect.bisect_left(free, (n, -1))
+        if at < len(free):
+            room, g = free.pop(at)
+        else:
+            room, g = budget, len(groups)
+            groups.append([])
+        groups[g].append(i)
+        if room - n > 0:
+            bisect.insort(free, (room - n, g))
+    return groups
+
+
+class TokenBudgetDataset:
+    """A map-style dataset of micro-batches: item ``g`` is the list of examples of group ``g``.
+
+    The Trainer runs it with ``per_device_train_batch_size=1`` and its own (seeded, resumable,
+    distributed) sampler shuffles the groups; ``GroupCollator`` hands the examples to the usual
+    collator. So a step is a fixed token budget whatever the examples' lengths.
+    """
+
+    def __init__(self, dataset, budget: int, lengths: list[int] | None = None) -> None:
+        self.dataset = dataset
+        self.lengths = list(lengths if lengths is not None else dataset["length"])
+        self.budget = budget
+        self.groups = token_groups(self.lengths, budget)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, g: int) -> dict:
+        if hasattr(self.dataset, "column_names"):  # a datasets.Dataset: one read for the whole group
+            rows = self.dataset[self.groups[g]]
+            pairs = zip(rows["input_ids"], rows["labels"], strict=True)
+        else:
+            pairs = ((self.dataset[i]["input_ids"], self.dataset[i]["labels"]) for i in self.groups[g])
+        return {"examples": [{"input_ids": ids, "labels": lab} for ids, lab in pairs]}
+
+    def fill(self) -> float:
+        """Share of the groups' token budget holding real tokens."""
+        return sum(self.lengths) / (len(self.groups) * self.budget) if self.groups else 0.0
+
+
+class GroupCollator:
+    """Collate micro-batch groups (``TokenBudgetDataset`` items) or plain examples with ``inner``."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def __call__(self, features: list[dict]) -> dict:
+        flat = [ex for f in features for ex in f["examples"]] if features and "examples" in features[0] else features
+        return self.inner([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in flat])

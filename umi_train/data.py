@@ -80,6 +80,7 @@ class TokenStats:
     tokens: int = 0
     loss_tokens: int = 0
     max_length: int = 0
+    longest: int = 0  # the longest example kept, in tokens
     overlong_policy: str = "drop"
     chat_template: str | None = None  # chat rows: which template rendered them, and how labels were found
     dropped_ids: list[str] = field(default_factory=list)
@@ -224,6 +225,7 @@ def tokenize_role(
     stats.used = len(kept)
     lengths = kept["length"]
     stats.tokens = sum(lengths)
+    stats.longest = max(lengths, default=0)
     # chat: the labelled tokens themselves; α-UMi: completion tokens + EOS
     stats.loss_tokens = sum(n + (0 if is_chat else 1) for n in kept["n_completion"])
     if stats.used == 0:

@@ -29,6 +29,7 @@ from umi_train.runstate import (
     last_complete_checkpoint,
     write_json_atomic,
 )
+from umi_train.throughput import count_params, cuda_device, flops_per_token, mfu, peak_memory_gb
 from umi_train.tracking import REPORT_TO, attach, check_report_to, tracking_callback
 from umi_train.verify import located_read_errors, verify_data
 
@@ -55,6 +56,9 @@ class TrainConfig:
     max_length: int = 4096
     batch_size: int = 4
     grad_accum: int = 1
+    tokens_per_step: int | None = None  # token-budget steps (whole examples) instead of batch_size x grad_accum
+    tokens_per_batch: int | None = None  # micro-batch budget per device [tokens_per_step / processes]
+    chunked_loss: bool = True  # lm_head + cross-entropy in chunks of label tokens (never all logits at once)
     max_steps: int = -1
     bf16: bool = True
     gradient_checkpointing: bool = True
@@ -86,6 +90,12 @@ class TrainConfig:
             raise UserError(f"--resume must be auto, never or a checkpoint directory, got {self.resume!r}")
         if self.max_length < 8:
             raise UserError(f"--max-length {self.max_length} is too small")
+        for name in ("tokens_per_step", "tokens_per_batch"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 8):
+                raise UserError(f"--{name.replace('_', '-')} must be a whole number of tokens >= 8, got {value!r}")
+        if self.tokens_per_batch is not None and self.tokens_per_step is None:
+            raise UserError("--tokens-per-batch sets the micro-batch of --tokens-per-step; give --tokens-per-step too")
         if self.report_to not in REPORT_TO:
             raise UserError(f"--report-to {self.report_to!r}: expected one of {', '.join(REPORT_TO)}")
 
@@ -305,13 +315,100 @@ def _shared_plan(plan) -> _Plan:
     return value
 
 
-def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]:
-    """Train ``cfg.role`` from ``cfg.model`` (or resume), save the model, return the run summary."""
+NEW_OPTION_DEFAULTS = {"tokens_per_step": None, "tokens_per_batch": None, "chunked_loss": True}
+
+
+@dataclass
+class _Run:
+    """What every phase of one ``train_role`` run shares, decided once at its start."""
+
+    cfg: TrainConfig
+    init_from: str | None
+    data_check: Any  # verify.DataCheck
+    run_name: str
+    umi_config: dict[str, Any]
+    args: Any  # TrainingArguments
+    last_ckpt: str | None
+    cuda: bool
+    bf16: bool
+    progress: bool
+    notes: list[str]
+    model_ref: str  # a path or hub id for from_pretrained (resolved once: a hub probe costs seconds)
+    local_only: bool
+    device_name: str | None = None
+    peak_tflops: float | None = None
+
+
+@dataclass
+class _Model:
+    model: Any
+    tokenizer: Any
+    attention: str  # which attention path, and why
+    init_digest: str
+    params: tuple[int, int] = (0, 0)  # (all, trainable), counted once LoRA is on
+
+
+@dataclass
+class _Data:
+    train: Any
+    dev: Any
+    stats: dict[str, TokenStats]
+
+
+@dataclass
+class _Batches:
+    """How the train set reaches the model: the collator, the token budget, the loss path."""
+
+    batching: str  # flatten | rows | pad
+    reason: str
+    collate: Any
+    budget: _Budget | None
+    train: Any  # the train set as the Trainer iterates it (token-budget groups or examples)
+    loss_path: str
+
+
+def train_role(
+    cfg: TrainConfig,
+    init_from: str | None = None,
+    *,
+    prebuilt: tuple[Any, Any] | None = None,
+    save: bool = True,
+) -> dict[str, Any]:
+    """Train ``cfg.role`` from ``cfg.model`` (or resume), save the model, return the run summary.
+
+    Library-only, for the GPU benchmark (``benchmarks/bench_train.py``), which times this very path
+    on models built from configs in process: ``prebuilt`` is ``(model, tokenizer)`` already in
+    memory, used instead of loading ``cfg.model``; ``save=False`` skips writing ``model/`` and
+    ``summary.json`` (a 7B model is 27 GB in fp32) and returns the summary all the same."""
+    run = _start(cfg, init_from, prebuilt)
+    if isinstance(run, dict):  # a finished identical run: skipped
+        return run
+    m = _prepare_model(run, prebuilt)
+    data = _prepare_data(run, m.tokenizer)
+    batches = _prepare_batches(run, m, data)
+    trainer, result, dev_loss, clock = _fit(run, m, data, batches)
+    if save:
+        _save_model(trainer, cfg, m.tokenizer, cfg.output_dir)
+    if not trainer.is_world_process_zero():
+        return {}
+    summary = _summarize(run, m, data, batches, trainer, result, dev_loss, clock)
+    if save:
+        write_json_atomic(cfg.output_dir / SUMMARY, summary)  # last: its presence means the run is complete
+    return summary
+
+
+def _start(cfg: TrainConfig, init_from: str | None, prebuilt) -> _Run | dict[str, Any]:
+    """Checks, the run directory's plan (skip / resume / fresh / clear) and the TrainingArguments;
+    a skipped run's summary instead of a ``_Run``."""
     out = cfg.output_dir
     check_report_to(cfg.report_to)
     data_check = verify_data(cfg.data, cfg.role)  # refuses missing, extra, changed or corrupt shards
-    model_ref, local_only = resolve_model(cfg.model)  # local first; fails fast offline
+    # local first; fails fast offline (a prebuilt model is named, not loaded)
+    model_ref, local_only = (cfg.model, True) if prebuilt is not None else resolve_model(cfg.model)
     options = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    for key, default in NEW_OPTION_DEFAULTS.items():  # a run recorded before these options still matches
+        if options.get(key) == default:
+            options.pop(key)
     ident = identity(data_check.digest, model_key(cfg.model), options)
     run_name = cfg.run_name or out.resolve().name
     umi_config = {
@@ -331,13 +428,13 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
     plan = None if _world_size() > 1 else _plan_run(cfg, ident, umi_config)
     if plan is not None and plan.action == "skip":
         return {**plan.previous, "skipped": True}
-    ckpt_root = out / CHECKPOINTS
     import torch  # after the checks above: a wrong path or an offline hub fails before this import
-    from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments, set_seed
+    from transformers import TrainingArguments, set_seed
 
     _quiet_library_logs()
 
     cuda = torch.cuda.is_available()
+    device_name, peak = cuda_device()
     bf16 = cfg.bf16 and cuda and torch.cuda.is_bf16_supported()
     notes: list[str] = list(data_check.notes)
     if cfg.bf16 and not bf16:
@@ -346,7 +443,7 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
     _set_library_progress(progress)
     set_seed(cfg.seed)
     args = TrainingArguments(
-        output_dir=str(ckpt_root),
+        output_dir=str(out / CHECKPOINTS),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         learning_rate=cfg.lr,
@@ -378,12 +475,17 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         plan = _shared_plan(lambda: _plan_run(cfg, ident, umi_config))
         if plan.action == "skip":
             return {**plan.previous, "skipped": True}
-    last_ckpt = plan.last_ckpt
+    return _Run(cfg, init_from, data_check, run_name, umi_config, args, plan.last_ckpt, cuda, bf16, progress,
+                notes, model_ref, local_only, device_name, peak)
 
-    # 1. Model + tokenizer (the offline tiny model is built once per run dir, then reloaded on resume).
-    model_path = model_ref
-    with args.main_process_first(desc="prepare model"):
-        if cfg.model == TINY:
+
+def _prepare_model(run: _Run, prebuilt) -> _Model:
+    """Model + tokenizer (the offline tiny model is built once per run dir, then reloaded on resume),
+    and the attention path."""
+    cfg, out = run.cfg, run.cfg.output_dir
+    model_path = run.model_ref
+    with run.args.main_process_first(desc="prepare model"):
+        if cfg.model == TINY and prebuilt is None:
             from umi_train.tiny import make_tiny, tiny_complete
 
             init_dir = out / "init"
@@ -395,19 +497,35 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
                 with located_read_errors(shards):
                     make_tiny(shards, init_dir, seed=cfg.seed, vocab_size=cfg.tiny_vocab, overwrite=True)
             model_path = str(init_dir)
-    model, tokenizer = _load_model_and_tokenizer(cfg, model_path, bf16, local_only)
+    from umi_train import varlen
+
+    varlen.register()  # --attn-implementation umi_varlen must be loadable
+    if prebuilt is not None:
+        model, tokenizer = prebuilt
+    else:
+        model, tokenizer = _load_model_and_tokenizer(cfg, model_path, run.bf16, run.local_only)
+    # the varlen kernels serve packed rows; a --no-packing run keeps the model's own attention
+    switch, attention = varlen.default_attention(model, cfg.attn_implementation if cfg.packing else "", run.cuda)
+    if not cfg.packing and not cfg.attn_implementation:
+        attention = f"attn_implementation={model.config._attn_implementation} (model default; --no-packing)"
+    if switch:
+        model.set_attn_implementation(switch)
     init_digest = weights_digest(model)
     limit = tokenizer.model_max_length
     if isinstance(limit, int) and 0 < limit < cfg.max_length:
-        notes.append(
+        run.notes.append(
             f"--max-length {cfg.max_length} is above the model's {limit} tokens (tokenizer model_max_length): "
             f"examples longer than {limit} tokens are trained on positions the model was not built for"
         )
+    return _Model(model, tokenizer, attention, init_digest)
 
-    # 2. Data: tokenize (cached), mask audit, overlong policy.
+
+def _prepare_data(run: _Run, tokenizer) -> _Data:
+    """Tokenize (cached), mask audit, overlong policy; the data report and manifest copy."""
+    cfg, out = run.cfg, run.cfg.output_dir
     stats: dict[str, TokenStats] = {}
     all_shards = [p for split in ("train", "dev") for p in role_shards(cfg.data, cfg.role, split)]
-    with args.main_process_first(desc="tokenize"), located_read_errors(all_shards):
+    with run.args.main_process_first(desc="tokenize"), located_read_errors(all_shards):
         tokenized = {
             split: tokenize_role(
                 cfg.data,
@@ -418,107 +536,142 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
                 overlong=cfg.overlong,
                 cache_dir=out / "cache",
                 num_proc=cfg.num_proc,
-                quiet=not progress,
+                quiet=not run.progress,
             )
             for split in ("train", "dev")
         }
         (train_ds, stats["train"]), (dev_ds, stats["dev"]) = tokenized["train"], tokenized["dev"]
+    return _Data(train_ds, dev_ds, stats)
 
-    # 3. Batching: packing if the model provably keeps packed examples apart, else padding.
+
+def _prepare_batches(run: _Run, m: _Model, data: _Data) -> _Batches:
+    """Packing if the model provably keeps packed examples apart, else padding; the token budget;
+    LoRA; the loss path. Wraps ``m.model`` (LoRA) in place."""
+    cfg, args, out = run.cfg, run.args, run.cfg.output_dir
     from umi_train.collate import disable_cache, make_collator, packing_mode, packing_supported
 
+    model, tokenizer = m.model, m.tokenizer
     disable_cache(model)  # packed batches are only isolated without a KV cache; training never needs one
-    pad_multiple = 8 if cuda else None
+    pad_multiple = 8 if run.cuda else None
     batching, packing_reason, collate = "pad", "packing disabled (--no-packing)", None
     if cfg.packing:
         mode = packing_mode(model)
         packed = make_collator(tokenizer, mode, pad_multiple, flash_kwargs=mode == "flatten")
-        ok, packing_reason = packing_supported(model, packed)
+        # under bf16 the probe runs in autocast too: the kernel it checks is the one training uses
+        ok, packing_reason = packing_supported(model, packed, autocast=_bf16_dtype() if run.bf16 else None)
         if ok:
             batching, collate = mode, packed  # the Trainer gets the very collator the probe checked
         # else: the summary's batching line says "dynamic padding" and why (said once, there)
     packing = batching != "pad"
     # packed batches gain nothing from length grouping (rows are filled across lengths); padding does
     args.train_sampling_strategy = "random" if packing else "group_by_length"
+    train_ds = data.train
+    budget = _token_budget(cfg, args, train_ds, run.notes) if cfg.tokens_per_step else None
+    if budget is not None:
+        train_ds = budget.dataset
     if cfg.lora:
-        model = _wrap_lora(model, cfg.lora)
+        m.model = model = _wrap_lora(model, cfg.lora)
+    loss_path = "plain (transformers' ForCausalLMLoss over all logits)"
+    sharded = _sharded_launch(args)
+    if cfg.chunked_loss and sharded:
+        loss_path = f"plain: the chunked loss is not tested under {sharded}"
+    elif cfg.chunked_loss:
+        from umi_train.loss import install_chunked_loss
+
+        chunked, why = install_chunked_loss(model)
+        loss_path = why if chunked else f"plain: {why}"
+    args.prediction_loss_only = True  # the chunked loss returns no logits; only eval_loss is read
+    m.params = count_params(model)
 
     manifest_src = cfg.data / "manifest.json"
     if args.process_index == 0:
         if manifest_src.is_file():  # (without one, data_check's note already says so)
             shutil.copyfile(manifest_src, out / "data-manifest.json")
-        report = {"role": cfg.role, "train": stats["train"].to_dict(), "dev": stats["dev"].to_dict()}
+        report = {"role": cfg.role, "train": data.stats["train"].to_dict(), "dev": data.stats["dev"].to_dict()}
         write_json_atomic(out / "data-report.json", report)
     # notes (bf16 off, no manifest …) are said once, in the run summary
+    return _Batches(batching, packing_reason, collate or make_collator(tokenizer, "pad", pad_multiple), budget,
+                    train_ds, loss_path)
 
+
+def _fit(run: _Run, m: _Model, data: _Data, batches: _Batches):
+    """The Trainer, its training and the dev loss; out of memory is a usage error (exit 2)."""
+    import torch
+    from transformers import PrinterCallback, ProgressCallback, Trainer
+
+    from umi_train.collate import GroupCollator
+
+    cfg, out = run.cfg, run.cfg.output_dir
     clock = _RunClock()
-    tracker = tracking_callback(umi_config, out / "runs" / run_name) if cfg.report_to != "none" else None
+    tracker = tracking_callback(run.umi_config, out / "runs" / run.run_name) if cfg.report_to != "none" else None
     trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=dev_ds,
-        data_collator=collate or make_collator(tokenizer, "pad", pad_multiple),
-        processing_class=tokenizer,
+        model=m.model,
+        args=run.args,
+        train_dataset=batches.train,
+        eval_dataset=data.dev,
+        data_collator=GroupCollator(batches.collate),
+        processing_class=m.tokenizer,
         callbacks=[_as_callback(clock), *cfg.callbacks, *([tracker] if tracker else [])],
     )
     if tracker is not None:
         attach(trainer, tracker)
-    if not progress:
+    if not run.progress:
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
-    if last_ckpt:
-        log.info("resuming from %s", last_ckpt)
-    result = trainer.train(resume_from_checkpoint=last_ckpt)
-    dev_loss = trainer.evaluate()["eval_loss"] if dev_ds is not None else None
+    if run.last_ckpt:
+        log.info("resuming from %s", run.last_ckpt)
+    if run.cuda:
+        torch.cuda.reset_peak_memory_stats()
+    longest = max(data.stats["train"].longest, data.stats["dev"].longest)
+    try:
+        result = trainer.train(resume_from_checkpoint=run.last_ckpt)
+        dev_loss = trainer.evaluate()["eval_loss"] if data.dev is not None else None
+    except torch.OutOfMemoryError as exc:
+        raise UserError(oom_message(cfg, run.args, batches.budget, longest, exc)) from None
+    return trainer, result, dev_loss, clock
 
-    # 4. Save: safetensors weights + tokenizer + the data manifest, in one loadable directory,
-    #    written beside model/ and renamed into place (a kill never leaves a half-written model/).
-    model_dir = out / MODEL_DIR
-    partial = out / f".{MODEL_DIR}.partial"
-    if trainer.is_world_process_zero():
-        shutil.rmtree(partial, ignore_errors=True)
-    final = trainer.model
-    if cfg.lora and trainer.is_world_process_zero():
-        with atomic_dir(out / "adapter") as adapter:  # whole or absent, like model/
-            final.save_pretrained(adapter)
-        final = final.merge_and_unload()
-    if cfg.lora:
-        final.save_pretrained(partial, is_main_process=trainer.is_world_process_zero())
-    else:
-        trainer.save_model(str(partial))
-    if not trainer.is_world_process_zero():
-        return {}
-    tokenizer.save_pretrained(partial)
-    if (out / "data-manifest.json").is_file():
-        shutil.copyfile(out / "data-manifest.json", partial / "data-manifest.json")
-    shutil.rmtree(model_dir, ignore_errors=True)
-    os.replace(partial, model_dir)
 
+def _summarize(
+    run: _Run, m: _Model, data: _Data, batches: _Batches, trainer, result, dev_loss, clock
+) -> dict[str, Any]:
+    """The run summary (summary.json): provenance, what was trained how, losses, speed."""
+    cfg, args, budget = run.cfg, run.args, batches.budget
+    n_params, n_trainable = m.params
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
     summary: dict[str, Any] = {
         "status": "done",
         "role": cfg.role,
         "model": cfg.model,
-        "init_from": init_from or cfg.model,
-        "init_digest": init_digest,
+        "init_from": run.init_from or cfg.model,
+        "init_digest": m.init_digest,
         "data": str(cfg.data),
-        "data_digest": data_check.digest,
-        "manifest_sha256": data_check.manifest_sha256,
+        "data_digest": run.data_check.digest,
+        "manifest_sha256": run.data_check.manifest_sha256,
         "report_to": cfg.report_to,
-        "run_name": run_name,
-        "output_dir": str(out),
-        "model_dir": str(model_dir),
-        "examples": {k: v.to_dict() for k, v in stats.items()},
+        "run_name": run.run_name,
+        "output_dir": str(cfg.output_dir),
+        "model_dir": str(cfg.output_dir / MODEL_DIR),
+        "examples": {k: v.to_dict() for k, v in data.stats.items()},
         "world_size": args.world_size,
-        "global_batch_size": cfg.batch_size * cfg.grad_accum * args.world_size,
-        "packing": packing,
-        "batching": batching,
-        "packing_reason": packing_reason,
-        "bf16": bf16,
-        "notes": notes,
+        "global_batch_size": None if budget else cfg.batch_size * cfg.grad_accum * args.world_size,
+        "tokens_per_step": cfg.tokens_per_step,
+        "micro_batch_tokens": budget.micro if budget else None,
+        "grad_accum": args.gradient_accumulation_steps,
+        "micro_batches": len(budget.dataset) if budget else None,
+        "micro_batch_fill": round(budget.dataset.fill(), 4) if budget else None,
+        "attention": m.attention,
+        "attn_implementation": getattr(getattr(m.model, "config", None), "_attn_implementation", None),
+        "loss_path": batches.loss_path,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "params": n_params,
+        "trainable_params": n_trainable,
+        "packing": batches.batching != "pad",
+        "batching": batches.batching,
+        "packing_reason": batches.reason,
+        "bf16": run.bf16,
+        "notes": run.notes,
         "lora": cfg.lora,
-        "resumed_from": last_ckpt,
+        "resumed_from": run.last_ckpt,
         "resumed_from_step": clock.start_step,
         "steps": trainer.state.global_step,
         "epochs": cfg.epochs,
@@ -533,9 +686,108 @@ def train_role(cfg: TrainConfig, init_from: str | None = None) -> dict[str, Any]
         "tokens_seen": clock.tokens,
         "seconds": round(clock.seconds, 3),
         "tokens_per_second": round(clock.tokens / clock.seconds, 1) if clock.seconds else None,
+        "tokens_per_step_seen": round(clock.tokens / max(1, trainer.state.global_step - clock.start_step), 1),
+        "device": run.device_name,
+        "peak_gpu_memory_gib": peak_memory_gb(),
+        "peak_tflops": run.peak_tflops,
     }
-    write_json_atomic(out / SUMMARY, summary)  # last: its presence means the run is complete
+    summary["mfu"] = mfu(summary["tokens_per_second"], flops_per_token(n_params, n_trainable), run.peak_tflops)
     return summary
+
+
+def _save_model(trainer, cfg: TrainConfig, tokenizer, out: Path) -> None:
+    """``model/`` (+ ``adapter/`` with LoRA), written beside the run dir and renamed into place:
+    a kill never leaves a half-written model/. Every rank takes part (FSDP gathers the weights)."""
+    model_dir = out / MODEL_DIR
+    partial = out / f".{MODEL_DIR}.partial"
+    if trainer.is_world_process_zero():
+        shutil.rmtree(partial, ignore_errors=True)
+    final = trainer.model
+    if cfg.lora and trainer.is_world_process_zero():
+        with atomic_dir(out / "adapter") as adapter:  # whole or absent, like model/
+            final.save_pretrained(adapter)
+        final = final.merge_and_unload()
+    if cfg.lora:
+        final.save_pretrained(partial, is_main_process=trainer.is_world_process_zero())
+    else:
+        trainer.save_model(str(partial))
+    if not trainer.is_world_process_zero():
+        return
+    tokenizer.save_pretrained(partial)
+    if (out / "data-manifest.json").is_file():
+        shutil.copyfile(out / "data-manifest.json", partial / "data-manifest.json")
+    shutil.rmtree(model_dir, ignore_errors=True)
+    os.replace(partial, model_dir)
+
+
+@dataclass
+class _Budget:
+    """Token-budget steps: micro-batches of at most ``micro`` tokens, ``accum`` of them a step."""
+
+    micro: int
+    accum: int
+    dataset: Any  # TokenBudgetDataset
+
+
+def _token_budget(cfg: TrainConfig, args, train_ds, notes: list[str]) -> _Budget:
+    """Group the train set into micro-batches of whole examples and set the Trainer up for them.
+
+    ``--tokens-per-step`` counts real tokens over all processes; the micro-batch budget is
+    ``--tokens-per-batch`` (default: the whole step on each process's share, no accumulation), raised
+    to the longest example if below it (no example is ever cut), and accumulation makes up the step."""
+    from umi_train.collate import TokenBudgetDataset
+
+    world = max(1, args.world_size)
+    lengths = list(train_ds["length"])
+    longest = max(lengths)
+    micro = cfg.tokens_per_batch or -(-cfg.tokens_per_step // world)
+    if micro < longest:
+        notes.append(
+            f"micro-batch budget raised from {micro:,} to {longest:,} tokens: the longest train example "
+            "is never cut (lower --max-length to keep the budget)"
+        )
+        micro = longest
+    accum = max(1, -(-cfg.tokens_per_step // (micro * world)))
+    args.per_device_train_batch_size = 1
+    args.gradient_accumulation_steps = accum
+    args.remove_unused_columns = False  # items are groups of examples; GroupCollator keeps what the model takes
+    args.train_sampling_strategy = "random"
+    return _Budget(micro, accum, TokenBudgetDataset(train_ds, micro, lengths))
+
+
+def oom_message(cfg: TrainConfig, args, budget: _Budget | None, longest: int, exc: BaseException) -> str:
+    """One line for an out-of-memory stop: what was tried and what to lower."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
+    if budget is not None:
+        tried = (
+            f"--tokens-per-step {cfg.tokens_per_step:,} in micro-batches of up to {budget.micro:,} tokens "
+            f"({budget.accum} a step)"
+        )
+        lower = "lower --tokens-per-batch (accumulation keeps --tokens-per-step)"
+    else:
+        tried = f"{cfg.batch_size} examples a micro-batch x {cfg.grad_accum} accumulation"
+        lower = "lower --batch-size (raise --grad-accum to keep the step), or use --tokens-per-step"
+    ckpt = "on" if cfg.gradient_checkpointing else "off (turn it on: --gradient-checkpointing)"
+    return (
+        f"out of GPU memory ({first}) with {tried}, longest example {longest:,} tokens, gradient checkpointing "
+        f"{ckpt}: {lower}, or --max-length {cfg.max_length} (a shorter limit drops longer examples)"
+    )
+
+
+def _sharded_launch(args) -> str | None:
+    """FSDP or DeepSpeed, if this run is sharded (they gather and free the lm_head weight around the
+    forward, which the chunked loss's recompute in backward would call outside of)."""
+    if getattr(args, "fsdp", None) or os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        return "FSDP"
+    if getattr(args, "deepspeed", None) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true"):
+        return "DeepSpeed"
+    return None
+
+
+def _bf16_dtype():
+    import torch
+
+    return torch.bfloat16
 
 
 def _has_accelerator() -> bool:
@@ -584,6 +836,17 @@ BATCHING_LABELS = {
 }
 
 
+def _step_size(s: dict[str, Any]) -> str:
+    """What one optimizer step holds: a token budget, or a number of examples (the recipe's)."""
+    if s.get("tokens_per_step"):
+        return (
+            f"--tokens-per-step {s['tokens_per_step']:,} ({s.get('tokens_per_step_seen') or 0:,.0f} real tokens a step "
+            f"seen; micro-batches of <= {s['micro_batch_tokens']:,} tokens, {s['grad_accum']} a step, "
+            f"{s.get('micro_batch_fill') or 0:.0%} full)"
+        )
+    return f"{s.get('global_batch_size', '?')} examples each ({s.get('tokens_per_step_seen') or 0:,.0f} tokens a step)"
+
+
 def format_summary(s: dict[str, Any]) -> str:
     """The one-screen end-of-run report."""
     if s.get("skipped"):
@@ -604,14 +867,22 @@ def format_summary(s: dict[str, Any]) -> str:
         + (f"; dev {dev['used']}" if dev["examples"] else "; no dev split"),
         f"  loss tokens      {tr['loss_share']:.1%} of {tr['tokens']:,} train tokens carry labels",
         f"  batching         {BATCHING_LABELS.get(s.get('batching', ''), 'dynamic padding')}: {s['packing_reason']}",
-        f"  steps            {s['steps']}, {s.get('global_batch_size', '?')} examples each "
+        f"  attention        {s.get('attention', 'n/a')}",
+        f"  steps            {s['steps']}, {_step_size(s)} "
         f"({s.get('world_size', 1)} process{'es' if s.get('world_size', 1) > 1 else ''})"
         + (f" (resumed from step {s['resumed_from_step']})" if s["resumed_from"] else ""),
         f"  loss             final {fl:.4f}" if fl is not None else "  loss             n/a",
     ]
     if s.get("dev_loss") is not None:
         lines[-1] += f", dev {s['dev_loss']:.4f}"
-    lines.append(f"  throughput       {s['tokens_per_second'] or 0:,.0f} tokens/s ({s['tokens_seen']:,} tokens)")
+    if s.get("loss_path"):
+        lines[-1] += f"; {s['loss_path']}"
+    speed = f"  throughput       {s['tokens_per_second'] or 0:,.0f} tokens/s ({s['tokens_seen']:,} tokens)"
+    if s.get("mfu") is not None:
+        speed += f", MFU {s['mfu']:.1%} of {s['peak_tflops']:g} TFLOP/s"
+    if s.get("peak_gpu_memory_gib") is not None:
+        speed += f", peak GPU memory {s['peak_gpu_memory_gib']:.1f} GiB ({s.get('device')})"
+    lines.append(speed)
     lines += [f"  note             {n}" for n in s["notes"]]
     lines.append(
         f"  saved            {s['model_dir']} (safetensors + tokenizer + data-manifest.json), "

@@ -85,8 +85,11 @@ def _locate(batch: dict, ids: list[int]) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("mode", ["flatten", "rows"])
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager", "umi_varlen"])
 def test_packed_and_padded_batches_give_the_same_loss(tiny_dir: Path, features, attn: str, mode: str) -> None:
+    from umi_train import varlen
+
+    varlen.register()
     model, tok = _load(tiny_dir, attn_implementation=attn)
     disable_cache(model)  # what train_role does before building the Trainer
     ok, reason = packing_supported(model, make_collator(tok, mode))
