@@ -35,5 +35,6 @@ def test_public_formats_give_test_steps(name: str, decisions: dict[str, int]) ->
 def test_bfcl_caller_reference_is_the_first_acceptable_answer() -> None:
     steps = load_steps([str(FIXTURES / "bfcl" / "BFCL_v4_live_simple.json")])
     [step] = steps.steps
-    assert step.reference.endswith('caller: Action: get_weather\nAction Input: {"city": "Bergen", "unit": "celsius"}</s>')
+    call = 'caller: Action: get_weather\nAction Input: {"city": "Bergen", "unit": "celsius"}</s>'
+    assert step.reference.endswith(call)
     assert [i.reason for i in steps.issues] == ["no_ground_truth"]  # the question without an answer, located
