@@ -1,13 +1,16 @@
 """Writers: atomic, deterministic output files.
 
 Every file is written to a temporary file in the destination's directory, flushed and fsynced,
-then moved into place with ``os.replace``; on an exception (Ctrl-C included) the temporary file
-is removed and the destination is left as it was. Writers keep the key order their inputs give
-(``Trajectory.to_dict`` is deterministic), so the same inputs give the same bytes.
+then moved into place with ``os.replace`` and its directory fsynced (so the rename itself survives
+a crash); on an exception (Ctrl-C included) the temporary file is removed and the destination is
+left as it was. Writers keep the key order their inputs give (``Trajectory.to_dict`` is
+deterministic), so the same inputs give the same bytes. These are the only file writers of the
+three packages: umi_train and umi_eval write through them too.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -26,8 +29,8 @@ from umi_data.trajectory import Trajectory
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` (after fsync),
-    on any exception it is removed. Parent directories are created."""
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` (the file fsynced
+    before, its directory after), on any exception it is removed. Parent directories are created."""
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(dest.parent, dest.name)  # temporary files of killed runs (their pid is gone)
@@ -42,6 +45,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, dest)
+        fsync_dir(dest.parent)
     except OSError as e:
         tmp_path.unlink(missing_ok=True)
         if e.filename is None:  # a failed write() names no file: say which output it was
@@ -50,6 +54,25 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Flush a directory's entries (a rename into it) to disk; a filesystem that cannot fsync a
+    directory (``EINVAL``) is left as it is."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> None:
+    """The whole file at once (``str`` as UTF-8), atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
@@ -63,29 +86,26 @@ def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
     return n
 
 
-def write_json_array(path: str | os.PathLike[str], blobs: Iterable[bytes]) -> int:
-    """Serialised JSON values as one JSON array, one value per line; returns the count."""
+def write_json_list(path: str | os.PathLike[str], items: Iterable[Any], indent: int | None = None) -> int:
+    """A JSON list written item by item, one item per line; returns the item count.
+
+    ``indent=None``: compact items (orjson, key order kept; ``bytes`` items are written as they
+    are, already serialised) and a final newline — umi's ``.json`` outputs. ``indent=N``: laid out
+    exactly like Python's ``json.dump(items, f, indent=N)``, no final newline (the layout of
+    α-UMi's ``raw_data_stage_2.json``)."""
     n = 0
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        for blob in blobs:
-            f.write(b",\n" if n else b"[\n")
-            f.write(blob)
-            n += 1
-        f.write(b"\n]\n" if n else b"[]\n")
-    return n
-
-
-def write_json_list(path: str | os.PathLike[str], items: Iterable[Any]) -> int:
-    """A JSON list written item by item, formatted like Python's ``json.dump(items, f,
-    indent=2)`` (the layout of α-UMi's ``raw_data_stage_2.json``); returns the item count."""
-    n = 0
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write("[")
+        f.write(b"[")
         for item in items:
-            f.write(",\n" if n else "\n")
-            f.write(textwrap.indent(json.dumps(item, indent=2), "  "))
+            f.write(b",\n" if n else b"\n")
+            if indent is not None:
+                f.write(textwrap.indent(json.dumps(item, indent=indent), " " * indent).encode("utf-8"))
+            else:
+                f.write(item if isinstance(item, bytes) else orjson.dumps(item))
             n += 1
-        f.write("\n]" if n else "]")
+        f.write(b"\n]" if n else b"]")
+        if indent is None:
+            f.write(b"\n")
     return n
 
 

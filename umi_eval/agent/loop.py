@@ -63,7 +63,7 @@ import orjson
 from umi_cli.errors import UsageError
 from umi_data import __version__
 from umi_data.output.guard import UnsafeOutput, output_lock
-from umi_data.output.writers import atomic_path, rejects_path
+from umi_data.output.writers import rejects_path, write_jsonl
 from umi_data.render.parse import ParseError, parse_caller_clean, parse_global, parse_planner, parse_summarizer
 from umi_data.render.roles import examples
 from umi_data.render.templates import ALPHA_UMI, Template
@@ -539,8 +539,7 @@ def _sort_output(path: Path, order: list[str]) -> None:
     rank = {q: i for i, q in enumerate(order)}
     lines = [ln for ln in path.read_bytes().splitlines() if ln.strip()]
     keyed = sorted(((rank.get(orjson.loads(ln)["id"], len(rank)), i, ln) for i, ln in enumerate(lines)))
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(b"".join(ln + b"\n" for *_, ln in keyed))
+    write_jsonl(path, (ln for *_, ln in keyed))
 
 
 def run(
@@ -654,8 +653,7 @@ def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Execu
     summary.reject_codes.update(r["code"] for r in rejects)
     rpath = rejects_path(out)
     if rejects:
-        with atomic_path(rpath) as tmp:
-            tmp.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rejects))
+        write_jsonl(rpath, rejects)
         summary.rejects_file = str(rpath)
     else:
         rpath.unlink(missing_ok=True)  # a previous run's rejects no longer apply

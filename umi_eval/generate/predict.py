@@ -40,7 +40,7 @@ import orjson
 from umi_cli.errors import UsageError
 from umi_data import __version__
 from umi_data.output.guard import UnsafeOutput, check_outputs, output_lock
-from umi_data.output.writers import atomic_path, rejects_path, write_jsonl
+from umi_data.output.writers import rejects_path, write_jsonl
 from umi_data.readers import expand
 from umi_data.render.templates import BUILTIN, Template
 from umi_eval.generate.backends import Backend, Decoding, Generation, close, open_backend
@@ -188,8 +188,7 @@ def _read_existing(out: Path, header: dict[str, Any], overwrite: bool) -> tuple[
         with open(out, "rb+") as f:
             f.truncate(end)
     if len(keep) < len(lines):
-        with atomic_path(out) as tmp:
-            tmp.write_bytes(b"".join(x + b"\n" for x in keep))
+        write_jsonl(out, keep)  # the kept lines, as they were
     return done, first
 
 
