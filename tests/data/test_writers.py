@@ -83,3 +83,21 @@ def test_run_files_are_written_through_the_one_atomic_writer(tmp_path: Path, mon
     write_json_atomic(tmp_path / "run.json", {"b": [1], "a": "é"})
     assert seen == [tmp_path / "run.json"]
     assert (tmp_path / "run.json").read_text() == json.dumps({"b": [1], "a": "é"}, indent=2)
+
+
+def test_appender_writes_whole_lines_and_starts_over_when_asked(tmp_path: Path) -> None:
+    """umieval's growing files (run, predictions, judge cache) share one appender."""
+    path = tmp_path / "sub" / "p.jsonl"
+    app = writers.JsonlAppender(path)
+    app.write({"a": 1})
+    app.write_rows([b'{"b":2}', {"c": 3}])
+    app.write_rows([])
+    app.close()
+    app.write({"dropped": True})  # after close (Ctrl-C): nothing more is written
+    assert path.read_bytes() == b'{"a":1}\n{"b":2}\n{"c":3}\n'
+    writers.JsonlAppender(path).write({"d": 4})
+    assert path.read_bytes().endswith(b'{"d":4}\n')
+    fresh = writers.JsonlAppender(path, truncate=True)
+    fresh.write({"e": 5})
+    fresh.close()
+    assert path.read_bytes() == b'{"e":5}\n'

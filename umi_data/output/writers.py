@@ -10,12 +10,14 @@ three packages: umi_train and umi_eval write through them too.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import tempfile
 import textwrap
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,6 +109,50 @@ def write_json_list(path: str | os.PathLike[str], items: Iterable[Any], indent: 
         if indent is None:
             f.write(b"\n")
     return n
+
+
+class JsonlAppender:
+    """JSON lines appended to a file that grows while a run goes (umieval's run, prediction and
+    judge-cache files), the one exception to whole-file writes: each :meth:`write_rows` is one
+    ``os.write`` of whole lines, then fsynced, so a crash leaves at most one torn last line (its
+    reader cuts it off on the next open); a failed or short write (disk full) is cut back at once
+    and raises, so later lines never continue a partial one. Thread-safe; rows written after
+    :meth:`close` (a Ctrl-C) are dropped. ``truncate``: start the file empty."""
+
+    def __init__(self, path: str | os.PathLike[str], mode: int = 0o666, truncate: bool = False) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+        self.fd: int | None = os.open(self.path, flags, mode)
+        self.lock = threading.Lock()
+
+    def write(self, row: Any) -> None:
+        """One row (a value, or ``bytes`` already serialised)."""
+        self.write_rows((row,))
+
+    def write_rows(self, rows: Iterable[Any]) -> None:
+        data = b"".join((r if isinstance(r, bytes) else orjson.dumps(r)) + b"\n" for r in rows)
+        if not data:
+            return
+        with self.lock:
+            if self.fd is None:
+                return
+            size = os.fstat(self.fd).st_size
+            try:
+                n = os.write(self.fd, data)
+                if n != len(data):
+                    raise OSError(f"short write to {self.path} ({n} of {len(data)} bytes)")
+                os.fsync(self.fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self.fd, size)
+                raise
+
+    def close(self) -> None:
+        with self.lock:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
 
 
 PARQUET_COLUMNS = ("id", "source_format", "outcome", "trajectory")
