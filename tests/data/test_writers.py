@@ -95,7 +95,9 @@ def test_appender_writes_whole_lines_and_starts_over_when_asked(tmp_path: Path) 
     app.close()
     app.write({"dropped": True})  # after close (Ctrl-C): nothing more is written
     assert path.read_bytes() == b'{"a":1}\n{"b":2}\n{"c":3}\n'
-    writers.JsonlAppender(path).write({"d": 4})
+    again = writers.JsonlAppender(path)
+    again.write({"d": 4})
+    again.close()
     assert path.read_bytes().endswith(b'{"d":4}\n')
     fresh = writers.JsonlAppender(path, truncate=True)
     fresh.write({"e": 5})

@@ -5,7 +5,8 @@ then moved into place with ``os.replace`` and its directory fsynced (so the rena
 a crash); on an exception (Ctrl-C included) the temporary file is removed and the destination is
 left as it was. Writers keep the key order their inputs give (``Trajectory.to_dict`` is
 deterministic), so the same inputs give the same bytes. These are the only file writers of the
-three packages: umi_train and umi_eval write through them too.
+three packages: umi_train and umi_eval write through them too. The one exception to whole-file
+writes is :class:`JsonlAppender`, for files that grow while a run goes and are resumed.
 """
 
 from __future__ import annotations
