@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from umi_data.output.writers import write_atomic
 from umi_train import UserError
 
 log = logging.getLogger("umi_train")
@@ -46,10 +47,9 @@ NOT_IDENTITY = frozenset(
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON beside ``path`` and rename it into place: a kill leaves the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    """A run directory's JSON (``indent=2``), atomically (:func:`umi_data.output.writers.write_atomic`):
+    a kill leaves the old file or the new one."""
+    write_atomic(path, json.dumps(data, indent=2))
 
 
 @contextmanager

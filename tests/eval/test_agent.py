@@ -351,16 +351,16 @@ def test_tool_output_that_is_not_valid_unicode_is_written(tmp_path):
 
 
 def test_a_line_that_cannot_be_written_rejects_that_query_only(executor, tmp_path, monkeypatch):
-    from umi_eval.agent import loop as agent
+    from umi_data.output.writers import JsonlAppender
 
-    write = agent._Appender.write
+    write = JsonlAppender.write
 
     def broken(self, obj):
         if obj["id"] == "q1":
             raise TypeError("str is not valid UTF-8: surrogates not allowed")
         write(self, obj)
 
-    monkeypatch.setattr(agent._Appender, "write", broken)
+    monkeypatch.setattr(JsonlAppender, "write", broken)
     rows = [{"id": f"q{i}", "instruction": f"weather {i}"} for i in range(3)]
     out = tmp_path / "runs.jsonl"
     model = trio(Scripted(planner=["Stop.\n Next: give up."]))
@@ -368,7 +368,7 @@ def test_a_line_that_cannot_be_written_rejects_that_query_only(executor, tmp_pat
     assert (s.ran, s.failed, s.reject_codes) == (2, 1, {"internal_error": 1})
     (reject,) = [json.loads(x) for x in (tmp_path / "runs.rejects.jsonl").read_text().splitlines()]
     assert reject["source"]["line"] == 2 and "surrogates" in reject["message"]
-    monkeypatch.setattr(agent._Appender, "write", write)
+    monkeypatch.setattr(JsonlAppender, "write", write)
     s = run(list(read_queries_from(rows, tmp_path)), model, executor, out)  # resume runs q1 only
     assert (s.ran, s.resumed, s.rejected) == (1, 2, 0)
     assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["q0", "q1", "q2"]
@@ -438,13 +438,13 @@ def test_dfsdt_gives_each_search_step_its_own_seed(executor, tmp_path):
 
 
 def test_a_failed_write_leaves_whole_lines(tmp_path, monkeypatch):
-    from umi_eval.agent import loop as agent
+    from umi_data.output import writers
 
     path = tmp_path / "runs.jsonl"
-    app = agent._Appender(path)
+    app = writers.JsonlAppender(path)
     app.write({"id": "a"})
-    real = agent.os.write
-    monkeypatch.setattr(agent.os, "write", lambda fd, data: real(fd, data[:5]))  # disk full mid-line
+    real = writers.os.write
+    monkeypatch.setattr(writers.os, "write", lambda fd, data: real(fd, data[:5]))  # disk full mid-line
     with pytest.raises(OSError, match="short write"):
         app.write({"id": "b"})
     monkeypatch.undo()

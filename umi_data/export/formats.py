@@ -58,10 +58,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import orjson
-
 from umi_cli.errors import UsageError
-from umi_data.output.writers import atomic_path, write_jsonl
+from umi_data.output.writers import write_atomic, write_json_list, write_jsonl
 from umi_data.readers.chat import TRAILING_USER
 from umi_data.trajectory import Call, Trajectory, Turn, record_id
 
@@ -403,21 +401,8 @@ def _write_dataset_info(out: Path, info: dict[str, Any], key: str) -> Path:
     """Add (or replace) this file's entry in ``dataset_info.json`` beside it, atomically."""
     path = dataset_info_path(out)
     info[key] = dataset_info_entry(out)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_atomic(path, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     return path
-
-
-def _write_list(path: str, items: Iterable[Any]) -> int:
-    """A JSON list, one item per line (orjson: compact, UTF-8, deterministic)."""
-    n = 0
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(b"[")
-        for item in items:
-            f.write((b",\n" if n else b"\n") + orjson.dumps(item))
-            n += 1
-        f.write(b"\n]\n" if n else b"]\n")
-    return n
 
 
 def write_export(out: str | os.PathLike[str], to: ExportTarget, trajectories: Iterable[Trajectory]) -> int:
@@ -430,7 +415,7 @@ def write_export(out: str | os.PathLike[str], to: ExportTarget, trajectories: It
         rows: Iterator[Any] = (openai_chat(cid, t) for cid, t in chats)
     else:
         rows = (sharegpt_record(cid, t) for cid, t in chats)
-    n = _write_list(out, rows) if out.endswith(".json") else write_jsonl(out, rows)
+    n = write_json_list(out, rows) if out.endswith(".json") else write_jsonl(out, rows)
     if to == "sharegpt":
         _write_dataset_info(Path(out), info, key)
     return n

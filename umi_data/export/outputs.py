@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from umi_data.export.formats import whole_chats, write_export
-from umi_data.output.writers import write_json_array, write_json_list, write_jsonl, write_trajectories_parquet
+from umi_data.output.writers import write_json_list, write_jsonl, write_trajectories_parquet
 from umi_data.render import alpha_umi
 from umi_data.trajectory import Trajectory
 
@@ -87,7 +87,7 @@ class UmiOutput(OutputFormat):
         if kind == "parquet":
             write_trajectories_parquet(out, (t for t, _ in accepted))
         elif kind == "json":
-            write_json_array(out, (b for _, b in accepted))
+            write_json_list(out, (b for _, b in accepted))
         else:
             write_jsonl(out, (b for _, b in accepted))
 
@@ -102,7 +102,7 @@ class AlphaUmiOutput(OutputFormat):
         return f"--to alpha-umi writes a JSON list: name the output *.json, not {out}"
 
     def write(self, out: str, accepted: Accepted) -> None:
-        write_json_list(out, (alpha_umi_item(t) for _, t in whole_chats(t for t, _ in accepted)))
+        write_json_list(out, (alpha_umi_item(t) for _, t in whole_chats(t for t, _ in accepted)), indent=2)
 
 
 class _ChatExport(OutputFormat, register=False):

@@ -1,1 +1,1 @@
-"""Writing safely: the output-safety rule and locks (guard), atomic writers."""
+"""Writing safely: the output-safety rule and locks (guard), atomic writers (writers)."""

@@ -16,7 +16,10 @@ _CHUNK = 1 << 20
 
 
 class NotRegularFile(OSError):
-    """The path is not a regular file (a FIFO, device, socket, directory): it is not read."""
+    """The path is not a regular file (a FIFO, device, socket, directory): it is not read.
+    ``mode`` is its ``st_mode``, for callers that word the refusal their own way."""
+
+    mode: int = 0
 
 
 class ReadLimitExceeded(ValueError):
@@ -34,11 +37,13 @@ def kind_of(mode: int) -> str:
                        (stat.S_ISDIR, "a directory")):  # fmt: skip
         if test(mode):
             return name
-    return "not a regular file"
+    return "a special file"
 
 
 def _refuse(path: str | os.PathLike[str], mode: int) -> NotRegularFile:
-    return NotRegularFile(f"{os.fspath(path)} is {kind_of(mode)}, not a regular file; only regular files are read")
+    e = NotRegularFile(f"{os.fspath(path)} is {kind_of(mode)}, not a regular file; only regular files are read")
+    e.mode = mode
+    return e
 
 
 def check_regular(path: str | os.PathLike[str]) -> None:
@@ -49,8 +54,8 @@ def check_regular(path: str | os.PathLike[str]) -> None:
         raise _refuse(path, st.st_mode)
 
 
-def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
-    """``open(path, "rb")`` for a regular file only. Checked before opening (a FIFO is never
+def open_regular(path: str | os.PathLike[str], buffering: int = -1) -> BinaryIO:
+    """``open(path, "rb", buffering)`` for a regular file only. Checked before opening (a FIFO is never
     opened, so its writer side is never disturbed) and again on the open descriptor, which is
     opened non-blocking so that a file swapped for a FIFO in between cannot hang the open."""
     check_regular(path)
@@ -62,7 +67,7 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
             raise _refuse(path, st.st_mode)
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        return os.fdopen(fd, "rb", buffering=buffering)
     except BaseException:
         os.close(fd)
         raise

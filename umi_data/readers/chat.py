@@ -82,6 +82,28 @@ class Msg:
     context: bool = False  # assistant: given as context only (OpenAI ``"weight": 0``): history
 
 
+def conversations(obj: dict[str, Any]) -> list[Any]:
+    """The ``conversations`` list of a ShareGPT-style record (``hermes``, ``toolace``, ``toolllama``)."""
+    convs = obj.get("conversations")
+    if not isinstance(convs, list):
+        raise Reject("/conversations", "`conversations` must be a list of {from, value}")
+    return convs
+
+
+def from_value(item: Any, where: str, roles: dict[str, str], unknown: str | None = None) -> tuple[str, str]:
+    """``(role, value)`` of one ``{from, value}`` turn at ``where``, its ``from`` looked up in
+    ``roles``; a :class:`Reject` when ``from`` is none of them (``unknown``: the reader's own words
+    for that) or ``value`` is not a string."""
+    tag = item.get("from") if isinstance(item, dict) else None
+    role = roles.get(tag) if isinstance(tag, str) else None
+    value = item.get("value") if isinstance(item, dict) else None
+    if role is None:
+        raise Reject(f"{where}/from", unknown or f"unknown role {tag!r} (expected one of {', '.join(roles)})")
+    if not isinstance(value, str):
+        raise Reject(f"{where}/value", "`value` must be a string")
+    return role, value
+
+
 def parse_tools(raw: Any, pointer: str, source: Source, findings: list[Finding]) -> tuple[list[Tool], list[Any]]:
     """``tools`` as a list or as a JSON string of one; each a ``{type: function, function: {…}}``
     or a bare ``{name, description, parameters}``. Other tools (``{"type": "code_interpreter"}``)

@@ -41,7 +41,7 @@ import re
 from typing import Any
 
 from umi_data.readers.base import CHAT_ID, Episode, FormatDoc, Reader, Signature
-from umi_data.readers.chat import Msg, Reject, build, parse_tools
+from umi_data.readers.chat import Msg, Reject, build, conversations, from_value, parse_tools
 from umi_data.readers.textcalls import CallSyntax, literal, tagged_calls
 from umi_data.trajectory import Source, Tool
 from umi_data.trajectory.findings import Finding
@@ -160,22 +160,13 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
             except ValueError:
                 raise Reject("/tools", "`tools` is a string but neither JSON nor a Python literal") from None
         tools, others = parse_tools(raw_tools, "/tools", source, findings)
-        convs = obj.get("conversations")
-        if not isinstance(convs, list):
-            raise Reject("/conversations", "`conversations` must be a list of {from, value}")
         msgs: list[Msg] = []
-        items = list(enumerate(convs))
+        items = list(enumerate(conversations(obj)))
         if isinstance(obj.get("system"), str):  # a system column, as LLaMA-Factory's ShareGPT has
             items.insert(0, (-1, {"from": "system", "value": obj["system"]}))
         for i, item in items:
             where = f"/conversations/{i}" if i >= 0 else "/system"
-            tag = item.get("from") if isinstance(item, dict) else None
-            role = _ROLES.get(tag) if isinstance(tag, str) else None
-            value = item.get("value") if isinstance(item, dict) else None
-            if role is None:
-                raise Reject(f"{where}/from", f"unknown role {tag!r} (expected one of {', '.join(_ROLES)})")
-            if not isinstance(value, str):
-                raise Reject(f"{where}/value", "`value` must be a string")
+            role, value = from_value(item, where, _ROLES)
             if role == "system":
                 found, other, text = tools_from_system(value, f"{where}/value" if i >= 0 else where, source, findings)
                 if not tools:

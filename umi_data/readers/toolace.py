@@ -32,7 +32,7 @@ import json
 from typing import Any
 
 from umi_data.readers.base import CHAT_ID, Episode, FormatDoc, Reader, Signature
-from umi_data.readers.chat import Msg, Reject, build, parse_tools
+from umi_data.readers.chat import Msg, Reject, build, conversations, from_value, parse_tools
 from umi_data.readers.textcalls import CallSyntax, python_calls
 from umi_data.trajectory import Source, Tool
 from umi_data.trajectory.findings import Finding
@@ -104,18 +104,9 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
                 after = after[1:].lstrip() if after.startswith(".") else after  # "[…]. \nShould you …"
                 system = (system[:start].rstrip() + "\n" + after).strip()
             msgs.append(Msg("system", "/system", text=system))
-        convs = obj.get("conversations")
-        if not isinstance(convs, list):
-            raise Reject("/conversations", "`conversations` must be a list of {from, value}")
-        for i, item in enumerate(convs):
+        for i, item in enumerate(conversations(obj)):
             where = f"/conversations/{i}"
-            tag = item.get("from") if isinstance(item, dict) else None
-            role = _ROLES.get(tag) if isinstance(tag, str) else None
-            value = item.get("value") if isinstance(item, dict) else None
-            if role is None:
-                raise Reject(f"{where}/from", f"unknown role {tag!r} (expected one of {', '.join(_ROLES)})")
-            if not isinstance(value, str):
-                raise Reject(f"{where}/value", "`value` must be a string")
+            role, value = from_value(item, where, _ROLES)
             if role == "assistant":
                 try:
                     calls = python_calls(value)

@@ -32,7 +32,7 @@ import re
 from typing import Any
 
 from umi_data.readers.base import Episode, FormatDoc, Reader, Signature
-from umi_data.readers.chat import Msg, Reject, build
+from umi_data.readers.chat import Msg, Reject, build, conversations, from_value
 from umi_data.readers.toolbench import _observation
 from umi_data.trajectory import Call, Source, Tool
 from umi_data.trajectory.findings import Finding
@@ -86,19 +86,10 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
     findings: list[Finding] = []
     tools: list[Tool] = []
     try:
-        convs = obj.get("conversations")
-        if not isinstance(convs, list):
-            raise Reject("/conversations", "`conversations` must be a list of {from, value}")
         msgs: list[Msg] = []
-        for i, item in enumerate(convs):
+        for i, item in enumerate(conversations(obj)):
             where = f"/conversations/{i}"
-            tag = item.get("from") if isinstance(item, dict) else None
-            role = _ROLES.get(tag) if isinstance(tag, str) else None
-            value = item.get("value") if isinstance(item, dict) else None
-            if role is None:
-                raise Reject(f"{where}/from", "`from` must be one of system, user, assistant, function")
-            if not isinstance(value, str):
-                raise Reject(f"{where}/value", "`value` must be a string")
+            role, value = from_value(item, where, _ROLES, "`from` must be one of system, user, assistant, function")
             if role == "system":
                 tools, system = tools_from_system(value, f"{where}/value")
                 msgs.append(Msg("system", where, text=system))

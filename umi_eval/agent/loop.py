@@ -45,11 +45,9 @@ re-seed per call, so one seed would repeat the first child exactly under samplin
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -63,7 +61,7 @@ import orjson
 from umi_cli.errors import UsageError
 from umi_data import __version__
 from umi_data.output.guard import UnsafeOutput, output_lock
-from umi_data.output.writers import atomic_path, rejects_path
+from umi_data.output.writers import JsonlAppender, rejects_path, write_jsonl
 from umi_data.render.parse import ParseError, parse_caller_clean, parse_global, parse_planner, parse_summarizer
 from umi_data.render.roles import examples
 from umi_data.render.templates import ALPHA_UMI, Template
@@ -500,47 +498,13 @@ def _done_ids(path: Path) -> tuple[dict[str, str | None], int]:
     return ids, cut
 
 
-class _Appender:
-    """Whole lines appended with one ``write`` each and fsynced: a crash leaves at most one
-    partial last line, which the next run cuts off (:func:`_done_ids`); a failed write (disk
-    full) is cut back at once and raises, so the run goes on with whole lines only."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
-        self.lock = threading.Lock()
-
-    def write(self, obj: dict[str, Any]) -> None:
-        line = orjson.dumps(obj) + b"\n"
-        with self.lock:
-            if self.fd is None:  # closed after Ctrl-C: this query runs again on resume
-                return
-            size = os.fstat(self.fd).st_size
-            try:
-                n = os.write(self.fd, line)
-                if n != len(line):
-                    raise OSError(f"short write to the run file ({n} of {len(line)} bytes)")
-                os.fsync(self.fd)
-            except OSError:  # the query is rejected; the lines after it must not follow a partial one
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self.fd, size)
-                raise
-
-    def close(self) -> None:
-        with self.lock:
-            if self.fd is not None:
-                os.close(self.fd)
-                self.fd = None
-
-
 def _sort_output(path: Path, order: list[str]) -> None:
     """Rewrite the run file in query order (atomically), so a run's bytes do not depend on
     which thread finished first; lines of ids not in this input stay, after the others."""
     rank = {q: i for i, q in enumerate(order)}
     lines = [ln for ln in path.read_bytes().splitlines() if ln.strip()]
     keyed = sorted(((rank.get(orjson.loads(ln)["id"], len(rank)), i, ln) for i, ln in enumerate(lines)))
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(b"".join(ln + b"\n" for *_, ln in keyed))
+    write_jsonl(path, (ln for *_, ln in keyed))
 
 
 def run(
@@ -619,7 +583,7 @@ def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Execu
     engine = Engine([b for b in roles if b], batch_size=max(1, concurrency))
     via = {id(b): EngineBackend(engine, b) for b in roles if b}
     locked = Models(*(via[id(b)] if b else None for b in roles))  # type: ignore[arg-type]
-    appender = _Appender(out)
+    appender = JsonlAppender(out)
 
     def one(q: Query) -> tuple[Query, Trajectory | None, float, tuple[str, str]]:
         t0 = time.perf_counter()
@@ -654,8 +618,7 @@ def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Execu
     summary.reject_codes.update(r["code"] for r in rejects)
     rpath = rejects_path(out)
     if rejects:
-        with atomic_path(rpath) as tmp:
-            tmp.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rejects))
+        write_jsonl(rpath, rejects)
         summary.rejects_file = str(rpath)
     else:
         rpath.unlink(missing_ok=True)  # a previous run's rejects no longer apply

@@ -28,7 +28,7 @@ import os
 import queue
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -40,7 +40,7 @@ import orjson
 from umi_cli.errors import UsageError
 from umi_data import __version__
 from umi_data.output.guard import UnsafeOutput, check_outputs, output_lock
-from umi_data.output.writers import atomic_path, rejects_path, write_jsonl
+from umi_data.output.writers import JsonlAppender, rejects_path, write_jsonl
 from umi_data.readers import expand
 from umi_data.render.templates import BUILTIN, Template
 from umi_eval.generate.backends import Backend, Decoding, Generation, close, open_backend
@@ -188,8 +188,7 @@ def _read_existing(out: Path, header: dict[str, Any], overwrite: bool) -> tuple[
         with open(out, "rb+") as f:
             f.truncate(end)
     if len(keep) < len(lines):
-        with atomic_path(out) as tmp:
-            tmp.write_bytes(b"".join(x + b"\n" for x in keep))
+        write_jsonl(out, keep)  # the kept lines, as they were
     return done, first
 
 
@@ -198,13 +197,6 @@ def _resolved(backends: dict[str, Backend]) -> dict[str, dict[str, str]]:
     got = {role: {k: str(getattr(b, k)) for k in _RESOLVED if isinstance(getattr(b, k, None), str)}
            for role, b in sorted(backends.items())}  # fmt: skip
     return {role: r for role, r in got.items() if r}
-
-
-def _append(f, rows: Iterable[dict[str, Any]]) -> None:
-    for row in rows:
-        f.write(orjson.dumps(row) + b"\n")  # one write per line: a crash tears at most the last one
-    f.flush()
-    os.fsync(f.fileno())
 
 
 # --- one chunk -----------------------------------------------------------------------------------
@@ -483,11 +475,12 @@ def _generate(
         summary.rejects = str(rej)
         if on_start is not None:
             on_start(len(todo))
-        with open(out, "ab" if done else "wb") as f:
+        appender = JsonlAppender(out, truncate=not done)  # a crash tears at most the last line
+        try:
             if not done:
-                _append(f, [header])
+                appender.write(header)
             for rows in runner.rows(todo):
-                _append(f, rows)
+                appender.write_rows(rows)
                 for row in rows:
                     summary.generated += 1
                     summary.routes[row.get("route", "single")] += 1
@@ -497,6 +490,8 @@ def _generate(
                     summary.completion_tokens += row["completion_tokens"]
                 if on_steps is not None:
                     on_steps(len(rows))
+        finally:
+            appender.close()
     finally:
         runner.close()
         summary.model_seconds = runner.model_seconds

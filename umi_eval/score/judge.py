@@ -29,7 +29,6 @@ six test sets, from the query ids or a ``--groups`` file) and as the mean over g
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -44,7 +43,7 @@ import orjson
 
 from umi_cli.errors import UsageError
 from umi_data.output.guard import UnsafeOutput, check_output
-from umi_data.output.writers import rejects_path, write_jsonl
+from umi_data.output.writers import JsonlAppender, rejects_path, write_jsonl
 from umi_data.readers import READERS, Unit, read_inputs, toolbench
 from umi_data.trajectory import Trajectory
 from umi_eval.generate.backends import Decoding, Generation, OpenAIBackend
@@ -367,7 +366,7 @@ class JudgeCache:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.entries: dict[str, dict[str, Any]] = {}
-        self.fd: int | None = None
+        self.appender: JsonlAppender | None = None
         if self.path.exists():
             data = self.path.read_bytes()
             end = data.rfind(b"\n") + 1
@@ -388,27 +387,16 @@ class JudgeCache:
         return self.entries.get(key)
 
     def add(self, entries: Iterable[dict[str, Any]]) -> None:
-        if self.fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        data = b"".join(orjson.dumps(e) + b"\n" for e in entries)
-        if not data:
-            return
-        size = os.fstat(self.fd).st_size
-        try:
-            os.write(self.fd, data)
-            os.fsync(self.fd)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self.fd, size)
-            raise
+        if self.appender is None:
+            self.appender = JsonlAppender(self.path, 0o644)
+        self.appender.write_rows(entries)
         for e in entries:
             self.entries[e["key"]] = e
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        if self.appender is not None:
+            self.appender.close()
+            self.appender = None
 
 
 @dataclass(slots=True)

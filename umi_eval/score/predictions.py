@@ -42,6 +42,8 @@ from typing import Any, BinaryIO
 import orjson
 
 from umi_cli.errors import UsageError
+from umi_data.readers import bounded_io
+from umi_data.readers.bounded_io import NotRegularFile, check_regular, kind_of
 from umi_eval.score.metrics import parse
 
 TRIO, SINGLE, UMI = "alpha-umi-trio", "alpha-umi-single", "umi"
@@ -167,24 +169,22 @@ def _disambiguated(bases: list[str | None], parsed_digest: dict[int, str]) -> li
 
 MAX_RECORD_BYTES = 64 << 20  # one JSONL line or one item of a JSON array (a step record is KBs)
 _CHUNK = 1 << 20
-_KINDS = ((stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"),
-          (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))  # fmt: skip
 
 
 def _not_regular(path: str, mode: int) -> ShapeError:
     if stat.S_ISDIR(mode):
         return ShapeError(f"{path} is a directory, not a prediction file")
-    kind = next((name for test, name in _KINDS if test(mode)), "special file")
-    return ShapeError(f"{path} is a {kind}, not a regular file: not reading it (it could block or never end)")
+    return ShapeError(f"{path} is {kind_of(mode)}, not a regular file: not reading it (it could block or never end)")
 
 
 def open_regular(path: str) -> BinaryIO:
-    """Open a prediction file for reading, only if it is a regular file (symlinks followed): a
-    FIFO, device or socket is refused from its ``stat`` without being opened (a FIFO would block,
-    a device never end), and opened non-blocking and checked again, so one swapped in meanwhile
-    cannot hang either. Every refusal is a one-line :class:`ShapeError`."""
+    """Open a prediction file for reading, only if it is a regular file (symlinks followed):
+    :func:`umi_data.readers.bounded_io.open_regular` (a FIFO, device or socket is refused without
+    being opened, and checked again once opened), with every refusal a one-line :class:`ShapeError`."""
     try:
-        st = os.stat(path)
+        check_regular(path)  # first on its own: what cannot be looked at is worded for prediction files
+    except NotRegularFile as e:
+        raise _not_regular(path, e.mode) from None
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise ShapeError(f"{path}: a symlink loop (too many levels of symbolic links)") from None
@@ -192,18 +192,10 @@ def open_regular(path: str) -> BinaryIO:
             broken = " (a symlink whose target is missing)" if os.path.islink(path) else ""
             raise ShapeError(f"{path} does not exist{broken}") from None
         raise ShapeError(f"{path}: cannot read: {e.strerror or e}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise _not_regular(path, st.st_mode)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise _not_regular(path, st.st_mode)
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb", buffering=_CHUNK)
-    except BaseException:
-        os.close(fd)
-        raise
+        return bounded_io.open_regular(path, buffering=_CHUNK)
+    except NotRegularFile as e:  # swapped for a FIFO or device since
+        raise _not_regular(path, e.mode) from None
 
 
 def _lines(f: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
