@@ -138,8 +138,8 @@ def test_turns_without_a_reference_and_rejected_records_are_reported(tmp_path: P
     assert got.records == 5 and got.trajectories == 4 and got.rejected == 1
     assert len(got.steps) == 2  # the good trajectory's two steps
     assert got.reasons() == {"reference_missing": 1, "reference_mismatch": 1, "no_marker": 1, "schema": 1}
-    assert all(i.source["file"] == str(path) for i in got.issues)
-    assert {i.source["index"] for i in got.issues} == {1, 2, 3, 4}
+    assert all(i.source.file == str(path) for i in got.issues)
+    assert {i.source.index for i in got.issues} == {1, 2, 3, 4}
 
 
 def test_nothing_read_is_an_error(tmp_path: Path) -> None:
