@@ -152,6 +152,7 @@ _CODES = [
     Code("duplicate_query", "error", "`umieval judge`: a second answer to the same query; only the first is judged."),
 ]
 CODES: dict[str, Code] = {c.code: c for c in _CODES}
+Problem = tuple[str, str]  # (a code of CODES, message): a reject before its source is attached
 
 
 def declared(code: str) -> str:

@@ -69,7 +69,7 @@ from umi_data.render.roles import examples
 from umi_data.render.templates import ALPHA_UMI, Template
 from umi_data.trajectory import FORMAT_VERSION, Call, Source, Tool, Trajectory, Turn, derive_outcome
 from umi_data.trajectory.checks import argument_schema
-from umi_data.trajectory.findings import declared
+from umi_data.trajectory.findings import Problem, declared
 from umi_eval.agent.queries import Query, Reject
 from umi_eval.agent.tools import Executor, Observation, call_tool, decode_arguments, failed, schema_errors, valid_text
 from umi_eval.generate.backends import Backend, Decoding
@@ -621,7 +621,7 @@ def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Execu
     locked = Models(*(via[id(b)] if b else None for b in roles))  # type: ignore[arg-type]
     appender = _Appender(out)
 
-    def one(q: Query) -> tuple[Query, Trajectory | None, float, tuple[str, str]]:
+    def one(q: Query) -> tuple[Query, Trajectory | None, float, Problem]:
         t0 = time.perf_counter()
         try:
             traj = run_query(q, locked, executor, cfg, tools_spec)

@@ -43,7 +43,7 @@ import orjson
 
 from umi_cli.errors import UsageError
 from umi_data.trajectory import Source
-from umi_data.trajectory.findings import Reject
+from umi_data.trajectory.findings import Problem, Reject
 from umi_eval.score.metrics import parse
 
 TRIO, SINGLE, UMI = "alpha-umi-trio", "alpha-umi-single", "umi"
@@ -104,7 +104,7 @@ def _reject(loaded: Loaded | Predictions, source: Source, reason: str, message: 
     loaded.rejects.append(Reject(source, reason, message))
 
 
-def _check(obj: dict[str, Any], ref_key: str, pred_key: str) -> tuple[str, str] | None:
+def _check(obj: dict[str, Any], ref_key: str, pred_key: str) -> Problem | None:
     """(reason, message) when a record cannot be scored, else None."""
     for key in (ref_key, pred_key):
         if key not in obj:
@@ -116,7 +116,7 @@ def _check(obj: dict[str, Any], ref_key: str, pred_key: str) -> tuple[str, str] 
     return None
 
 
-def invalid(record: Any, mode: str | None = None) -> tuple[str, str] | None:
+def invalid(record: Any, mode: str | None = None) -> Problem | None:
     """(reason, message) when a umi-shaped record cannot be scored, else None."""
     if not isinstance(record, dict):
         return "not_an_object", f"record is a {type(record).__name__}"
