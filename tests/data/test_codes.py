@@ -66,7 +66,8 @@ def _problem_tuples(fn: ast.FunctionDef) -> list[ast.Tuple]:
     names ``Problem`` (umieval score's record checks, the agent loop's per-query error), or assigned
     to a variable ``problem``."""
     pairs: list[ast.Tuple] = []
-    returns = fn.returns is not None and any(isinstance(n, ast.Name) and n.id == "Problem" for n in ast.walk(fn.returns))
+    names = [n.id for n in ast.walk(fn.returns) if isinstance(n, ast.Name)] if fn.returns is not None else []
+    returns = "Problem" in names
     for node in ast.walk(fn):
         if returns and isinstance(node, ast.Return) and node.value is not None:
             pairs += [t for t in ast.walk(node.value) if isinstance(t, ast.Tuple)]
@@ -90,8 +91,8 @@ def emitted_codes() -> dict[str, list[str]]:
             for node in ast.walk(tree):
                 if isinstance(node, ast.Call) and _callee(node) in EMITTERS and _callee(node) not in skip:
                     pos, kw = EMITTERS[_callee(node)]
-                    args = [a for a in node.args if not isinstance(a, ast.Starred)]
-                    arg = args[pos] if len(args) > pos and len(args) == len(node.args[: len(args)]) else None
+                    starred = any(isinstance(a, ast.Starred) for a in node.args[: pos + 1])  # `*problem`: a Problem
+                    arg = node.args[pos] if len(node.args) > pos and not starred else None
                     arg = next((k.value for k in node.keywords if k.arg == kw), arg)
                     for code, line in _strings(arg) if arg is not None else []:
                         add(code, path, line)
@@ -110,8 +111,8 @@ def emitted_codes() -> dict[str, list[str]]:
 def test_every_code_the_packages_emit_is_declared() -> None:
     found = emitted_codes()
     # the scan reaches every kind of emitter (a scan that finds nothing would pass vacuously)
-    assert {"json_syntax", "duplicate_id", "no_marker", "bad_tools", "invalid_json", "model_error",
-            "planner_no_marker", "arguments_schema", "redirected", "no_record", "duplicate_query"} <= set(found)  # fmt: skip
+    assert {"json_syntax", "duplicate_id", "no_marker", "bad_tools", "invalid_json", "model_error", "planner_no_marker",
+            "arguments_schema", "redirected", "no_record", "duplicate_query"} <= set(found)  # fmt: skip
     undeclared = {c: w for c, w in found.items() if c not in CODES}
     assert not undeclared, f"declare these codes in umi_data/trajectory/findings.py: {undeclared}"
 
