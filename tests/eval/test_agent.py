@@ -276,7 +276,8 @@ def test_run_query_without_tools_is_rejected(tmp_path):
             ex, tmp_path / "r.jsonl")  # fmt: skip
     assert s.rejected == 1 and s.reject_codes == {"no_tools": 1}
     reject = json.loads((tmp_path / "r.rejects.jsonl").read_text())
-    assert reject["code"] == "no_tools" and reject["source"]["line"] == 1
+    assert reject["reason"] == "no_tools" and reject["source"]["line"] == 1
+    assert list(reject) == ["source", "reason", "message", "pointer", "findings"]  # the one reject shape
 
 
 def _one_trajectory(tmp: Path) -> Path:

@@ -297,7 +297,7 @@ def test_query_rejects_keep_their_source(tmp_path):
     path.write_text('{"id": "a", "instruction": "x", "tools": []}\nnot json\n{"id": "b", "instruction": 3}\n')
     items = list(read_queries([str(path)]))
     assert isinstance(items[0], Query)
-    assert [(r.code, r.source.line) for r in items[1:] if isinstance(r, Reject)] == [("json_syntax", 2),
+    assert [(r.reason, r.source.line) for r in items[1:] if isinstance(r, Reject)] == [("json_syntax", 2),
                                                                                      ("schema", 3)]  # fmt: skip
 
 

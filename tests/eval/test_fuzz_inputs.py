@@ -168,5 +168,5 @@ def test_run_never_crashes_on_any_query_file(case: tuple[str, bytes], monkeypatc
             rejects = (Path(d) / "runs.rejects.jsonl")
             listed = [json.loads(x) for x in rejects.read_bytes().splitlines()] if rejects.exists() else []
             assert ran or listed
-            assert all(r["source"]["file"] == str(path) and r["code"] for r in listed)
+            assert all(r["source"]["file"] == str(path) and r["reason"] for r in listed)
             assert res.exit_code == (1 if listed else 0)

@@ -347,7 +347,8 @@ def test_rejects_exit_1_with_their_source_and_unanswered_tree_files_count_as_fai
     assert s["groups"]["G1_tool"]["pass_rate"]["rate"] == pytest.approx(0.5)  # Q1 passed, Q7 (no chain) failed
     rejects = [json.loads(x) for x in (tmp_path / "j.rejects.jsonl").read_text().splitlines()]
     assert {r["reason"] for r in rejects} == {"duplicate_query", "json_syntax"}
-    assert any(r["source"].endswith("runs.jsonl:3") for r in rejects)
+    assert any(r["source"]["file"].endswith("runs.jsonl") and r["source"]["line"] == 3 for r in rejects)
+    assert all(list(r) == ["source", "reason", "message", "pointer", "findings", "input"] for r in rejects)
     rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines()[1:])}
     assert rows["G1_tool/7"]["pass"]["reason"] == "no_trajectory"
 

@@ -148,7 +148,7 @@ def test_unscorable_records_are_rejected_counted_and_listed(tmp_path: Path) -> N
     report = score_file(path, resamples=0)
     assert report.counts["steps"] == 1 and report.counts["records"] == 3
     assert report.counts["rejected_by_reason"] == {"not_a_string": 1, "not_an_object": 1}
-    assert [r["source"] for r in report.rejects] == [f"{path}[1]", f"{path}[2]"]
+    assert [r.where() for r in report.rejects] == [f"{path}[1]", f"{path}[2]"]
 
 
 @pytest.mark.parametrize(("content", "needle"), [
@@ -248,16 +248,16 @@ def test_umi_lines_that_cannot_be_scored_are_rejected_with_their_line(tmp_path: 
     path.write_text("\n".join([*lines, "{broken", "[1]"]) + "\n")
     report = score_file(path, resamples=0)
     assert report.counts["steps"] == 1 and report.counts["records"] == 5
-    assert [(r["source"].rsplit(":", 1)[1], r["reason"]) for r in report.rejects] == [
-        ("3", "unknown_mode"), ("4", "duplicate_id"), ("5", "invalid_json"), ("6", "not_an_object")]
+    assert [(r.source.line, r.reason) for r in report.rejects] == [
+        (3, "unknown_mode"), (4, "duplicate_id"), (5, "invalid_json"), (6, "not_an_object")]
 
 
 def test_score_records_rejects_bad_records_handed_in_directly() -> None:
     good = {"id": "t#0", "mode": "single", "tools": [], "reference": "a\nconclusion: x", "prediction": "b"}
     report = score_records([good, {**good, "id": "t#1", "prediction": None}, "nonsense"])
     assert report.counts["steps"] == 1
-    assert [(r["source"], r["reason"]) for r in report.rejects] == [("record 1", "not_a_string"),
-                                                                    ("record 2", "not_an_object")]  # fmt: skip
+    assert [(r.where(), r.reason) for r in report.rejects] == [("record 1", "not_a_string"),
+                                                               ("record 2", "not_an_object")]  # fmt: skip
 
 
 def test_original_files_naming_the_reference_target_are_read(tmp_path: Path) -> None:

@@ -133,7 +133,7 @@ def test_a_jsonl_line_over_the_bound_is_a_located_reject(tmp_path: Path, monkeyp
     monkeypatch.setattr(predictions, "MAX_RECORD_BYTES", 4096)
     report = score_file(path, resamples=0)
     assert report.counts["steps"] == 3
-    assert [(r["source"], r["reason"]) for r in report.rejects] == [(f"{path}:3", "too_large")]
+    assert [(r.where(), r.reason) for r in report.rejects] == [(f"{path}:3", "too_large")]
 
 
 def test_a_json_array_item_over_the_bound_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -138,8 +138,12 @@ def test_turns_without_a_reference_and_rejected_records_are_reported(tmp_path: P
     assert got.records == 5 and got.trajectories == 4 and got.rejected == 1
     assert len(got.steps) == 2  # the good trajectory's two steps
     assert got.reasons() == {"reference_missing": 1, "reference_mismatch": 1, "no_marker": 1, "schema": 1}
-    assert all(i.source["file"] == str(path) for i in got.issues)
-    assert {i.source["index"] for i in got.issues} == {1, 2, 3, 4}
+    assert all(i.source.file == str(path) for i in got.issues)
+    assert {i.source.index for i in got.issues} == {1, 2, 3, 4}
+    rows = {i.reason: i.to_dict() for i in got.issues}  # generate's rejects file: the one shape + where
+    assert all(list(r) == ["source", "reason", "message", "pointer", "findings", "trajectory_id", "turn"]
+               for r in rows.values())  # fmt: skip
+    assert rows["no_marker"]["turn"] == 1 and rows["schema"]["turn"] is None and rows["schema"]["findings"]
 
 
 def test_nothing_read_is_an_error(tmp_path: Path) -> None:

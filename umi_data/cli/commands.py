@@ -232,7 +232,7 @@ def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bo
 @main.command()
 @click.option("--markdown", is_flag=True, help="Print docs/findings.md (the generated reference page).")
 def codes(markdown: bool) -> None:
-    """List every finding code with its default severity and meaning."""
+    """List every finding and reject code (umidata's and umieval's) with its default severity and meaning."""
     if markdown:
         click.echo(findings_markdown(), nl=False)
         return
@@ -265,6 +265,14 @@ def findings_markdown() -> str:
         "point into the *canonical* trajectory (`/turns/4/calls/0/arguments`). A record with an",
         "`error` is rejected (`--strict`: a warning too); a later duplicate of an accepted record",
         "is rejected. Rejects are listed in `<output stem>.rejects.jsonl`.",
+        "",
+        "This one table holds every code umi emits: umidata's findings and rejects, and `umieval`'s",
+        "(`generate`'s steps that are not evaluated, `score`'s records that cannot be scored, `run`'s",
+        "rejected queries and the agent loop's findings in a run's `metadata.findings`, `judge`'s",
+        "rejects). Every rejects file (`umidata convert`/`split`, `umieval generate`/`run`/`judge`)",
+        "has one line shape: `{source, reason, message, pointer, findings}` — `reason` a code below,",
+        "`source` the record's location, `findings` everything found in it — followed by the keys a",
+        "command adds (`generate`: `trajectory_id`, `turn`; `judge`: `input`).",
         "",
         "| code | severity | meaning |",
         "| --- | --- | --- |",

@@ -29,7 +29,7 @@ from umi_data.readers import (
 )
 from umi_data.trajectory import Source, Trajectory
 from umi_data.trajectory.checks import Deduper, check, fingerprint
-from umi_data.trajectory.findings import Finding
+from umi_data.trajectory.findings import Finding, Reject
 
 DEEP = (RecursionError, orjson.JSONEncodeError)  # a record nested deeper than Python or orjson go
 
@@ -61,6 +61,11 @@ class Checked:
     @property
     def trajectory(self) -> Trajectory | None:
         return None if self.rejected else self.record.trajectory
+
+    def to_reject(self) -> Reject:
+        """A rejected record in the one reject shape: its reason, every finding, the record's source."""
+        assert self.reason is not None
+        return Reject.of(self.reason, self.findings, self.record.source)
 
 
 def judge(rec: Record, strict: bool = False) -> Checked:
@@ -109,15 +114,8 @@ def check_record(rec: Record, strict: bool = False) -> Checked:
 
 
 def reject_row(c: Checked) -> dict[str, Any]:
-    """One line of the rejects ledger."""
-    assert c.reason is not None
-    return {
-        "source": c.record.source.to_dict(),
-        "reason": c.reason.code,
-        "message": c.reason.message,
-        "pointer": c.reason.pointer,
-        "findings": [f.to_dict() for f in c.findings],
-    }
+    """One line of the rejects ledger (:meth:`Checked.to_reject`)."""
+    return c.to_reject().to_dict()
 
 
 class Dedupe:

@@ -67,6 +67,7 @@ from umi_data.render.roles import examples
 from umi_data.render.templates import ALPHA_UMI, Template
 from umi_data.trajectory import FORMAT_VERSION, Call, Source, Tool, Trajectory, Turn, derive_outcome
 from umi_data.trajectory.checks import argument_schema
+from umi_data.trajectory.findings import Problem, declared
 from umi_eval.agent.queries import Query, Reject
 from umi_eval.agent.tools import Executor, Observation, call_tool, decode_arguments, failed, schema_errors, valid_text
 from umi_eval.generate.backends import Backend, Decoding
@@ -147,7 +148,7 @@ class _State:
     raw: list[dict[str, Any]] = field(default_factory=list)  # model outputs that were normalised
 
     def find(self, code: str, turn: int, message: str) -> None:
-        self.findings.append({"code": code, "pointer": f"/turns/{turn}", "message": message})
+        self.findings.append({"code": declared(code), "pointer": f"/turns/{turn}", "message": message})
 
 
 @dataclass
@@ -267,7 +268,7 @@ class _Run:
         """No call to read: the caller turn keeps the raw text, the observation is the original's
         ``none`` action."""
         self.st.find("caller_unparsable", at, why)
-        obs = failed("unparsable_call", "No such function name: none")
+        obs = failed("caller_unparsable", "No such function name: none")
         return [Turn("caller", calls=[], raw=text), self._observation(obs, None)]
 
     def _execute(self, caller: Turn, at: int) -> list[Turn]:
@@ -544,16 +545,15 @@ def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Execu
                 on_done: Callable[[], None] | None, overwrite: bool) -> RunSummary:  # fmt: skip
     summary = RunSummary(output=str(out))
     queries: list[Query] = []
-    rejects: list[dict[str, Any]] = []
+    rejects: list[Reject] = []
     seen: set[str] = set()
     for item in items:
         if isinstance(item, Reject):
-            rejects.append(item.to_dict())
+            rejects.append(item)
         elif item.id in seen:
-            rejects.append(Reject(item.source, "duplicate_id", f"query id {item.id!r} appeared before").to_dict())
+            rejects.append(Reject(item.source, "duplicate_id", f"query id {item.id!r} appeared before"))
         elif item.tools is None and not executor.tools:
-            rejects.append(Reject(item.source, "no_tools", "the query lists no tools and the executor has none")
-                           .to_dict())  # fmt: skip
+            rejects.append(Reject(item.source, "no_tools", "the query lists no tools and the executor has none"))
         else:
             seen.add(item.id)
             queries.append(item)
@@ -585,7 +585,7 @@ def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Execu
     locked = Models(*(via[id(b)] if b else None for b in roles))  # type: ignore[arg-type]
     appender = JsonlAppender(out)
 
-    def one(q: Query) -> tuple[Query, Trajectory | None, float, tuple[str, str]]:
+    def one(q: Query) -> tuple[Query, Trajectory | None, float, Problem]:
         t0 = time.perf_counter()
         try:
             traj = run_query(q, locked, executor, cfg, tools_spec)
@@ -597,7 +597,7 @@ def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Execu
         return q, traj, time.perf_counter() - t0, ("", "")
 
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="umieval-run")
-    crashed: list[tuple[int, dict[str, Any]]] = []
+    crashed: list[tuple[int, Reject]] = []
     rank = {q.id: i for i, q in enumerate(queries)}
     try:
         pending: set[Any] = set()
@@ -615,23 +615,23 @@ def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Execu
     rejects += [r for _, r in sorted(crashed, key=lambda x: x[0])]
     _sort_output(out, [q.id for q in queries])
     summary.rejected = len(rejects)
-    summary.reject_codes.update(r["code"] for r in rejects)
+    summary.reject_codes.update(r.reason for r in rejects)
     rpath = rejects_path(out)
     if rejects:
-        write_jsonl(rpath, rejects)
+        write_jsonl(rpath, (r.to_dict() for r in rejects))
         summary.rejects_file = str(rpath)
     else:
         rpath.unlink(missing_ok=True)  # a previous run's rejects no longer apply
     return summary
 
 
-def _collect(finished: Iterable[Any], summary: RunSummary, crashed: list[tuple[int, dict[str, Any]]],
+def _collect(finished: Iterable[Any], summary: RunSummary, crashed: list[tuple[int, Reject]],
              rank: dict[str, int], on_done: Callable[[], None] | None) -> None:  # fmt: skip
     for fut in finished:
         q, traj, seconds, error = fut.result()
         if traj is None:
             summary.failed += 1
-            crashed.append((rank[q.id], Reject(q.source, *error).to_dict()))
+            crashed.append((rank[q.id], Reject(q.source, *error)))
         else:
             summary.add(traj, seconds)
         if on_done is not None:

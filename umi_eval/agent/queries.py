@@ -15,7 +15,8 @@ Accepted inputs (detected per record):
 - Any trajectory input ``umidata`` reads (ToolBench answers, canonical runs …): the trajectory's
   id, instruction and tools — how a recorded test set is rerun with ``replay:``.
 
-Every record becomes a :class:`Query` or a reject with its source and reason code.
+Every record becomes a :class:`Query` or a :class:`~umi_data.trajectory.findings.Reject` (the one reject
+shape: source, ``reason`` code, message, pointer, findings).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import orjson
 
 from umi_data.readers import Record, Unit, expand, parse_unit, read_bytes
 from umi_data.trajectory import Source, Tool
-from umi_data.trajectory.findings import Finding
+from umi_data.trajectory.findings import Reject
 
 
 @dataclass(slots=True)
@@ -50,16 +51,6 @@ class Query:
         tools = None if self.tools is None else [t.to_dict() for t in self.tools]
         data = orjson.dumps([self.instruction, tools], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
         return hashlib.sha256(data).hexdigest()[:16]
-
-
-@dataclass(slots=True)
-class Reject:
-    source: Source
-    code: str
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source.to_dict(), "code": self.code, "message": self.message}
 
 
 # --- ToolBench's name standardisation (toolbench/utils.py) ------------------------------------------
@@ -151,8 +142,7 @@ def _from_object(obj: Any, source: Source, stem: str, index: int | None) -> Quer
 
 def _from_record(rec: Record) -> Query | Reject:
     if rec.trajectory is None:
-        f: Finding = rec.findings[0]
-        return Reject(rec.source, f.code, f.message)
+        return Reject.of(rec.findings[0], rec.findings, rec.source)
     t = rec.trajectory
     return Query(t.id, t.instruction, [x for x in t.tools if x.name != "Finish"], rec.source)
 

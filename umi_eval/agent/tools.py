@@ -66,8 +66,8 @@ MAX_RESPONSE_BYTES = 1_000_000  # an http answer is read up to this size, the re
 class Observation:
     """What the agent sees after a call: ``content`` is the text the planner reads; a failed call
     has a stable ``code`` (``tool_error``, ``tool_crashed``, ``invalid_arguments``, ``timeout``,
-    ``unavailable``, ``redirected``, ``no_record``, ``unknown_tool``, ``unparsable_call``) and the
-    tool's ``error`` text."""
+    ``unavailable``, ``redirected``, ``no_record``, ``unknown_tool``, ``caller_unparsable``: codes of
+    :data:`umi_data.trajectory.findings.CODES`) and the tool's ``error`` text."""
 
     content: str
     code: str | None = None

@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,8 @@ from umi_data.export.convert import judge
 from umi_data.readers import Unit, read_inputs
 from umi_data.render.roles import Prepared, history, prepare, render
 from umi_data.render.templates import ALPHA_UMI, Template, load_template
-from umi_data.trajectory import Trajectory
+from umi_data.trajectory import Source, Trajectory
+from umi_data.trajectory.findings import Finding, Reject
 from umi_eval.generate.route import EOS, marker_decision
 
 PROMPT_STYLES = ("umi", "original", "chat")  # chat: umi_eval.generate.chat_prompts (models trained on chat rows)
@@ -88,25 +89,17 @@ class Step:
         return self.prepared.conv[self.step]["value"]
 
 
-@dataclass(frozen=True, slots=True)
-class Issue:
-    """A record or a turn that makes no step, and why (never dropped silently)."""
-
-    reason: str
-    message: str
-    source: dict[str, Any]
-    trajectory_id: str | None = None
-    turn: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"reason": self.reason, "message": self.message, "source": self.source,
-                "trajectory_id": self.trajectory_id, "turn": self.turn}  # fmt: skip
+def issue(reason: str, message: str, source: Source, trajectory_id: str | None = None, turn: int | None = None,
+          findings: Sequence[Finding] = (), pointer: str = "") -> Reject:  # fmt: skip
+    """A record or a turn that makes no step, and why (never dropped silently): the one reject shape
+    plus the trajectory and the planner turn it is about (``null`` for a whole record)."""
+    return Reject(source, reason, message, pointer, list(findings), {"trajectory_id": trajectory_id, "turn": turn})
 
 
 @dataclass
 class StepSet:
     steps: list[Step] = field(default_factory=list)
-    issues: list[Issue] = field(default_factory=list)
+    issues: list[Reject] = field(default_factory=list)
     records: int = 0
     trajectories: int = 0
     chat_split: bool = False  # a split written with --template chat was read: its models need chat prompts
@@ -132,7 +125,7 @@ def _global_target(conv: list[dict[str, str]], i: int) -> str:
 
 
 def trajectory_steps(traj: Trajectory, template: Template = ALPHA_UMI, system_prompt: str = "ignore",
-                     chat_system_prompt: str = "prepend") -> tuple[list[Step], list[Issue]]:
+                     chat_system_prompt: str = "prepend") -> tuple[list[Step], list[Reject]]:
     """The steps of one trajectory, and the marked planner turns that cannot be steps. Turns of
     the trajectory's ``history`` (``Prepared.start``) are in the prompts but are not steps: as in
     training (:func:`umi_data.render.roles.examples`), a step shared by several episodes counts once.
@@ -141,8 +134,8 @@ def trajectory_steps(traj: Trajectory, template: Template = ALPHA_UMI, system_pr
     p = prepare(traj, system_prompt)
     conv = p.conv
     steps: list[Step] = []
-    issues: list[Issue] = []
-    src = traj.source.to_dict()
+    issues: list[Reject] = []
+    src = traj.source
     for i, item in enumerate(conv):
         if i < p.start or item["from"] != "assistant":
             continue  # history turns (another episode's steps) only enter the prompts, as in training
@@ -150,7 +143,7 @@ def trajectory_steps(traj: Trajectory, template: Template = ALPHA_UMI, system_pr
         nxt = conv[i + 1]["from"] if i + 1 < len(conv) else None
         if decision is None:
             if nxt in ("caller", "conclusion"):
-                issues.append(Issue("no_marker", f"planner turn {i} has no 'Next: …' marker but is followed by "
+                issues.append(issue("no_marker", f"planner turn {i} has no 'Next: …' marker but is followed by "
                                     f"a {nxt} turn; not evaluated", src, traj.id, i))  # fmt: skip
             continue
         if decision == "give_up":
@@ -159,7 +152,7 @@ def trajectory_steps(traj: Trajectory, template: Template = ALPHA_UMI, system_pr
             want = _SECOND[decision]
             if nxt != want:
                 reason = "reference_missing" if nxt is None else "reference_mismatch"
-                issues.append(Issue(reason, f"planner turn {i} decides {decision} but the next turn is "
+                issues.append(issue(reason, f"planner turn {i} decides {decision} but the next turn is "
                                     f"{nxt or 'absent'}, not {want}: no reference", src, traj.id, i))  # fmt: skip
                 continue
             reference = f"assistant: {item['value']}{EOS}{want}: {conv[i + 1]['value']}{EOS}"
@@ -288,14 +281,15 @@ def load_steps(
                 continue  # another split's trajectory (or a rejected record the split already listed)
             out.records += 1
             checked = judge(rec)
-            src = rec.source.to_dict()
+            src = rec.source
             blocking = [f for f in checked.findings if f.severity == "error" and f.code not in EVALUABLE]
             if blocking or traj is None:
                 r = blocking[0] if blocking else checked.reason
-                out.issues.append(Issue(r.code if r else "schema", r.message if r else "no trajectory", src))
+                out.issues.append(issue(r.code, r.message, src, findings=checked.findings, pointer=r.pointer) if r
+                                  else issue("schema", "no trajectory", src, findings=checked.findings))  # fmt: skip
                 continue
             if traj.id in seen:
-                out.issues.append(Issue("duplicate_id", f"trajectory id {traj.id!r} already read from "
+                out.issues.append(issue("duplicate_id", f"trajectory id {traj.id!r} already read from "
                                         f"{seen[traj.id]}", src, traj.id))  # fmt: skip
                 continue
             seen[traj.id] = rec.source.where()
@@ -306,8 +300,9 @@ def load_steps(
             out.issues.extend(issues)
         if wanted is not None:
             for tid in sorted(wanted - found):
-                out.issues.append(Issue("not_found", f"trajectory {tid!r} of the split is not in its inputs "
-                                        "(changed since the split?)", {"file": ", ".join(inputs)}, tid))  # fmt: skip
+                out.issues.append(issue("not_found", f"trajectory {tid!r} of the split is not in its inputs "
+                                        "(changed since the split?)", Source(SPLIT_FORMAT, ", ".join(inputs)),
+                                        tid))  # fmt: skip
     if out.records == 0:
         raise StepsError("no record read from the inputs")
     return out

@@ -34,7 +34,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,8 @@ from umi_cli.errors import UsageError
 from umi_data.output.guard import UnsafeOutput, check_output
 from umi_data.output.writers import JsonlAppender, rejects_path, write_jsonl
 from umi_data.readers import READERS, Unit, read_inputs, toolbench
-from umi_data.trajectory import Trajectory
+from umi_data.trajectory import Source, Trajectory
+from umi_data.trajectory.findings import Reject
 from umi_eval.generate.backends import Decoding, Generation, OpenAIBackend
 from umi_eval.score.scoring import DEFAULT_RESAMPLES, DEFAULT_SEED, _percentiles, _resample_weights
 
@@ -151,7 +152,7 @@ def _answer_of(t: Trajectory, key: str, group: str, max_chars: int) -> Answer:
 @dataclass(slots=True)
 class AnswerSet:
     answers: dict[str, Answer] = field(default_factory=dict)
-    rejects: list[dict[str, Any]] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
 
 
@@ -170,13 +171,13 @@ def load_answers(paths: Sequence[str], groups: dict[str, str] | None = None, max
                 name = Unit(rec.source.file, rec.source.member).name
                 key, g = query_key(READERS[toolbench.FORMAT].traj_id(None, name, None))
                 ans = Answer(key, "", key, where, "", None, "(no step)", 0, "no_trajectory")
-                _add(out, ans, groups.get(key) or g, where)
+                _add(out, ans, groups.get(key) or g, rec.source)
             else:
-                out.rejects.append({"source": where, "reason": f.code, "message": f.message})
+                out.rejects.append(Reject.of(f, rec.findings, rec.source))
             continue
         t = rec.trajectory
         key, g = query_key(t.id)
-        _add(out, _answer_of(t, key, "", max_chars), groups.get(t.id) or groups.get(key) or g, where)
+        _add(out, _answer_of(t, key, "", max_chars), groups.get(t.id) or groups.get(key) or g, rec.source)
     if {a.group for a in out.answers.values()} - {DEFAULT_GROUP}:  # "all" would mislead beside real groups
         for a in out.answers.values():
             if a.group == DEFAULT_GROUP:
@@ -184,13 +185,12 @@ def load_answers(paths: Sequence[str], groups: dict[str, str] | None = None, max
     return out
 
 
-def _add(out: AnswerSet, ans: Answer, group: str | None, where: str) -> None:
+def _add(out: AnswerSet, ans: Answer, group: str | None, source: Source) -> None:
     ans.group = group or DEFAULT_GROUP
     first = out.answers.get(ans.key)
     if first is not None:
-        out.rejects.append({"source": where, "reason": "duplicate_query",
-                            "message": f"a second answer to query {ans.key!r} (first: {first.source}); "
-                                       "only the first is judged"})  # fmt: skip
+        out.rejects.append(Reject(source, "duplicate_query", f"a second answer to query {ans.key!r} (first: "
+                                  f"{first.source}); only the first is judged"))  # fmt: skip
         return
     out.answers[ans.key] = ans
 
@@ -652,7 +652,7 @@ class JudgeReport:
     header: dict[str, Any]
     rows: list[dict[str, Any]]
     summary: dict[str, Any]
-    rejects: list[dict[str, Any]]
+    rejects: list[Reject]  # each with ``extra={"input": "runs" | "against"}``
 
     @property
     def findings(self) -> bool:
@@ -717,7 +717,8 @@ def run_judge(runs: Sequence[str], judge: Judge, opts: JudgeOptions, *, against:
             row["win"] = {**win[a.key], "reference": None if r is None else {
                 "run_id": r.run_id, "source": r.source, "pass": ref_pass[r.key]}}
         rows.append(row)
-    rejects = [{"input": "runs", **r} for r in cand.rejects] + [{"input": "against", **r} for r in ref.rejects]
+    rejects = [replace(r, extra={**r.extra, "input": side}) for side, answers_of in (("runs", cand), ("against", ref))
+               for r in answers_of.rejects]  # fmt: skip
     header = {HEADER_KEY: 1, "prompt_version": PROMPT_VERSION, "judge": judge.name,
               "decoding": {"temperature": judge.decoding.temperature, "top_p": judge.decoding.top_p,
                            "max_tokens": judge.decoding.max_new_tokens, "seed": judge.decoding.seed},
@@ -738,7 +739,7 @@ def run_judge(runs: Sequence[str], judge: Judge, opts: JudgeOptions, *, against:
         "unanswered": sum(1 for a in answers if a.final_answer is None),
         "pass_votes": dict(sorted(votes.items())),
         "rejected": len(rejects),
-        "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items())),
+        "rejected_by_reason": dict(sorted(Counter(r.reason for r in rejects).items())),
         "judge": {"name": judge.name, "samples": opts.samples, "requests": u.asked + u.cached, "asked": u.asked,
                   "cached": u.cached, "errors": u.errors,
                   "tokens": {"prompt": u.prompt_tokens, "completion": u.completion_tokens},
@@ -757,7 +758,7 @@ def run_judge(runs: Sequence[str], judge: Judge, opts: JudgeOptions, *, against:
         write_jsonl(output, [header, *rows])
         rpath = rejects_path(output)
         if rejects:
-            write_jsonl(rpath, rejects)
+            write_jsonl(rpath, [r.to_dict() for r in rejects])
             summary["rejects_file"] = str(rpath)
         else:
             rpath.unlink(missing_ok=True)

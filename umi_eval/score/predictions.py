@@ -44,17 +44,20 @@ import orjson
 from umi_cli.errors import UsageError
 from umi_data.readers import bounded_io
 from umi_data.readers.bounded_io import NotRegularFile, check_regular, kind_of
+from umi_data.trajectory import Source
+from umi_data.trajectory.findings import Problem, Reject
 from umi_eval.score.metrics import parse
 
 TRIO, SINGLE, UMI = "alpha-umi-trio", "alpha-umi-single", "umi"
+ORIGINAL = "alpha-umi predictions.json"  # either original shape, before the references tell trio from single
 HEADER_KEY = "umi_predictions"  # umi_eval.generate.predict.HEADER_KEY (not imported: generate pulls the backends in)
 SHAPE_KEYS: dict[str, tuple[str, ...]] = {
-    "alpha-umi predictions.json": ("tools", "reference", "predictions"),
+    ORIGINAL: ("tools", "reference", "predictions"),
     UMI: ("id", "mode", "tools", "reference", "prediction"),
 }
 _MARKERS = ("Next: caller", "Next: conclusion", "Next: give up")
 # the original single-model file may name its reference `target` (the step file's key)
-_ALTERNATIVES: dict[tuple[str, str], tuple[str, ...]] = {("alpha-umi predictions.json", "reference"): ("target",)}
+_ALTERNATIVES: dict[tuple[str, str], tuple[str, ...]] = {(ORIGINAL, "reference"): ("target",)}
 
 
 def _lacks(obj: dict[str, Any], shape: str) -> list[str]:
@@ -74,7 +77,7 @@ class Loaded:
     path: str
     shape: str
     records: list[dict[str, Any]] = field(default_factory=list)
-    rejects: list[dict[str, Any]] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
     items: int = 0  # records read (header excluded), scored or rejected
     stable_ids: bool = True  # ids name the same step in another file of the same steps
     header: dict[str, Any] | None = None  # umi's header line (its steps_digest names the steps)
@@ -99,11 +102,11 @@ def _matches(obj: Any, shape: str) -> bool:
     return isinstance(obj, dict) and not _lacks(obj, shape)
 
 
-def _reject(loaded: Loaded | Predictions, source: str, reason: str, message: str) -> None:
-    loaded.rejects.append({"source": source, "reason": reason, "message": message})
+def _reject(loaded: Loaded | Predictions, source: Source, reason: str, message: str) -> None:
+    loaded.rejects.append(Reject(source, reason, message))
 
 
-def _check(obj: dict[str, Any], ref_key: str, pred_key: str) -> tuple[str, str] | None:
+def _check(obj: dict[str, Any], ref_key: str, pred_key: str) -> Problem | None:
     """(reason, message) when a record cannot be scored, else None."""
     for key in (ref_key, pred_key):
         if key not in obj:
@@ -115,7 +118,7 @@ def _check(obj: dict[str, Any], ref_key: str, pred_key: str) -> tuple[str, str] 
     return None
 
 
-def invalid(record: Any, mode: str | None = None) -> tuple[str, str] | None:
+def invalid(record: Any, mode: str | None = None) -> Problem | None:
     """(reason, message) when a umi-shaped record cannot be scored, else None."""
     if not isinstance(record, dict):
         return "not_an_object", f"record is a {type(record).__name__}"
@@ -309,7 +312,7 @@ class Predictions:
     header: dict[str, Any] | None = None
     stable_ids: bool = True
     items: int = 0
-    rejects: list[dict[str, Any]] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
     _mode: str = ""
     _ids: list[str | None] = field(default_factory=list)  # original files: each item's step id (None: a reject)
     _groups: list[str] = field(default_factory=list)  # and its conversation
@@ -327,10 +330,11 @@ class Predictions:
         seen: set[str] = set()
         with open_regular(self.path) as f:
             for n, line in _lines(f):
-                source = f"{self.path}:{n}"
+                where = Source(UMI, self.path, line=n)
+                source = where.where()
                 if line is None:
                     self.items += 1
-                    _reject(self, source, "too_large", f"the line is {_too_long()}")
+                    _reject(self, where, "too_large", f"the line is {_too_long()}")
                     continue
                 if not line.strip():
                     continue
@@ -338,19 +342,19 @@ class Predictions:
                     obj = orjson.loads(line)
                 except orjson.JSONDecodeError as e:
                     self.items += 1
-                    _reject(self, source, "invalid_json", str(e))
+                    _reject(self, where, "invalid_json", str(e))
                     continue
                 if isinstance(obj, dict) and HEADER_KEY in obj:
                     continue  # the header line
                 self.items += 1
                 if not isinstance(obj, dict):
-                    _reject(self, source, "not_an_object", f"line is a JSON {type(obj).__name__}")
+                    _reject(self, where, "not_an_object", f"line is a JSON {type(obj).__name__}")
                     continue
                 problem = invalid(obj)
                 if problem is None and obj["id"] in seen:
                     problem = ("duplicate_id", f"step {obj['id']!r} appears earlier in the file")
                 if problem:
-                    _reject(self, source, *problem)
+                    _reject(self, where, *problem)
                     continue
                 seen.add(obj["id"])
                 traj = obj.get("trajectory_id")
@@ -393,9 +397,9 @@ def _open_original(path: str) -> Predictions:
         pred.items += 1
         if i == 0:
             first = obj
-        matched = matched or _matches(obj, "alpha-umi predictions.json")
+        matched = matched or _matches(obj, ORIGINAL)
         if not isinstance(obj, dict):
-            _reject(pred, f"{path}[{i}]", "not_an_object", f"item is a JSON {type(obj).__name__}")
+            _reject(pred, Source(ORIGINAL, path, index=i), "not_an_object", f"item is a JSON {type(obj).__name__}")
             bases.append(None)
             pred._groups.append("")
             continue
@@ -405,7 +409,7 @@ def _open_original(path: str) -> Predictions:
             marked += any(m in ref for m in _MARKERS)
         problem = _check(obj, _ref_key(obj), "predictions")
         if problem:
-            _reject(pred, f"{path}[{i}]", *problem)
+            _reject(pred, Source(ORIGINAL, path, index=i), *problem)
             bases.append(None)
             pred._groups.append("")
             continue
@@ -418,7 +422,7 @@ def _open_original(path: str) -> Predictions:
         raise ShapeError(f"{path}: the JSON array is empty: 0 records to score")
     if not matched:
         raise ShapeError(f"{path}: a JSON array, but no item has the keys of the original predictions.json; "
-                         + _closest(first, ("alpha-umi predictions.json", UMI)))  # fmt: skip
+                         + _closest(first, (ORIGINAL, UMI)))  # fmt: skip
     trio = marked * 2 >= refs
     pred.shape, pred._mode = (TRIO, "trio") if trio else (SINGLE, "single")
     counts = Counter(b for b in bases if b is not None)
@@ -460,7 +464,7 @@ def _open_umi(path: str, f: BinaryIO) -> Predictions:
             return Predictions(path, UMI, header=header)
     if objs:
         raise ShapeError(f"{path}: JSONL, but no line has the keys of umi's prediction file; "
-                         + _closest(first_obj, (UMI, "alpha-umi predictions.json")))  # fmt: skip
+                         + _closest(first_obj, (UMI, ORIGINAL)))  # fmt: skip
     if header is not None:
         if bad:
             raise ShapeError(f"{path}: a header line and {bad} line(s) that are not JSON ({first_bad}): "

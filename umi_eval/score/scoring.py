@@ -30,6 +30,8 @@ import orjson
 
 from umi_cli.errors import UsageError
 from umi_data.output.writers import atomic_path, write_jsonl
+from umi_data.trajectory import Source
+from umi_data.trajectory.findings import Reject
 from umi_eval.score.metrics import METRICS, PLANS, StepScore, contributions, parse, predicted_action, score_step
 from umi_eval.score.predictions import UMI, Loaded, invalid, open_predictions, read_predictions
 
@@ -51,7 +53,7 @@ class ScoreReport:
     counts: dict[str, Any]
     ci: dict[str, list[float] | None] = field(default_factory=dict)
     cases: list[dict[str, Any]] = field(default_factory=list)
-    rejects: list[dict[str, Any]] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
     values: np.ndarray | None = None  # steps × metrics: what each step adds to the numerator
@@ -96,7 +98,7 @@ def _case(record: dict[str, Any], step: StepScore, reasons: list[str]) -> dict[s
 
 
 def score_records(
-    records: Iterable[dict[str, Any]], mode: str | None = None, *, rejects: list[dict[str, Any]] | None = None,
+    records: Iterable[dict[str, Any]], mode: str | None = None, *, rejects: list[Reject] | None = None,
     resamples: int = 0, seed: int = DEFAULT_SEED, on_case: Callable[[dict[str, Any]], None] | None = None,
 ) -> ScoreReport:  # fmt: skip
     """Score umi-shaped records (``id``, ``trajectory_id``, ``mode``, ``tools``, ``reference``,
@@ -118,13 +120,13 @@ def score_records(
     confusion = {r: dict.fromkeys(PLANS, 0) for r in PLANS}
     modes: Counter[str] = Counter()
     unnamed_tools = 0
-    direct: list[dict[str, Any]] = []
+    direct: list[Reject] = []
     flat = array("d")  # per step: the value then the weight of each metric
     for n, record in enumerate(records):
         problem = invalid(record, mode)
         if problem:  # a record handed in directly (readers reject these already)
-            source = record.get("source") if isinstance(record, dict) else None
-            direct.append({"source": source or f"record {n}", "reason": problem[0], "message": problem[1]})
+            source = record.get("source") if isinstance(record, dict) else None  # a location's text, if any
+            direct.append(Reject(Source(UMI, str(source or f"record {n}")), *problem))
             continue
         step_mode = mode or record["mode"]
         names = frozenset(t["Name"] for t in record["tools"] if isinstance(t, dict) and isinstance(t.get("Name"), str))
@@ -149,7 +151,7 @@ def score_records(
             emit(_case(record, step, reasons))
     rejects = [*(rejects or []), *direct]
     for r in rejects:
-        emit({"source": r["source"], "id": None, "reasons": [f"rejected_{r['reason']}: {r['message']}"]})
+        emit({"source": r.where(), "id": None, "reasons": [f"rejected_{r.reason}: {r.message}"]})
     pairs = np.frombuffer(flat, dtype=np.float64).reshape(len(ids), len(METRICS), 2)
     values, weights = pairs[:, :, 0].copy(), pairs[:, :, 1].copy()
     nums, dens = values.sum(axis=0), weights.sum(axis=0)
@@ -158,7 +160,7 @@ def score_records(
         "records": len(ids) + len(rejects),
         "steps": len(ids),
         "rejected": len(rejects),
-        "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items())),
+        "rejected_by_reason": dict(sorted(Counter(r.reason for r in rejects).items())),
         "modes": dict(sorted(modes.items())),
         **{m: {"numerator": float(nums[j]), "denominator": int(dens[j])} for j, m in enumerate(METRICS)},
         "arg_f1_dropped": quirks.get("reference_args_invalid_json", 0),

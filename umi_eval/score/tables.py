@@ -112,7 +112,7 @@ def render_report(report: ScoreReport, out: Console | None = None) -> None:
     if report.rejects:
         out.print(f"[bold]records that could not be scored: {len(report.rejects)}[/bold] of {c['records']}")
         for rej in report.rejects[:SHOWN_REJECTS]:
-            out.print(f"  {rej['source']}: {rej['reason']}: {rej['message']}", markup=False, highlight=False)
+            out.print(f"  {rej.where()}: {rej.reason}: {rej.message}", markup=False, highlight=False)
         if len(report.rejects) > SHOWN_REJECTS:
             out.print(f"  … {len(report.rejects) - SHOWN_REJECTS} more (all in --cases)")
 
