@@ -23,6 +23,7 @@ the output's lock for its whole length (one writer per output, as ``umidata spli
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import queue
@@ -33,7 +34,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -200,7 +201,7 @@ def _resolved(backends: dict[str, Backend]) -> dict[str, dict[str, str]]:
     return {role: r for role, r in got.items() if r}
 
 
-def _append(f, rows: Iterable[dict[str, Any]]) -> None:
+def _append(f: BinaryIO, rows: Iterable[dict[str, Any]]) -> None:
     for row in rows:
         f.write(orjson.dumps(row) + b"\n")  # one write per line: a crash tears at most the last one
     f.flush()
@@ -271,6 +272,9 @@ class _Runner:
         t = time.perf_counter()
         with Engine(self.backends.values(), batch_size=batch) as engine:
 
+            def deliver(i: int, role: str, f: Future[Generation]) -> None:
+                done.put((i, role, f))
+
             def send(role: str, items: list[tuple[int, str]]) -> None:
                 b, d = self.backends[role], opts.decoding
                 if d.greedy:
@@ -278,7 +282,7 @@ class _Runner:
                 else:  # sampling: each request its own seed, so no output depends on what ran beside it
                     futures = [engine.submit(b, p, _request_decoding(d, steps[i], role)) for i, p in items]
                 for (i, _), fut in zip(items, futures, strict=True):
-                    fut.add_done_callback(lambda f, i=i, role=role: done.put((i, role, f)))
+                    fut.add_done_callback(functools.partial(deliver, i, role))
 
             while written < len(steps):
                 admit = range(admitted, min(len(steps), admitted + window - running))
