@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	@$(PY) -m venv $(VENV) && : > $(SETUP_LOG)
 	$(call pip_step,upgrading pip,--upgrade pip)
 	$(call pip_step,installing PyTorch 2.13.0 (CPU build; the largest download),torch==2.13.0)
-	$(call pip_step,installing umi with its train/dev/lora/ray extras (transformers / accelerate / datasets / peft / ray / ruff / pytest …),-e ".[$(EXTRAS)]")
+	$(call pip_step,installing umi with its train/dev/lora/ray extras (transformers / accelerate / datasets / peft / ray / ruff / mypy / pytest …),-e ".[$(EXTRAS)]")
 	@touch $(STAMP)
 	@echo "setup: done ($(VENV); pip's log in $(SETUP_LOG))"
 
@@ -34,6 +34,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check umi_cli umi_data umi_train umi_eval tests benchmarks
 	$(BIN)/lint-imports --no-cache --no-logo
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n 2 tests
 
 # the suite without the tests marked slow (training the memorised trio, end-to-end runs, memory bounds)
@@ -43,6 +44,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check umi_cli umi_data umi_train umi_eval tests benchmarks
 	$(BIN)/lint-imports --no-cache --no-logo
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_split.py --files 3000 30000

@@ -114,7 +114,7 @@ class GuardedGroup(click.Group):
         self.command_name = cmd.name if cmd is not None else name
         return name, cmd, rest
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.pop("standalone_mode", None)
         prog = self.prog or kwargs.get("prog_name") or os.path.basename(sys.argv[0]) or "umi"
         in_main_thread = threading.current_thread() is threading.main_thread()

@@ -7,7 +7,10 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_INTERRUPTED = 130
 
@@ -45,7 +48,7 @@ def interrupt_early(prog: str, module: str) -> None:
 PIPED_WIDTH = 200  # rich's 80-column default would wrap tables and summary lines in logs and pipes
 
 
-def console(stderr: bool = False):  # type: ignore[no-untyped-def]
+def console(stderr: bool = False) -> Console:
     """A rich console; when not writing to a terminal, wide and without soft wrapping, so piped
     output keeps one table row or summary line per line."""
     from rich.console import Console

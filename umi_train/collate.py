@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from umi_train.data import IGNORE_INDEX
 
@@ -258,7 +259,7 @@ class TokenBudgetDataset:
     def __getitem__(self, g: int) -> dict:
         if hasattr(self.dataset, "column_names"):  # a datasets.Dataset: one read for the whole group
             rows = self.dataset[self.groups[g]]
-            pairs = zip(rows["input_ids"], rows["labels"], strict=True)
+            pairs: Iterable[tuple[Any, Any]] = zip(rows["input_ids"], rows["labels"], strict=True)
         else:
             pairs = ((self.dataset[i]["input_ids"], self.dataset[i]["labels"]) for i in self.groups[g])
         return {"examples": [{"input_ids": ids, "labels": lab} for ids, lab in pairs]}

@@ -78,9 +78,9 @@ def supports_chunked_loss(model) -> tuple[bool, str]:
     for attr in ("final_logit_softcapping", "logit_scale", "output_multiplier_scale"):
         if getattr(cfg, attr, None) not in (None, 1, 1.0):
             return False, f"the model scales its logits ({attr})"
-    fn = getattr(model, "loss_function", None)
-    if getattr(fn, "__name__", "ForCausalLMLoss") != "ForCausalLMLoss":
-        return False, f"the model has its own loss ({fn.__name__})"
+    name = getattr(getattr(model, "loss_function", None), "__name__", "ForCausalLMLoss")
+    if name != "ForCausalLMLoss":
+        return False, f"the model has its own loss ({name})"
     return True, "chunked lm_head + cross-entropy on label tokens only"
 
 

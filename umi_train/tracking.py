@@ -12,9 +12,12 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from umi_train import UserError
+
+if TYPE_CHECKING:
+    from transformers.trainer_callback import CallbackHandler
 
 REPORT_TO = ("none", "tensorboard", "wandb", "mlflow")
 _PACKAGE = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
@@ -38,6 +41,9 @@ def tracking_callback(umi_config: dict[str, Any], logging_dir: Path):
     text = json.dumps(umi_config, indent=2, sort_keys=True)
 
     class UmiTracking(TrainerCallback):
+        handler: CallbackHandler | None  # the trainer's callbacks, set by attach()
+        logging_dir: str
+
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             if not state.is_world_process_zero:
                 return

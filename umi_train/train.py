@@ -103,7 +103,7 @@ class TrainConfig:
 CONFIG_KEYS = frozenset(f.name for f in fields(TrainConfig)) - {"callbacks"}
 
 
-def parse_lora(spec: str | dict[str, Any] | None) -> dict[str, Any] | None:
+def parse_lora(spec: str | dict[str, Any] | bool | None) -> dict[str, Any] | None:
     """``"r=16,alpha=32,dropout=0.05,target=q_proj+v_proj"`` (or a YAML mapping) -> LoRA options."""
     if spec is None or spec == "" or spec is False:
         return None
@@ -427,7 +427,7 @@ def _start(cfg: TrainConfig, init_from: str | None, prebuilt) -> _Run | dict[str
     # shares the decision: every rank acting on its own view of the directory races the clear.
     plan = None if _world_size() > 1 else _plan_run(cfg, ident, umi_config)
     if plan is not None and plan.action == "skip":
-        return {**plan.previous, "skipped": True}
+        return {**(plan.previous or {}), "skipped": True}
     import torch  # after the checks above: a wrong path or an offline hub fails before this import
     from transformers import TrainingArguments, set_seed
 
@@ -474,7 +474,7 @@ def _start(cfg: TrainConfig, init_from: str | None, prebuilt) -> _Run | dict[str
     if plan is None:  # distributed: TrainingArguments has set the process group up
         plan = _shared_plan(lambda: _plan_run(cfg, ident, umi_config))
         if plan.action == "skip":
-            return {**plan.previous, "skipped": True}
+            return {**(plan.previous or {}), "skipped": True}
     return _Run(cfg, init_from, data_check, run_name, umi_config, args, plan.last_ckpt, cuda, bf16, progress,
                 notes, model_ref, local_only, device_name, peak)
 
@@ -737,17 +737,19 @@ def _token_budget(cfg: TrainConfig, args, train_ds, notes: list[str]) -> _Budget
     to the longest example if below it (no example is ever cut), and accumulation makes up the step."""
     from umi_train.collate import TokenBudgetDataset
 
+    step = cfg.tokens_per_step
+    assert step is not None, "called for --tokens-per-step runs only"
     world = max(1, args.world_size)
     lengths = list(train_ds["length"])
     longest = max(lengths)
-    micro = cfg.tokens_per_batch or -(-cfg.tokens_per_step // world)
+    micro = cfg.tokens_per_batch or -(-step // world)
     if micro < longest:
         notes.append(
             f"micro-batch budget raised from {micro:,} to {longest:,} tokens: the longest train example "
             "is never cut (lower --max-length to keep the budget)"
         )
         micro = longest
-    accum = max(1, -(-cfg.tokens_per_step // (micro * world)))
+    accum = max(1, -(-step // (micro * world)))
     args.per_device_train_batch_size = 1
     args.gradient_accumulation_steps = accum
     args.remove_unused_columns = False  # items are groups of examples; GroupCollator keeps what the model takes

@@ -94,7 +94,7 @@ def umi_varlen_attention(
     b, hq, length, d = query.shape
     hkv = key.shape[1]
     cu = kwargs.get("cu_seq_lens_q")
-    max_len = kwargs.get("max_length_q")
+    max_len: Any = kwargs.get("max_length_q")  # an int (or 0-d tensor), given with cu_seq_lens_q
     dropout = dropout if module.training else 0.0
     varlen = _cuda_varlen()
     half = (torch.float16, torch.bfloat16)

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import orjson
@@ -35,6 +36,10 @@ from umi_data.cli.options import (
 from umi_data.export.outputs import OUTPUTS
 from umi_data.readers import FORMATS, Unit, expand, urls
 from umi_data.trajectory.findings import CODES
+
+if TYPE_CHECKING:
+    from umi_data.driver import Checked
+    from umi_data.export.convert import Summary
 
 PROGRESS_MIN_BYTES = 20_000_000  # show a progress bar only for inputs at least this large
 
@@ -86,7 +91,7 @@ def _progress(inputs: tuple[str, ...], quiet: bool) -> Iterator[Callable[[Unit],
         yield lambda unit: bar.advance(task, unit.size)
 
 
-def _summary(summary, quiet: bool, err: bool = True) -> None:  # type: ignore[no-untyped-def]
+def _summary(summary: Summary, quiet: bool, err: bool = True) -> None:
     """The totals line (a table on a terminal). ``err=False`` for validate: its findings are its
     output, on stdout, and the totals belong with them on the same stream (two streams interleave
     in whatever order their buffers flush when piped together)."""
@@ -204,7 +209,7 @@ def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bo
     on_checked = None
     if not quiet and not as_json:
 
-        def on_checked(c):  # type: ignore[no-untyped-def]
+        def on_checked(c: Checked) -> None:
             for f in c.findings:
                 click.echo(f.line())
 

@@ -140,13 +140,13 @@ def convert(
     output_kind(out, to)
     rej = rejects_path(out)
     units = expand(inputs)
-    outputs = [out, rej]
+    outputs: list[str | os.PathLike[str]] = [out, rej]
     if to == "sharegpt":  # its dataset_info.json entry is written beside the output: an output too
         from umi_data.export.formats import dataset_info_path
 
         outputs.append(os.fspath(dataset_info_path(out)))
     # dataset_info.json is updated in place (other files' entries kept), so it may exist already
-    may_exist = [*([out, rej] if overwrite else []), *outputs[2:]]
+    may_exist: list[str | os.PathLike[str]] = [*(outputs[:2] if overwrite else []), *outputs[2:]]
     try:  # the output and its sidecars: neither an input nor each other, neither replaced unasked
         local_inputs = [lp for p in inputs if (lp := urls.local_path(p)) is not None]  # file:// too
         local_files = [lp for u in units if (lp := urls.local_path(u.path)) is not None]

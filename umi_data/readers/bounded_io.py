@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 _CHUNK = 1 << 20
 
@@ -73,7 +73,7 @@ def open_regular(path: str | os.PathLike[str], buffering: int = -1) -> BinaryIO:
         raise
 
 
-def read_limited(f: BinaryIO, limit: int) -> bytes:
+def read_limited(f: IO[bytes], limit: int) -> bytes:
     """Everything ``f`` holds, read in chunks; :class:`ReadLimitExceeded` as soon as it gives
     more than ``limit`` bytes (whatever its size claimed)."""
     buf = bytearray()

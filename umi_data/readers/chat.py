@@ -353,7 +353,7 @@ def build(
     out: list[Episode] = []
     for e, (s, end) in enumerate(bounds):
         own = turns[s:end]
-        user = next((t for t in own if t.role == "user"), None)
+        asker = next((t for t in own if t.role == "user"), None)
         m = dict(meta)
         if len(bounds) > 1:
             # umi's own reserved keys: a record's metadata may hold an "episode" of its own (RL logs)
@@ -361,7 +361,7 @@ def build(
         if e == len(bounds) - 1:
             m.update(last_meta)
         tid = traj_id if e == 0 else f"{traj_id}#{e + 1}"
-        traj = Trajectory(tid, source, (user.content or "") if user else "", tools, own, derive_outcome(own), m,
+        traj = Trajectory(tid, source, (asker.content or "") if asker else "", tools, own, derive_outcome(own), m,
                           turns[:s], system_text)
         out.append((traj, per[e]))
     return out

@@ -412,7 +412,7 @@ def as_utf8(data: bytes) -> bytes:
     return data
 
 
-class _DupDict(dict):  # type: ignore[type-arg]
+class _DupDict(dict):
     dups: list[str]
 
 

@@ -89,7 +89,9 @@ def tools_from_spec(spec: Any, pointer: str) -> list[Tool]:
         tool = tool_from_doc(spec)
         tool.parameters = normalise_parameters(tool.parameters)
         return [tool]
-    fn = spec.get("function") if isinstance(spec.get("function"), dict) else spec
+    fn = spec.get("function")
+    if not isinstance(fn, dict):
+        fn = spec
     if not isinstance(fn.get("name"), str) or not fn["name"]:
         raise ToolSpecError(pointer, "a tool needs a `name`: {name, description, parameters} or "
                             "{type: function, function: {…}}")  # fmt: skip

@@ -17,7 +17,7 @@ def is_url(path: str) -> bool:
 def filesystem(url: str) -> tuple[Any, str]:
     """``(fsspec filesystem, path on it)``; raises ``OSError`` for a scheme no installed package
     serves (e.g. ``s3://`` without s3fs), with the package to install."""
-    import fsspec  # type: ignore[import-untyped]
+    import fsspec
 
     try:
         return fsspec.core.url_to_fs(url)

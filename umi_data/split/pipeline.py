@@ -278,7 +278,7 @@ class _ShardJob:
         key = (traj.id, res.where)
         rows: list[tuple[str, dict[str, Any], bytes | None]] = []  # rendered first: all or nothing
         for role in self.opts.roles:
-            if self.chat:
+            if self.template is None:  # chat rows (self.chat): no template
                 res.examples[role] = len(rows)
                 rows.extend((role, chat.row_dict(row, res.where), None)
                             for row in chat.rows(traj, role, prepared, self.opts.granularity or "trajectory", mode))

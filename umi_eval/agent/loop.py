@@ -400,7 +400,7 @@ def run_query(query: Query, models: Models, executor: Executor, cfg: LoopConfig,
     outcome = derive_outcome(turns)
     src = query.source
     return Trajectory(query.id, Source(FORMAT, src.file, src.index, src.line, src.member), query.instruction,
-                      tools, turns, outcome, meta)  # type: ignore[arg-type]  # fmt: skip
+                      tools, turns, outcome, meta)  # fmt: skip
 
 
 # --- many queries: concurrency, resumable output, summary ------------------------------------------

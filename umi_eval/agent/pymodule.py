@@ -43,7 +43,7 @@ def _json_type(annotation: Any) -> dict[str, Any]:
     if origin in (Union, types.UnionType):
         types_ = [_json_type(a).get("type") for a in get_args(annotation)]
         if all(types_):
-            return {"type": sorted(set(types_))}  # type: ignore[type-var]
+            return {"type": sorted(set(types_))}
     return {}
 
 

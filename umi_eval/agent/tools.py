@@ -95,7 +95,9 @@ class Executor(Protocol):
     the tools come with each query."""
 
     name: str
-    tools: list[Tool] | None
+
+    @property
+    def tools(self) -> list[Tool] | None: ...  # read-only here, so a plain ``list[Tool]`` attribute matches
 
     def execute(self, tool: Tool, arguments: str, context: dict[str, Any]) -> Observation: ...
 

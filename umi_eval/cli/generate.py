@@ -258,7 +258,7 @@ class _progress:
         self.bar: Any = None
         self.task: Any = None
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> tuple[Callable[[int], None], Callable[[int], None]] | tuple[None, None]:
         if not self.on:
             return None, None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

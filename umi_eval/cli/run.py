@@ -6,6 +6,7 @@ import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -31,6 +32,9 @@ from umi_eval.generate.backends import (
     require_backend,
 )
 from umi_eval.generate.predict import GenerateError, check_resumable_output
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 def _fail(code: int, message: str) -> None:
@@ -150,7 +154,7 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
         _fail(EXIT_USAGE, str(e))
     with ExitStack() as stack:
         # free the models at the end: a continuous-batching manager's thread would otherwise hold the exit
-        stack.callback(lambda: [close(b) for b in loaded.values()])
+        stack.callback(lambda: list(map(close, loaded.values())))
         bar = stack.enter_context(_Bar(quiet))
         try:
             summary = run(read_queries(list(queries)), models, executor, out, cfg, concurrency, tools_spec,
@@ -173,8 +177,8 @@ class _Bar:
 
     def __init__(self, quiet: bool) -> None:
         self.on = interactive(quiet)
-        self.progress = None
-        self.task = None
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
 
     def __enter__(self) -> _Bar:
         if self.on:

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from umi_cli.errors import UsageError
 
@@ -62,7 +62,7 @@ class Decoding:
         return self.temperature <= 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,9 +189,12 @@ class TransformersBackend:
         except (OSError, ValueError) as e:
             raise BackendError(f"cannot load model {self.path}: {_first_line(e)}") from None
         if "device_map" not in mkw:
-            model = model.to(self.device)
+            # transformers wraps PreTrainedModel.to with functools.wraps(nn.Module.to), so the stub
+            # sees a _Wrapped callable that does not bind self and types `device` as the model
+            model = model.to(self.device)  # type: ignore[arg-type]
         model.eval()
-        self.model = model
+        # the loaded model, None once closed (transformers names no public type with both .device and generate())
+        self.model: Any | None = model
         tok = self.tokenizer
         if tok.eos_token_id is None:
             raise BackendError(f"{self.path}: the tokenizer has no EOS token")
@@ -199,7 +202,7 @@ class TransformersBackend:
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.eos_id = tok.eos_token_id
         tok.model_max_length = 1 << 60  # we cut prompts ourselves (left truncation): no length warning
-        on_gpu = str(self.model.device).startswith("cuda")
+        on_gpu = str(model.device).startswith("cuda")
         self.batching = batching if batching != "auto" else ("continuous" if on_gpu else "static")
         # the fraction of free accelerator memory this model's paged KV cache may take (the engine
         # gives each of the trio's models its share before the first request)
@@ -216,7 +219,9 @@ class TransformersBackend:
     def _generation(self, toks: list[int], prompt_tokens: int, truncated: bool) -> Generation:
         """New tokens up to and including the first EOS, decoded without special tokens."""
         n = toks.index(self.eos_id) + 1 if self.eos_id in toks else len(toks)
-        return Generation(self.tokenizer.decode(toks[:n], skip_special_tokens=True), prompt_tokens, n, truncated)
+        # one sequence decodes to one str (transformers types decode as str | list[str] for both cases)
+        text = cast(str, self.tokenizer.decode(toks[:n], skip_special_tokens=True))
+        return Generation(text, prompt_tokens, n, truncated)
 
     def submit(self, prompt: str, decoding: Decoding) -> Future[Generation] | None:
         """Continuous batching: the request joins the running batch now; ``None`` when this request
@@ -258,7 +263,9 @@ class TransformersBackend:
         out: list[Generation | None] = [None] * len(encoded)
         if not decoding.greedy:
             torch.manual_seed(decoding.seed)
-        device = self.model.device
+        model = self.model
+        assert model is not None, "generate() after close()"
+        device = model.device
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             width = max(len(encoded[i][0]) for i in batch)
@@ -269,7 +276,7 @@ class TransformersBackend:
                 ids[row, width - len(x) :] = torch.tensor(x, dtype=torch.long)
                 mask[row, width - len(x) :] = 1
             with torch.inference_mode():
-                gen = self.model.generate(
+                gen = model.generate(
                     input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config
                 )
             new = gen[:, width:].tolist()
@@ -306,6 +313,7 @@ class _Continuous:
 
         self.backend = backend
         model = backend.model
+        assert model is not None  # submit() starts the manager only while the model is loaded
         gen = GenerationConfig(max_new_tokens=decoding.max_new_tokens, do_sample=False, num_beams=1,
                                eos_token_id=backend.eos_id, pad_token_id=backend.pad_id)  # fmt: skip
         page = 64
@@ -580,7 +588,8 @@ class VLLMBackend:
             toks = list(c.token_ids)
             n = toks.index(self.eos_id) + 1 if self.eos_id in toks else len(toks)
             # decode as the transformers backend does (vLLM's own text may differ at a stop token)
-            got.append(Generation(self.tokenizer.decode(toks[:n], skip_special_tokens=True), len(x), n, truncated))
+            text = cast(str, self.tokenizer.decode(toks[:n], skip_special_tokens=True))  # one sequence: one str
+            got.append(Generation(text, len(x), n, truncated))
         return got
 
     def close(self) -> None:
@@ -612,8 +621,8 @@ def open_backend(kind: str, model: str, **options: Any) -> Backend:
     dtype, trust_remote_code, gpu_memory_utilization, max_model_len, seed) or ``openai`` (``model`` =
     served model name, or ``name@URL``; options base_url, api_key, timeout, retries, concurrency)."""
     if kind == "transformers":
-        keys = ("batch_size", "device", "dtype", "attn_implementation", "trust_remote_code", "batching",
-                "cache_share")
+        keys: tuple[str, ...] = ("batch_size", "device", "dtype", "attn_implementation", "trust_remote_code",
+                                 "batching", "cache_share")
         return TransformersBackend(model, **{k: v for k, v in options.items() if k in keys and v is not None})
     if kind == "vllm":
         keys = ("dtype", "trust_remote_code", "gpu_memory_utilization", "max_model_len", "seed")

@@ -19,7 +19,7 @@ from umi_data.render.chat import calls_from_response, prompt_messages
 from umi_eval.generate.steps import Step
 
 
-def load_chat_tokenizer(path: str, trust_remote_code: bool = False):
+def load_chat_tokenizer(path: str, trust_remote_code: bool = False) -> Any:  # a transformers tokenizer
     """The tokenizer of a chat checkpoint, with the response parser of its family when TRL has one."""
     from transformers import AutoTokenizer
     from trl.chat_template_utils import add_response_schema

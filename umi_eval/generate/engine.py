@@ -124,7 +124,7 @@ class Engine:
         self.lock = threading.Lock()
         paged = [b for b in {id(b): b for b in backends}.values() if hasattr(b, "cache_share")]
         for b in paged:  # the trio's paged caches split the free accelerator memory evenly
-            b.cache_share = 0.85 / len(paged)  # type: ignore[attr-defined]
+            b.cache_share = 0.85 / len(paged)  # hasattr() above narrows b
             b.cache_free = _free_memory(b)  # type: ignore[attr-defined]  # measured before any cache exists
 
     def submit(self, backend: Backend, prompt: str, decoding: Decoding) -> Future[Generation]:

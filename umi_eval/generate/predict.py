@@ -23,6 +23,7 @@ the output's lock for its whole length (one writer per output, as ``umidata spli
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import queue
@@ -263,6 +264,9 @@ class _Runner:
         t = time.perf_counter()
         with Engine(self.backends.values(), batch_size=batch) as engine:
 
+            def deliver(i: int, role: str, f: Future[Generation]) -> None:
+                done.put((i, role, f))
+
             def send(role: str, items: list[tuple[int, str]]) -> None:
                 b, d = self.backends[role], opts.decoding
                 if d.greedy:
@@ -270,7 +274,7 @@ class _Runner:
                 else:  # sampling: each request its own seed, so no output depends on what ran beside it
                     futures = [engine.submit(b, p, _request_decoding(d, steps[i], role)) for i, p in items]
                 for (i, _), fut in zip(items, futures, strict=True):
-                    fut.add_done_callback(lambda f, i=i, role=role: done.put((i, role, f)))
+                    fut.add_done_callback(functools.partial(deliver, i, role))
 
             while written < len(steps):
                 admit = range(admitted, min(len(steps), admitted + window - running))
