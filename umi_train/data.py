@@ -145,6 +145,37 @@ def _data_key(data_dir: Path, role: str, split: str) -> str:
     return h.hexdigest()[:16]
 
 
+@dataclass
+class _Rendering:
+    """How one row shape becomes token ids: the batched map, its arguments, the columns it consumes,
+    what else keys the cache, and whether each example's EOS carries a label beside its completion."""
+
+    encode: Any
+    fn_kwargs: dict[str, Any]
+    columns: list[str]
+    template_key: str = ""
+    eos_in_loss: bool = True
+
+
+def _alpha_umi_rendering(tokenizer, max_length: int, overlong: str) -> _Rendering:
+    """α-UMi rows: ``prompt + completion + EOS`` (:func:`_encode`), overlong prompts dropped or trimmed."""
+    return _Rendering(_encode, {"tokenizer": tokenizer, "max_length": max_length, "overlong": overlong},
+                      ["prompt", "completion"])  # fmt: skip
+
+
+def _chat_rendering(tokenizer, max_length: int, overlong: str, stats: TokenStats) -> _Rendering:
+    """Chat rows: the model's own chat template (:mod:`umi_train.chat`); an overlong conversation is
+    only ever dropped. Records which template rendered them in ``stats``."""
+    from umi_train import chat
+
+    if overlong != "drop":
+        raise UserError(f"--overlong {overlong} cuts prompts; chat conversations are only ever dropped (use drop)")
+    p = chat.plan(tokenizer)
+    stats.chat_template = p.origin
+    return _Rendering(chat.encode_batch, {"tokenizer": tokenizer, "p": p, "max_length": max_length},
+                      ["messages", "tools"], p.key(), eos_in_loss=False)  # fmt: skip
+
+
 def tokenize_role(
     data_dir: Path,
     role: str,
@@ -175,41 +206,46 @@ def tokenize_role(
         return None, stats
     if quiet:
         datasets.disable_progress_bars()
-    kwargs: dict[str, Any] = {}
-    is_chat = "messages" in ds.column_names
-    encode: Any = _encode
-    fn_kwargs: dict[str, Any] = {"tokenizer": tokenizer, "max_length": max_length, "overlong": overlong}
-    template_key = ""
-    if is_chat:
-        from umi_train import chat
+    if "messages" in ds.column_names:
+        rendering = _chat_rendering(tokenizer, max_length, overlong, stats)
+    else:
+        rendering = _alpha_umi_rendering(tokenizer, max_length, overlong)
+    tokenized = _tokenize(ds, rendering, data_dir, role, split, tokenizer, max_length, overlong, cache_dir, num_proc)
+    audit_masks(tokenized, role)
+    return _keep(tokenized, stats, rendering), stats
 
-        if overlong != "drop":
-            raise UserError(f"--overlong {overlong} cuts prompts; chat conversations are only ever dropped (use drop)")
-        p = chat.plan(tokenizer)
-        encode, template_key = chat.encode_batch, p.key()
-        fn_kwargs = {"tokenizer": tokenizer, "p": p, "max_length": max_length}
-        stats.chat_template = p.origin
+
+def _tokenize(ds, rendering: _Rendering, data_dir: Path, role: str, split: str, tokenizer, max_length: int,
+              overlong: str, cache_dir: Path | None, num_proc: int | None):  # fmt: skip
+    """The batched map over ``ds``, cached under ``cache_dir`` by shard files, tokenizer, max length,
+    policy and template; several processes for a large role unless ``num_proc`` says otherwise."""
+    kwargs: dict[str, Any] = {}
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         key = hashlib.sha256(
-            f"{_data_key(data_dir, role, split)}|{tokenizer_key(tokenizer)}|{max_length}|{overlong}|{template_key}"
-            .encode()
+            f"{_data_key(data_dir, role, split)}|{tokenizer_key(tokenizer)}|{max_length}|{overlong}|"
+            f"{rendering.template_key}".encode()
         ).hexdigest()[:20]
         kwargs["cache_file_name"] = str(cache_dir / f"tokenized-{role}-{split}-{key}.arrow")
     if num_proc is None:
         num_proc = min(4, os.cpu_count() or 1) if len(ds) >= 5000 else None
-    tokenized = ds.map(
-        encode,
+    return ds.map(
+        rendering.encode,
         batched=True,
         batch_size=256,
-        remove_columns=["messages", "tools"] if is_chat else ["prompt", "completion"],
-        fn_kwargs=fn_kwargs,
+        remove_columns=rendering.columns,
+        fn_kwargs=rendering.fn_kwargs,
         num_proc=num_proc,
         desc=f"tokenize {role}/{split}",
         load_from_cache_file=True,
         **kwargs,
     )
-    audit_masks(tokenized, role)
+
+
+def _keep(tokenized, stats: TokenStats, rendering: _Rendering):
+    """Count what the overlong policy did into ``stats`` and return the examples it kept (without
+    the bookkeeping columns); none kept is a usage error."""
+    role, split = stats.role, stats.split
     status = tokenized["status"]
     stats.examples = len(tokenized)
     stats.trimmed = status.count("trimmed")
@@ -227,13 +263,13 @@ def tokenize_role(
     stats.tokens = sum(lengths)
     stats.longest = max(lengths, default=0)
     # chat: the labelled tokens themselves; α-UMi: completion tokens + EOS
-    stats.loss_tokens = sum(n + (0 if is_chat else 1) for n in kept["n_completion"])
+    stats.loss_tokens = sum(n + (1 if rendering.eos_in_loss else 0) for n in kept["n_completion"])
     if stats.used == 0:
         raise UserError(
-            f"role {role!r} ({split}): every example is longer than --max-length {max_length} "
-            f"under --overlong {overlong}; nothing left to train on"
+            f"role {role!r} ({split}): every example is longer than --max-length {stats.max_length} "
+            f"under --overlong {stats.overlong_policy}; nothing left to train on"
         )
-    return kept.remove_columns(["n_completion", "status"]), stats
+    return kept.remove_columns(["n_completion", "status"])
 
 
 def audit_masks(tokenized, role: str) -> None:

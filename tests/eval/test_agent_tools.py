@@ -386,6 +386,31 @@ def test_cli_run_against_an_openai_compatible_server(tmp_path):
         srv.server_close()
 
 
+def test_cli_run_model_at_url_needs_no_base_url(tmp_path):
+    # `umieval run` opens its models as `generate` does (open_backend): NAME@URL names the server
+    srv = _Completions()
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        q = tmp_path / "q.jsonl"
+        q.write_text(json.dumps({"id": "w0", "instruction": "Weather?"}) + "\n")
+        out = tmp_path / "runs.jsonl"
+        url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
+        args = ["run", str(q), "-o", str(out), "--tools", f"python:{write_tools(tmp_path)}", "--backend", "openai",
+                "--model", f"m@{url}"]  # fmt: skip
+        res = CliRunner().invoke(umieval, args)
+        assert res.exit_code == 0, res.output
+        assert "answered 1, gave up 0, step limit 0" in res.output
+        (traj,) = [json.loads(x) for x in out.read_text().splitlines()]
+        assert traj["metadata"]["run"]["models"] == {"global": f"m@{url}"}
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    res = CliRunner().invoke(umieval, ["run", str(q), "-o", str(tmp_path / "other.jsonl"), "--tools",
+                                       f"python:{write_tools(tmp_path)}", "--backend", "openai", "--model", "m"])
+    assert res.exit_code == 2 and "needs --base-url (or MODEL@URL)" in res.output, res.output
+    assert not (tmp_path / "other.jsonl").exists()
+
+
 def test_python_module_problems_are_usage_errors(tmp_path):
     broken = tmp_path / "broken.py"
     broken.write_text("raise RuntimeError('no config')\n")

@@ -152,7 +152,7 @@ def test_run_never_crashes_on_any_query_file(case: tuple[str, bytes], monkeypatc
     import umi_eval.cli.run
 
     model = Scripted(planner=["Stop.\n Next: give up."])
-    monkeypatch.setattr(umi_eval.cli.run, "OpenAIBackend", lambda _url, _name, **_kw: model)
+    monkeypatch.setattr(umi_eval.cli.run, "open_backend", lambda _kind, _name, **_kw: model)
     suffix, data = case
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / f"q{suffix}"

@@ -29,10 +29,10 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -572,6 +572,23 @@ def _input_entry(path: str, units: list[tuple[Unit, int, str]]) -> dict[str, Any
     return {"path": path, "files": len(units), "bytes": sum(s for _, s, _ in units), "sha256": h.hexdigest()}
 
 
+@dataclass
+class _Tally:
+    """What the shard results add up to: counts for the summary and manifest, and what
+    :func:`_name_shards` needs (each shard's files and exports, the late duplicates to drop)."""
+
+    records: int = 0
+    accepted: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    trajs: Counter[tuple[str, str]] = field(default_factory=Counter)
+    examples_n: Counter[tuple[str, str]] = field(default_factory=Counter)
+    unit_info: dict[Unit, tuple[Unit, int, str]] = field(default_factory=dict)
+    shard_files: list[dict[tuple[str, str], int]] = field(default_factory=list)
+    shard_exports: list[dict[tuple[str, str], list[tuple[str, str]]]] = field(default_factory=list)
+    drop: dict[int, set[tuple[str, str]]] = field(default_factory=dict)
+
+
 def _write_split(
     units_by_input: list[tuple[str, list[Unit]]],
     units: list[Unit],
@@ -585,60 +602,72 @@ def _write_split(
         (stage / role).mkdir()
     if opts.export_glpft_json:
         (stage / "glpft-json").mkdir()
-    dedupe = Dedupe()
-    reasons: Counter[str] = Counter()
-    warnings: Counter[str] = Counter()
-    trajs: Counter[tuple[str, str]] = Counter()
-    examples_n: Counter[tuple[str, str]] = Counter()
-    records = accepted = 0
-    unit_info: dict[Unit, tuple[Unit, int, str]] = {}
-    shard_files: list[dict[tuple[str, str], int]] = []
-    shard_exports: list[dict[tuple[str, str], list[tuple[str, str]]]] = []
-    drop: dict[int, set[tuple[str, str]]] = {}
     with open(stage / "rejects.jsonl", "wb") as rejects:
         shards = _ordered_shards(units, shard_units(len(units), opts.shard_size), stage, opts, tick,
                                  make_executor(opts.engine, opts.workers, opts.ray_address))
-        for sr in shards:
-            unit_info.update({u[0]: u for u in sr.units})
-            shard_files.append(sr.files)
-            shard_exports.append(sr.exports)
-            for res in sr.records:
-                records += 1
-                if res.reject is None:
-                    tid, fp = res.trajectory_id or "", res.fingerprint or ""
-                    dups = dedupe(tid, fp, res.source)
-                    if dups:
-                        res.reject = reject_row(Checked(Record(res.source, None), dups, dups[0]))
-                        drop.setdefault(sr.index, set()).add((tid, res.where))
-                if res.reject is not None:
-                    reasons[res.reject["reason"]] += 1
-                    rejects.write(orjson.dumps(res.reject) + b"\n")
-                    continue
-                accepted += 1
-                warnings.update(res.warnings)
-                for role, n in res.examples.items():
-                    if n:
-                        trajs[(role, res.split)] += 1
-                        examples_n[(role, res.split)] += n
-    roles = _name_shards(stage, opts, shard_files, shard_exports, drop)
+        t = _consume(shards, rejects)
+    roles = _name_shards(stage, opts, t.shard_files, t.shard_exports, t.drop)
     for role, sd in roles.items():
         for s, d in sd.items():
-            d["examples"], d["trajectories"] = examples_n[(role, s)], trajs[(role, s)]
+            d["examples"], d["trajectories"] = t.examples_n[(role, s)], t.trajs[(role, s)]
     summary = SplitSummary(
-        outdir="", records=records, accepted=accepted, rejected=records - accepted,
-        rejected_by_reason=dict(sorted(reasons.items())), warnings_by_code=dict(sorted(warnings.items())),
+        outdir="", records=t.records, accepted=t.accepted, rejected=t.records - t.accepted,
+        rejected_by_reason=dict(sorted(t.reasons.items())), warnings_by_code=dict(sorted(t.warnings.items())),
         roles={r: {s: {k: d[k] for k in ("examples", "trajectories")} for s, d in sd.items()}
                for r, sd in roles.items()},
         seconds=0.0, input_bytes=total, output_bytes=0,
     )
-    manifest = {
+    manifest = _manifest(units_by_input, opts, t, summary, roles)
+    (stage / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+    (stage / "README.md").write_text(dataset_card(manifest, outdir), encoding="utf-8")
+    # the datasets written (shards, glpft-json), not the rejects ledger or the card
+    datasets_dirs = [stage / r for r in opts.roles] + [stage / "glpft-json"]
+    summary.output_bytes = sum(p.stat().st_size for d in datasets_dirs for p in d.rglob("*") if p.is_file())
+    return summary
+
+
+def _consume(shards: Iterable[ShardResult], rejects: BinaryIO) -> _Tally:
+    """Take the shard results in shard order: dedupe across shards (a later duplicate becomes a
+    reject and is marked for dropping from its shard), write every reject line, count the rest."""
+    t = _Tally()
+    dedupe = Dedupe()
+    for sr in shards:
+        t.unit_info.update({u[0]: u for u in sr.units})
+        t.shard_files.append(sr.files)
+        t.shard_exports.append(sr.exports)
+        for res in sr.records:
+            t.records += 1
+            if res.reject is None:
+                tid, fp = res.trajectory_id or "", res.fingerprint or ""
+                dups = dedupe(tid, fp, res.source)
+                if dups:
+                    res.reject = reject_row(Checked(Record(res.source, None), dups, dups[0]))
+                    t.drop.setdefault(sr.index, set()).add((tid, res.where))
+            if res.reject is not None:
+                t.reasons[res.reject["reason"]] += 1
+                rejects.write(orjson.dumps(res.reject) + b"\n")
+                continue
+            t.accepted += 1
+            t.warnings.update(res.warnings)
+            for role, n in res.examples.items():
+                if n:
+                    t.trajs[(role, res.split)] += 1
+                    t.examples_n[(role, res.split)] += n
+    return t
+
+
+def _manifest(units_by_input: list[tuple[str, list[Unit]]], opts: SplitOptions, t: _Tally, summary: SplitSummary,
+              roles: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:  # fmt: skip
+    """``manifest.json``: format, version, template, options, inputs with their digests, counts,
+    the per-role files, and the schemas of what was written."""
+    return {
         "format": SPLIT_FORMAT,
         "umi_version": __version__,
         "template": opts.template,
         "options": opts.manifest_view(),
-        "inputs": [_input_entry(p, [unit_info[u] for u in us]) for p, us in units_by_input],
+        "inputs": [_input_entry(p, [t.unit_info[u] for u in us]) for p, us in units_by_input],
         "counts": {
-            "records": records, "accepted": accepted, "rejected": records - accepted,
+            "records": t.records, "accepted": t.accepted, "rejected": t.records - t.accepted,
             "rejected_by_reason": summary.rejected_by_reason, "warnings_by_code": summary.warnings_by_code,
         },
         "roles": roles,
@@ -650,12 +679,6 @@ def _write_split(
             "manifest": "https://umi.dev/schemas/manifest.schema.json",
         },
     }
-    (stage / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
-    (stage / "README.md").write_text(dataset_card(manifest, outdir), encoding="utf-8")
-    # the datasets written (shards, glpft-json), not the rejects ledger or the card
-    datasets_dirs = [stage / r for r in opts.roles] + [stage / "glpft-json"]
-    summary.output_bytes = sum(p.stat().st_size for d in datasets_dirs for p in d.rglob("*") if p.is_file())
-    return summary
 
 
 def _name_shards(

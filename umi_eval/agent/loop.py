@@ -544,6 +544,24 @@ def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Execu
                 concurrency: int, tools_spec: str, on_start: Callable[[int], None] | None,
                 on_done: Callable[[], None] | None, overwrite: bool) -> RunSummary:  # fmt: skip
     summary = RunSummary(output=str(out))
+    queries, rejects = _admit(items, executor)
+    if not queries and not rejects:
+        raise RunError("no query in the input")
+    summary.queries = len(queries)
+    todo = _todo(out, queries, overwrite)
+    summary.resumed = len(queries) - len(todo)
+    if on_start is not None:
+        on_start(len(todo))
+    rank = {q.id: i for i, q in enumerate(queries)}
+    crashed = _run_all(todo, models, executor, out, cfg, concurrency, tools_spec, summary, rank, on_done)
+    rejects += [r for _, r in sorted(crashed, key=lambda x: x[0])]
+    _sort_output(out, [q.id for q in queries])
+    _write_rejects(out, rejects, summary)
+    return summary
+
+
+def _admit(items: Iterable[Query | Reject], executor: Executor) -> tuple[list[Query], list[Reject]]:
+    """The queries to run, and the reject lines of the others (bad records, repeated ids, no tools)."""
     queries: list[Query] = []
     rejects: list[Reject] = []
     seen: set[str] = set()
@@ -557,9 +575,12 @@ def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Execu
         else:
             seen.add(item.id)
             queries.append(item)
-    if not queries and not rejects:
-        raise RunError("no query in the input")
-    summary.queries = len(queries)
+    return queries, rejects
+
+
+def _todo(out: Path, queries: list[Query], overwrite: bool) -> list[Query]:
+    """The queries not yet in the run file (emptied first under ``overwrite``); an id in it that was
+    run for another query is a usage error."""
     if overwrite and out.exists():
         os.truncate(out, 0)
     done, _cut = _done_ids(out)
@@ -572,10 +593,14 @@ def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Execu
             f"instruction or tools ({len(changed)} such id(s)): the queries changed since that run, or an id "
             "taken from the line number moved when lines were inserted. Give the queries explicit ids, "
             "or choose another --output (or delete those lines from it) to run them again")  # fmt: skip
-    todo = [q for q in queries if q.id not in done]
-    summary.resumed = len(queries) - len(todo)
-    if on_start is not None:
-        on_start(len(todo))
+    return [q for q in queries if q.id not in done]
+
+
+def _run_all(todo: list[Query], models: Models, executor: Executor, out: Path, cfg: LoopConfig, concurrency: int,
+             tools_spec: str, summary: RunSummary, rank: dict[str, int],
+             on_done: Callable[[], None] | None) -> list[tuple[int, Reject]]:  # fmt: skip
+    """Run ``todo`` in ``concurrency`` threads, appending each trajectory to ``out`` as it ends and
+    adding it to ``summary``; returns the reject lines of the queries that failed, with their rank."""
     # every query's requests go through one engine: a model in this process batches the requests
     # of the queries in flight (one worker per model, or its continuous batch), a server gets them
     # concurrently. Sampled requests run one per call, each with its own seed, as before.
@@ -598,7 +623,6 @@ def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Execu
 
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="umieval-run")
     crashed: list[tuple[int, Reject]] = []
-    rank = {q.id: i for i, q in enumerate(queries)}
     try:
         pending: set[Any] = set()
         for q in todo:  # at most 2 × concurrency queries in flight
@@ -612,8 +636,11 @@ def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Execu
         pool.shutdown(wait=False, cancel_futures=True)
         engine.close()
         appender.close()
-    rejects += [r for _, r in sorted(crashed, key=lambda x: x[0])]
-    _sort_output(out, [q.id for q in queries])
+    return crashed
+
+
+def _write_rejects(out: Path, rejects: list[Reject], summary: RunSummary) -> None:
+    """The rejects file beside the run file (atomically), or none when nothing was rejected."""
     summary.rejected = len(rejects)
     summary.reject_codes.update(r.reason for r in rejects)
     rpath = rejects_path(out)
@@ -622,7 +649,6 @@ def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Execu
         summary.rejects_file = str(rpath)
     else:
         rpath.unlink(missing_ok=True)  # a previous run's rejects no longer apply
-    return summary
 
 
 def _collect(finished: Iterable[Any], summary: RunSummary, crashed: list[tuple[int, Reject]],

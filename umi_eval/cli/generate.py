@@ -6,52 +6,24 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from umi_cli.errors import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK
 from umi_cli.terminal import interactive
 from umi_data.readers import FORMATS
+from umi_eval.cli.options import (
+    BackendOptions,
+    ModelOptions,
+    collect,
+    decoding_options,
+    library_bars,
+    model_options,
+)
 from umi_eval.generate.backends import BACKENDS, BATCHING, DTYPES, Decoding, require_backend
-from umi_eval.generate.predict import TRIO, GenerateError, GenerateOptions, GenerateSummary, generate
+from umi_eval.generate.predict import GenerateError, GenerateOptions, GenerateSummary, generate
 from umi_eval.generate.steps import PROMPT_STYLES
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-STAGE1 = "stage1-global"
-
-
-def _run_model(run: Path, role: str) -> str:
-    """The model a ``umitrain glpft`` run trained for ``role`` (``global`` = stage 1)."""
-    stage = run / (STAGE1 if role == "global" else f"stage2-{role}") / "model"
-    if not (stage / "config.json").is_file():
-        raise GenerateError(f"--glpft-run {run}: no trained {role} model at {stage}")
-    return str(stage)
-
-
-def resolve_models(
-    planner: str | None, caller: str | None, summarizer: str | None, model: str | None, run: str | None,
-    backend: str,
-) -> tuple[str, dict[str, str]]:  # fmt: skip
-    """(mode, role → model) from the flags; a GLPFT run directory fills in what is not given."""
-    trio = {"planner": planner, "caller": caller, "summarizer": summarizer}
-    if model and run:
-        raise GenerateError("--model and --glpft-run exclude each other (--model RUN means the run's stage-1 model)")
-    if model and any(trio.values()):
-        raise GenerateError("--model (single model) and --planner/--caller/--summarizer (trio) exclude each other")
-    if model:
-        if backend != "openai" and (Path(model) / STAGE1).is_dir():
-            model = _run_model(Path(model), "global")
-        return "single", {"model": model}
-    if run:
-        for role in TRIO:
-            trio[role] = trio[role] or _run_model(Path(run), role)
-    missing = [f"--{r}" for r in TRIO if not trio[r]]
-    if missing:
-        raise GenerateError(f"missing {', '.join(missing)} (or give --glpft-run DIR, or --model M for one model)")
-    return "trio", {r: str(v) for r, v in trio.items()}
 
 
 def _scores(path: str) -> tuple[dict[str, float] | None, dict[str, Any] | None, str | None]:
@@ -103,61 +75,15 @@ def format_summary(
     return "\n".join(lines)
 
 
-def library_bars(backend: str, quiet: bool) -> None:
-    """transformers' weight-loading bars only on a terminal, like umi's own (never under -q or CI)."""
-    if backend == "transformers" and not interactive(quiet):
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-
-
-def _stack(options: list[Callable[[F], F]]) -> Callable[[F], F]:
-    """Several click options as one decorator, in the order given."""
-
-    def apply(f: F) -> F:
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return apply
-
-
-def model_options(model_help: str) -> Callable[[F], F]:
-    """How `generate` and `run` choose their models (the trio, a GLPFT run, or one model): one
-    definition, read by :func:`resolve_models`."""
-    return _stack([
-        click.option("--planner", help="Planner checkpoint dir (transformers) or served model name (openai)."),
-        click.option("--caller", help="Caller checkpoint dir or served model name."),
-        click.option("--summarizer", help="Summarizer checkpoint dir or served model name."),
-        click.option("--glpft-run", type=click.Path(path_type=str, file_okay=False),
-                     help="A `umitrain glpft` output dir: stage2-<role>/model for every trio role not given "
-                     "(and, with --model DIR, its stage-1 model)."),
-        click.option("--model", help=model_help),
-    ])  # fmt: skip
-
-
-def decoding_options(max_input_tokens: int, max_input_help: str, temperature_help: str) -> Callable[[F], F]:
-    """The decoding flags of `generate` and `run` (one definition; the defaults that differ are
-    arguments): they fill :class:`umi_eval.generate.backends.Decoding`."""
-    return _stack([
-        click.option("--max-new-tokens", default=512, show_default=True, type=click.IntRange(1)),
-        click.option("--max-input-tokens", default=max_input_tokens, show_default=True, type=click.IntRange(1),
-                     help=max_input_help),
-        click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0),
-                     help=temperature_help),
-        click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0, 1)),
-        click.option("--top-k", default=0, show_default=True, type=click.IntRange(0), help="0 = off."),
-        click.option("--seed", default=42, show_default=True, type=int),
-    ])  # fmt: skip
-
-
 @click.command("generate")
+@collect(BackendOptions, "backend", ("kind", "base_url", "batch_size", "batching", "device", "dtype", "threads",
+                                    "attn_implementation", "trust_remote_code", "timeout", "retries", "concurrency"))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=str, dir_okay=False),
               help="Prediction file (JSONL). An existing one made with the same settings is resumed.")
 @model_options("One model for every step (single-model / global baseline, spec §1.7); a GLPFT run dir "
                "means its stage-1 global model.")
-@click.option("--backend", type=click.Choice(BACKENDS), default="transformers", show_default=True)
+@click.option("--backend", "kind", type=click.Choice(BACKENDS), default="transformers", show_default=True)
 @click.option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (--backend openai); "
               "a model given as NAME@URL uses its own server. Key: $OPENAI_API_KEY.")
 @click.option("--prompts", type=click.Choice(PROMPT_STYLES), default="umi", show_default=True,
@@ -198,16 +124,9 @@ def decoding_options(max_input_tokens: int, max_input_help: str, temperature_hel
 @click.option("--overwrite", is_flag=True, help="Start the prediction file over instead of resuming it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary.")
-def generate_cmd(inputs: tuple[str, ...], out: str, planner: str | None, caller: str | None,
-                 summarizer: str | None, glpft_run: str | None, model: str | None, backend: str,
-                 base_url: str | None,
-                 prompts: str, max_new_tokens: int, max_input_tokens: int, temperature: float, top_p: float,
-                 top_k: int, seed: int, batch_size: int, batching: str, device: str, dtype: str,
-                 threads: int | None,
-                 attn_implementation: str | None,
-                 trust_remote_code: bool, timeout: float, retries: int, concurrency: int, chunk_size: int,
-                 fmt: str | None, template: str, split: str, limit: int | None, overwrite: bool, as_json: bool,
-                 quiet: bool) -> None:  # fmt: skip
+def generate_cmd(inputs: tuple[str, ...], out: str, models: ModelOptions, backend: BackendOptions, prompts: str,
+                 decoding: Decoding, chunk_size: int, fmt: str | None, template: str, split: str, limit: int | None,
+                 overwrite: bool, as_json: bool, quiet: bool) -> None:  # fmt: skip
     """Run trained models on the static test steps of INPUT… (α-UMi test files such as
     out_of_domain.json, any input umidata reads, or a `umidata split` dir: its dev trajectories).
 
@@ -218,24 +137,15 @@ def generate_cmd(inputs: tuple[str, ...], out: str, planner: str | None, caller:
         missing = [p for p in inputs if not os.path.lexists(p)]
         if missing:
             raise GenerateError(f"no such input: {', '.join(missing)}")
-        require_backend(backend)
-        mode, models = resolve_models(planner, caller, summarizer, model, glpft_run, backend)
-        decoding = Decoding(max_new_tokens, temperature, top_p, seed, max_input_tokens, top_k)
-        if backend == "transformers":
-            bopts: dict[str, Any] = {"batch_size": batch_size, "device": device, "dtype": dtype,
-                                     "attn_implementation": attn_implementation, "batching": batching,
-                                     "trust_remote_code": trust_remote_code}  # fmt: skip
-        elif backend == "vllm":
-            bopts = {"dtype": dtype, "trust_remote_code": trust_remote_code, "seed": seed}
-        else:
-            bopts = {"base_url": base_url, "timeout": timeout, "retries": retries, "concurrency": concurrency}
-        opts = GenerateOptions(mode, models, backend, decoding, prompts,
-                               {k: v for k, v in bopts.items() if v is not None}, chunk_size)  # fmt: skip
-        if backend == "transformers" and threads:
+        require_backend(backend.kind)
+        mode, names = models.resolve(backend.kind)
+        opts = GenerateOptions(mode, names, backend.kind, decoding, prompts, backend.open_options(decoding.seed),
+                               chunk_size)  # fmt: skip
+        if backend.kind == "transformers" and backend.threads:
             import torch
 
-            torch.set_num_threads(threads)
-        library_bars(backend, quiet)
+            torch.set_num_threads(backend.threads)
+        library_bars(backend.kind, quiet)
         with _progress(quiet) as (on_start, on_steps):
             summary = generate(inputs, out, opts, fmt=fmt, template=template, split=split, overwrite=overwrite,
                                limit=limit, on_start=on_start, on_steps=on_steps)  # fmt: skip

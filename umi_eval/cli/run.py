@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,14 @@ from umi_data.render.templates import load_template
 from umi_eval.agent.loop import LoopConfig, Models, run
 from umi_eval.agent.queries import read_queries
 from umi_eval.agent.tools import ToolSpecError, make_executor
-from umi_eval.cli.generate import decoding_options, library_bars, model_options, resolve_models
+from umi_eval.cli.options import (
+    BackendOptions,
+    ModelOptions,
+    collect,
+    decoding_options,
+    library_bars,
+    model_options,
+)
 from umi_eval.generate.backends import (
     BACKENDS,
     BATCHING,
@@ -26,10 +34,10 @@ from umi_eval.generate.backends import (
     Backend,
     BackendError,
     Decoding,
-    OpenAIBackend,
     close,
     open_backend,
     require_backend,
+    served_model,
 )
 from umi_eval.generate.predict import GenerateError, check_resumable_output
 
@@ -42,7 +50,33 @@ def _fail(code: int, message: str) -> None:
     sys.exit(code)
 
 
+@dataclass(frozen=True)
+class ToolOptions:
+    """How tools are called (``--tools`` and the ``--tool-*`` flags)."""
+
+    tools_spec: str
+    tool_timeout: float = 30.0
+    tool_memory: int = 0
+    key_hosts: tuple[str, ...] = ()
+    tool_key_over_http: bool = False
+    tool_retries: int = 1
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """The search: which, how wide and deep, and how many planner calls and observation characters."""
+
+    search: str = "plain"
+    width: int = 2
+    max_depth: int = 4
+    max_steps: int = 12
+    max_observation_length: int = 1024
+
+
 @click.command("run")
+@collect(ToolOptions, "tools")
+@collect(LoopOptions, "loop")
+@collect(BackendOptions, "backend", ("kind", "base_url", "device", "dtype", "batching", "trust_remote_code"))
 @click.argument("queries", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=str, dir_okay=False),
               help="Run file (JSONL, one canonical trajectory per query); an existing one is resumed.")
@@ -72,8 +106,9 @@ def _fail(code: int, message: str) -> None:
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1),
               help="Queries run at once: their requests meet in each model's batches (up to this many) or go "
               "to the server together.")
-@click.option("--backend", type=click.Choice(BACKENDS), default="transformers", show_default=True)
-@click.option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (--backend openai).")
+@click.option("--backend", "kind", type=click.Choice(BACKENDS), default="transformers", show_default=True)
+@click.option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (--backend openai); "
+              "a model given as NAME@URL uses its own server.")
 @decoding_options(3576, "Longer prompts keep their last tokens (the real-time agent: 4096 - 512 - 8).",
                   "0 = greedy; the original agent sampled at 0.5.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 (transformers).")
@@ -85,13 +120,9 @@ def _fail(code: int, message: str) -> None:
 @click.option("--overwrite", is_flag=True, help="Start the run file (and its rejects file) over instead of "
               "resuming it; never an input.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary.")
-def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str | None, summarizer: str | None,
-            glpft_run: str | None, model: str | None, tools_spec: str, search: str, width: int, max_depth: int,
-            max_steps: int, max_observation_length: int, tool_timeout: float, tool_memory: int,
-            key_hosts: tuple[str, ...], tool_key_over_http: bool, tool_retries: int, concurrency: int, backend: str,
-            base_url: str | None, max_new_tokens: int, max_input_tokens: int, temperature: float, top_p: float,
-            top_k: int, seed: int, device: str, dtype: str, batching: str, trust_remote_code: bool, template: str,
-            overwrite: bool, quiet: bool) -> None:  # fmt: skip
+def run_cmd(queries: tuple[str, ...], out: str, models: ModelOptions, tools: ToolOptions, loop: LoopOptions,
+            concurrency: int, backend: BackendOptions, decoding: Decoding, template: str, overwrite: bool,
+            quiet: bool) -> None:  # fmt: skip
     """Run the planner → caller → tool → … → summarizer loop on each query of QUERIES and write
     one canonical trajectory per query (source.format "umi-run") that `umidata validate` checks
     and `umidata split` turns into training data.
@@ -112,44 +143,42 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
         check_resumable_output(Path(out), list(queries), overwrite)
     except UnsafeOutput as e:
         _fail(EXIT_USAGE, str(e))
+    # the queries' requests meet in each model's batches (transformers) or are in flight together (a server)
+    backend = replace(backend, batch_size=concurrency, concurrency=concurrency)
     try:
-        require_backend(backend)
-        mode, names = resolve_models(planner, caller, summarizer, model, glpft_run, backend)
+        require_backend(backend.kind)
+        mode, names = models.resolve(backend.kind)
+        if backend.kind == "openai":  # a server for every model (--base-url or NAME@URL), before the tools start
+            for name in names.values():
+                served_model(name, backend.base_url)
     except (GenerateError, BackendError) as e:
         _fail(EXIT_USAGE, str(e))
-    if backend == "openai" and not base_url:
-        _fail(EXIT_USAGE, "--backend openai needs --base-url")
     try:
         tmpl = load_template(template)
-        executor = make_executor(tools_spec, timeout=tool_timeout, tool_memory=tool_memory, key_hosts=key_hosts,
-                                 plain_http_key=tool_key_over_http)  # fmt: skip
+        executor = make_executor(tools.tools_spec, timeout=tools.tool_timeout, tool_memory=tools.tool_memory,
+                                 key_hosts=tools.key_hosts, plain_http_key=tools.tool_key_over_http)  # fmt: skip
     except (ToolSpecError, ValueError, OSError) as e:
         _fail(EXIT_USAGE, str(e))
     if getattr(executor, "key_withheld", False) and not quiet:
-        click.echo(f"umieval run: note: TOOLBENCH_KEY is not sent to {tools_spec} (name its host with "
+        click.echo(f"umieval run: note: TOOLBENCH_KEY is not sent to {tools.tools_spec} (name its host with "
                    "--tool-key-host to send it)", err=True)  # fmt: skip
-    decoding = Decoding(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                        max_input_tokens=max_input_tokens, top_k=top_k)  # fmt: skip
-    cfg = LoopConfig(decoding=decoding, max_steps=max_steps, max_observation_length=max_observation_length,
-                     search=search, width=width, max_depth=max_depth, timeout=tool_timeout, retries=tool_retries,
-                     template=tmpl)  # fmt: skip
+    cfg = LoopConfig(decoding=decoding, max_steps=loop.max_steps, max_observation_length=loop.max_observation_length,
+                     search=loop.search, width=loop.width, max_depth=loop.max_depth, timeout=tools.tool_timeout,
+                     retries=tools.tool_retries, template=tmpl)  # fmt: skip
     loaded: dict[str, Backend] = {}
-    library_bars(backend, quiet)
+    library_bars(backend.kind, quiet)
+    options = backend.open_options(decoding.seed)
 
     def load(name: str) -> Backend:  # one backend per distinct model, shared by its roles
         if name not in loaded:
-            if backend == "openai":
-                loaded[name] = OpenAIBackend(base_url or "", name, concurrency=concurrency)
-            else:
-                loaded[name] = open_backend(backend, name, batch_size=concurrency, device=device, dtype=dtype,
-                                            batching=batching, trust_remote_code=trust_remote_code)  # fmt: skip
+            loaded[name] = open_backend(backend.kind, name, **options)
         return loaded[name]
 
     try:
         if mode == "single":
-            models = Models(single=load(names["model"]))
+            ready = Models(single=load(names["model"]))
         else:
-            models = Models(*(load(names[r]) for r in ("planner", "caller", "summarizer")))
+            ready = Models(*(load(names[r]) for r in ("planner", "caller", "summarizer")))
     except BackendError as e:
         _fail(EXIT_USAGE, str(e))
     with ExitStack() as stack:
@@ -157,7 +186,7 @@ def run_cmd(queries: tuple[str, ...], out: str, planner: str | None, caller: str
         stack.callback(lambda: list(map(close, loaded.values())))
         bar = stack.enter_context(_Bar(quiet))
         try:
-            summary = run(read_queries(list(queries)), models, executor, out, cfg, concurrency, tools_spec,
+            summary = run(read_queries(list(queries)), ready, executor, out, cfg, concurrency, tools.tools_spec,
                           on_start=bar.start, on_done=bar.advance, inputs=list(queries),
                           overwrite=overwrite)  # fmt: skip
         except KeyboardInterrupt:

@@ -615,6 +615,16 @@ def require_backend(kind: str) -> None:
         raise BackendError("--backend vllm needs the vllm package: pip install 'umi[vllm]'")
 
 
+def served_model(model: str, base_url: str | None) -> tuple[str, str]:
+    """(served name, server URL) of an ``openai`` model: ``NAME@URL`` names its own server, a plain
+    name is served at ``base_url``; neither is a usage error."""
+    name, sep, url = model.partition("@http")
+    base = "http" + url if sep else base_url
+    if not base:
+        raise BackendError(f"--backend openai needs --base-url (or MODEL@URL) for {model!r}")
+    return name, base
+
+
 def open_backend(kind: str, model: str, **options: Any) -> Backend:
     """A backend by name: ``transformers`` (``model`` = checkpoint dir; options batch_size, device,
     dtype, attn_implementation, trust_remote_code, batching, cache_share), ``vllm`` (checkpoint dir;
@@ -628,10 +638,7 @@ def open_backend(kind: str, model: str, **options: Any) -> Backend:
         keys = ("dtype", "trust_remote_code", "gpu_memory_utilization", "max_model_len", "seed")
         return VLLMBackend(model, **{k: v for k, v in options.items() if k in keys and v is not None})
     if kind == "openai":
-        name, sep, url = model.partition("@http")
-        base = "http" + url if sep else options.get("base_url")
-        if not base:
-            raise BackendError(f"--backend openai needs --base-url (or MODEL@URL) for {model!r}")
+        name, base = served_model(model, options.get("base_url"))
         keys = ("api_key", "timeout", "retries", "concurrency")
         return OpenAIBackend(base, name, **{k: v for k, v in options.items() if k in keys and v is not None})
     raise BackendError(f"unknown backend {kind!r} (expected {', '.join(BACKENDS)})")
