@@ -47,7 +47,7 @@ def tiny_run(sample: Path, work: Path) -> Path:
 
     split([str(sample)], str(work / "split"), SplitOptions(dev_ratio=0.2), overwrite=True)
     run_glpft(REPO / "pipelines" / "tiny-glpft.yaml", {"data": str(work / "split"), "output_dir": str(work / "glpft")},
-              stage_overrides={"quiet": True}, echo=lambda _: None)  # fmt: skip
+              stage_overrides={"quiet": True}, echo=lambda _: None)
     return work / "glpft"
 
 
@@ -73,7 +73,7 @@ def peak_memory_mib(gpu: bool) -> float:
 
 def run_mode(mode: str, models: dict[str, str], inputs: list[str], out: Path, backend: str,
              backend_options: dict[str, Any], decoding: Decoding, chunk: int, limit: int | None,
-             gpu: bool) -> dict[str, Any]:  # fmt: skip
+             gpu: bool) -> dict[str, Any]:
     if gpu:
         import torch
 
@@ -131,7 +131,7 @@ def main() -> None:
     t0 = time.perf_counter()
     reused = args.glpft_run is None and (work / "glpft" / "glpft-summary.json").is_file()
     run = args.glpft_run or (work / "glpft" if reused else tiny_run(args.from_alpha_umi / "raw_data_stage_2.json",
-                                                                     work))  # fmt: skip
+                                                                     work))
     train_seconds = round(time.perf_counter() - t0, 1) if args.glpft_run is None and not reused else None
     if args.inputs:
         inputs = args.inputs
@@ -157,14 +157,14 @@ def main() -> None:
     results = []
     for mode, models in (("trio", trio), ("single", single)):
         results.append(run_mode(mode, models, inputs, work / f"{mode}.jsonl", args.backend, engine_opts, decoding,
-                                chunk, limit, gpu))  # fmt: skip
+                                chunk, limit, gpu))
         print(json.dumps(results[-1]), flush=True)
     baseline = args.baseline_steps if args.baseline_steps is not None else (64 if gpu else 0)
     if baseline:
         static = {**base, "batching": "static", "batch_size": 32 if gpu else 8}
         for mode, models in (("trio", trio), ("single", single)):
             results.append(run_mode(mode, models, inputs, work / f"{mode}-static.jsonl", "transformers", static,
-                                    decoding, 64, baseline, gpu))  # fmt: skip
+                                    decoding, 64, baseline, gpu))
             print(json.dumps(results[-1]), flush=True)
     report = {
         "benchmark": "umieval generate throughput",
@@ -190,17 +190,17 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     rows = ["| mode | batching | batch | steps | routes | wall s | model s | steps/s (model) | generated tokens/s "
-            "| peak MiB |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+            "| peak MiB |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         routes = ", ".join(f"{k} {v}" for k, v in r["routes"].items())
         rows.append(f"| {r['mode']} | {r['batching']} | {r['batch_size']} | {r['steps']} | {routes} | "
                     f"{r['wall_seconds']} | {r['model_seconds']} | {r['steps_per_second_model']} | "
-                    f"{r['generated_tokens_per_second']} | {r['peak_memory_mib']} |")  # fmt: skip
+                    f"{r['generated_tokens_per_second']} | {r['peak_memory_mib']} |")
     where = f"{report['machine']['gpu']}, bfloat16" if gpu else f"CPU, {args.threads} torch thread(s)"
     md = (f"# umieval generate throughput\n\n{report['models']} on {', '.join(report['inputs'])}"
           f"{f' (first {limit} steps)' if limit else ''}; {where}; greedy, max_new_tokens {decoding.max_new_tokens}, "
           f"{chunk} steps in flight; load average {load_before[0]:.1f} before, "
-          f"{report['machine']['load_average_after'][0]:.1f} after.\n\n" + "\n".join(rows) + "\n")  # fmt: skip
+          f"{report['machine']['load_average_after'][0]:.1f} after.\n\n" + "\n".join(rows) + "\n")
     args.output.with_suffix(".md").write_text(md)
     print(md)
     if tmp is not None:

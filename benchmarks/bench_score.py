@@ -54,7 +54,7 @@ def steps_of(conv: dict[str, Any], suffix: str) -> list[dict[str, Any]]:
         history = [dict(h) for h in turns[:i]]
         history[0] = {"from": "user", "value": history[0]["value"] + suffix}
         out.append({"tools": conv["tools"], "instruction": conv["instruction"] + suffix, "history": history,
-                    "reference": ref, "kind": kind, "planner": t["value"], "next": nxt})  # fmt: skip
+                    "reference": ref, "kind": kind, "planner": t["value"], "next": nxt})
     return out
 
 
@@ -144,7 +144,7 @@ def main() -> None:
                     "cpus": os.cpu_count(), "load_1min_before": load,
                     "load_1min_after": round(os.getloadavg()[0], 2)},
         "date": time.strftime("%Y-%m-%d"),
-    }  # fmt: skip
+    }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))

@@ -295,7 +295,7 @@ def bench_corpus(n: int, args, exe: str) -> list[dict]:
     log(f"[{n}] parse floor: best {min(floors):.3f} s of {', '.join(f'{x:.3f}' for x in floors)}")
 
     results = [bench_engine(n, args, exe, engine, cdir, out if engine == "local" else out.with_name(f"{n}-{engine}"),
-                            info, input_bytes, floors) for engine in args.engines]  # fmt: skip
+                            info, input_bytes, floors) for engine in args.engines]
     counts = {r["engine"]: (r["records"], r["trajectories"], r["rejected"], r["examples"]) for r in results}
     if len(set(counts.values())) > 1:
         raise SystemExit(f"[{n}] the engines disagree on the counts: {counts}")
@@ -303,7 +303,7 @@ def bench_corpus(n: int, args, exe: str) -> list[dict]:
 
 
 def bench_engine(n: int, args, exe: str, engine: str, cdir: Path, out: Path, info: dict, input_bytes: int,
-                 floors: list[float]) -> dict:  # fmt: skip
+                 floors: list[float]) -> dict:
     cmd = [exe, "split", str(cdir), "-o", str(out), "--overwrite", "--quiet"]
     if args.workers is not None:
         cmd += ["--workers", str(args.workers)]

@@ -31,10 +31,10 @@ sys.path.insert(0, str(REPO))
 from umi_eval.score.scoring import score_file  # noqa: E402
 
 SCRIPTS = {"trio": "GLPFT/inference_utils/toolbench/evaluate-multi_agent.py",
-           "single": "GLPFT/inference_utils/toolbench/evaluate-backbone.py"}  # fmt: skip
+           "single": "GLPFT/inference_utils/toolbench/evaluate-backbone.py"}
 TEST_FILE = "GLPFT/dataset/toolbench/test/out_of_domain.json"
 KEYS = {"plan_em": "plan_acc", "action_em": "act_em", "hallu_rate": "hallu", "f1": "arg_f1",
-        "easy_f1": "arg_f1_easy", "hard_f1": "arg_f1_hard", "rouge": "rouge_l"}  # fmt: skip
+        "easy_f1": "arg_f1_easy", "hard_f1": "arg_f1_hard", "rouge": "rouge_l"}
 MARKERS = {"caller": "Next: caller.", "conclusion": "Next: conclusion.", "give up": "Next: give up."}
 # Runs an original script with argparse patched to define the option evaluate-backbone.py forgot.
 RUNNER = """
@@ -63,7 +63,7 @@ def steps(conversations: list[dict[str, Any]], mode: str) -> list[dict[str, Any]
             nxt = turns[i + 1] if i + 1 < len(turns) else None
             if mode == "trio":
                 ref = turn["value"] if kind == "give up" else \
-                    f"assistant: {turn['value']}</s>{nxt['from']}: {nxt['value']}</s>"  # fmt: skip
+                    f"assistant: {turn['value']}</s>{nxt['from']}: {nxt['value']}</s>"
             else:
                 thought = turn["value"].replace(MARKERS[kind], "").strip()
                 if kind == "give up":
@@ -72,7 +72,7 @@ def steps(conversations: list[dict[str, Any]], mode: str) -> list[dict[str, Any]
                     tail = nxt["value"] if kind == "caller" else "conclusion: " + nxt["value"]
                 ref = f"{thought}\n{tail}"
             out.append({"tools": conv["tools"], "instruction": conv["instruction"], "history": turns[:i],
-                        "reference": ref, "kind": kind, "next": nxt})  # fmt: skip
+                        "reference": ref, "kind": kind, "next": nxt})
     return out
 
 
@@ -166,14 +166,14 @@ def main() -> None:
         for seed in args.seeds:
             rng = random.Random(seed)
             items = [{k: v for k, v in s.items() if k not in ("kind", "next")} | {"predictions": predict(s, mode, rng)}
-                     for s in base]  # fmt: skip
+                     for s in base]
             rng.shuffle(items)
             path = work / f"{mode}-{seed}" / "predictions.json"
             path.parent.mkdir(exist_ok=True)
             path.write_text(json.dumps(items, indent=4), encoding="utf-8")
             metrics_path = path.with_name("metrics.json")
             cmd = [sys.executable, "-c", RUNNER, str(args.original / SCRIPTS[mode]),
-                   "--input_path", str(path), "--output_path", str(metrics_path)]  # fmt: skip
+                   "--input_path", str(path), "--output_path", str(metrics_path)]
             subprocess.run(cmd, check=True, capture_output=True)
             original = json.loads(metrics_path.read_text())
             report = score_file(path, resamples=0)
@@ -181,7 +181,7 @@ def main() -> None:
             worst = max(worst, *diffs.values())
             runs.append({"mode": mode, "seed": seed, "steps": report.counts["steps"], "shape": report.counts["shape"],
                          "original": {KEYS[k]: original[k] for k in KEYS}, "umi": report.metrics,
-                         "max_abs_diff": max(diffs.values()), "quirks": report.counts["quirks"]})  # fmt: skip
+                         "max_abs_diff": max(diffs.values()), "quirks": report.counts["quirks"]})
             print(f"{mode:6s} seed {seed}: {report.counts['steps']} steps, max |diff| {max(diffs.values()):.2e}")
     result = {"test_file": str(args.test_file or TEST_FILE), "max_abs_diff": worst, "runs": runs}
     args.output.parent.mkdir(parents=True, exist_ok=True)

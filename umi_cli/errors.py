@@ -149,7 +149,7 @@ class GuardedGroup(click.Group):
             where = f"full traceback in {report}" if report else "no traceback file could be written"
             msg = str(e).splitlines()[0][:200] if str(e) else ""
             click.echo(f"{prog}: internal error ({type(e).__name__}{': ' + msg if msg else ''}); this is a "
-                       f"bug in umi, not in your data; {where}", err=True)  # fmt: skip
+                       f"bug in umi, not in your data; {where}", err=True)
             sys.exit(EXIT_INTERNAL)
         finally:
             if in_main_thread and old_term is not None:

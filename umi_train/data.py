@@ -160,7 +160,7 @@ class _Rendering:
 def _alpha_umi_rendering(tokenizer, max_length: int, overlong: str) -> _Rendering:
     """α-UMi rows: ``prompt + completion + EOS`` (:func:`_encode`), overlong prompts dropped or trimmed."""
     return _Rendering(_encode, {"tokenizer": tokenizer, "max_length": max_length, "overlong": overlong},
-                      ["prompt", "completion"])  # fmt: skip
+                      ["prompt", "completion"])
 
 
 def _chat_rendering(tokenizer, max_length: int, overlong: str, stats: TokenStats) -> _Rendering:
@@ -173,7 +173,7 @@ def _chat_rendering(tokenizer, max_length: int, overlong: str, stats: TokenStats
     p = chat.plan(tokenizer)
     stats.chat_template = p.origin
     return _Rendering(chat.encode_batch, {"tokenizer": tokenizer, "p": p, "max_length": max_length},
-                      ["messages", "tools"], p.key(), eos_in_loss=False)  # fmt: skip
+                      ["messages", "tools"], p.key(), eos_in_loss=False)
 
 
 def tokenize_role(
@@ -216,7 +216,7 @@ def tokenize_role(
 
 
 def _tokenize(ds, rendering: _Rendering, data_dir: Path, role: str, split: str, tokenizer, max_length: int,
-              overlong: str, cache_dir: Path | None, num_proc: int | None):  # fmt: skip
+              overlong: str, cache_dir: Path | None, num_proc: int | None):
     """The batched map over ``ds``, cached under ``cache_dir`` by shard files, tokenizer, max length,
     policy and template; several processes for a large role unless ``num_proc`` says otherwise."""
     kwargs: dict[str, Any] = {}

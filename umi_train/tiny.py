@@ -114,7 +114,7 @@ def chat_texts(frames: Iterable) -> Iterator[str]:
 
 
 def make_tiny(shards: list[Path], out_dir: Path, seed: int = 0, vocab_size: int = 2000,
-              overwrite: bool = False) -> Path:  # fmt: skip
+              overwrite: bool = False) -> Path:
     """Train the tokenizer on ``shards`` (parquet), build the model, save both to ``out_dir``,
     atomically (whole or absent). Chat shards (``messages``/``tools``) get a tokenizer with TRL's
     qwen2_5 chat template. ``out_dir`` holding anything is replaced only with ``overwrite``."""
@@ -125,7 +125,7 @@ def make_tiny(shards: list[Path], out_dir: Path, seed: int = 0, vocab_size: int 
     empty_dir = out_dir.is_dir() and not any(out_dir.iterdir())
     if (out_dir.exists() or out_dir.is_symlink()) and not empty_dir and not overwrite:
         raise UserError(f"{out_dir} already exists and is not an empty directory; pass --overwrite to replace it, "
-                        "or choose another -o")  # fmt: skip
+                        "or choose another -o")
 
     if shards and "messages" in pq.read_schema(shards[0]).names:
         tables = (pq.read_table(p, columns=["messages", "tools"]) for p in shards)

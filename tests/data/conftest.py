@@ -40,7 +40,7 @@ def stage2_path() -> Path:
 
 def tool(name: str, props: dict[str, Any] | None = None, required: list[str] | None = None) -> dict[str, Any]:
     return {"type": "function", "function": {"name": name, "description": f"{name} tool",
-            "parameters": {"type": "object", "properties": props or {}, "required": required or []}}}  # fmt: skip
+            "parameters": {"type": "object", "properties": props or {}, "required": required or []}}}
 
 
 def tcall(cid: str, name: str, arguments: str) -> dict[str, Any]:

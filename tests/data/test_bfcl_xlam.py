@@ -180,7 +180,7 @@ def test_xlam_empty_answers_give_up_and_bad_answers_are_located(tmp_path: Path) 
     ("Literal['a', 'b']", {"enum": ["a", "b"]}, False),
     ("Callable[[int], int]", None, False),
     ("__import__('os').system('x')", None, False),  # parsed, never evaluated
-])  # fmt: skip
+])
 def test_type_names_become_json_schema(text: str, schema: dict[str, Any] | None, optional: bool) -> None:
     assert type_schema(text) == (schema, optional)
 
@@ -193,7 +193,7 @@ def test_flat_map_in_an_openai_record_is_json_schema_for_docs_and_checks(tmp_pat
                             {"id": "c", "type": "function",
                              "function": {"name": "forecast", "arguments": "{\"city\": \"Oslo\", \"days\": 2}"}}]}],
            "tools": [{"type": "function", "function": {"name": "forecast", "description": "Forecast.",
-                                                       "parameters": flat}}]}  # fmt: skip
+                                                       "parameters": flat}}]}
     (r,) = read_inputs([write_jsonl(tmp_path / "c.jsonl", [rec])])
     assert r.trajectory is not None
     doc = tool_doc(r.trajectory.tools[0])
@@ -210,7 +210,7 @@ TOOL_SHAPES = {
         "q": {"type": "string"}}, "required": ["q"]}}],
     "toolbench": {"tool_name": "Look Up", "api_list": [{"name": "lookup", "description": "Look up.",
                                                          "required_parameters": [{"name": "q", "type": "STRING"}]}]},
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("shape", sorted(TOOL_SHAPES))
@@ -221,7 +221,7 @@ def test_tools_file_in_any_shape_fills_records_without_tools(tmp_path: Path, sha
     chat = {"id": "c1", "messages": [{"role": "user", "content": "find x"},
                                      {"role": "assistant", "content": None, "tool_calls": [
                                          {"id": "a", "type": "function",
-                                          "function": {"name": name, "arguments": "{\"q\": \"x\"}"}}]}]}  # fmt: skip
+                                          "function": {"name": name, "arguments": "{\"q\": \"x\"}"}}]}]}
     own = {**chat, "id": "c2", "tools": [{"type": "function", "function": {"name": "mine", "parameters": {}}}]}
     data = write_jsonl(tmp_path / "chats.jsonl", [chat, own])
     out = tmp_path / "out.jsonl"
@@ -246,7 +246,7 @@ def test_tools_file_reaches_split_workers_and_bad_files_are_usage_errors(tmp_pat
                                               {"id": "a", "type": "function",
                                                "function": {"name": "lookup", "arguments": json.dumps({"q": i})}}]},
                                           {"role": "tool", "tool_call_id": "a", "content": "ok"},
-                                          {"role": "assistant", "content": "done"}]} for i in range(4)]  # fmt: skip
+                                          {"role": "assistant", "content": "done"}]} for i in range(4)]
     data = write_jsonl(tmp_path / "chats.jsonl", chats)
     res = run("split", data, "-o", tmp_path / "out", "--tools", tools, "--workers", "2", "--shard-size", "1", "-q")
     assert res.exit_code == 0, res.output
@@ -286,7 +286,7 @@ def test_jsonl_in_a_json_file_is_read_with_a_warning_and_broken_json_stays_a_syn
     ({"tools": []}, "closest formats, 1 key(s) each: alpha-umi"),
     ({"colour": "red"}, "none of the keys any format is recognised by"),
     ({"name": "f", "description": "d", "parameters": {}}, "--tools FILE"),
-])  # fmt: skip
+])
 def test_closest_format_is_the_one_with_most_of_its_keys(tmp_path: Path, record: dict[str, Any], needle: str) -> None:
     (r,) = read_inputs([write_jsonl(tmp_path / "r.jsonl", [record])])
     assert codes(r) == ["unknown_format"] and needle in r.findings[0].message, r.findings[0].message
@@ -337,7 +337,7 @@ def test_bfcl_question_with_an_earlier_exchange_is_one_trajectory_under_its_id(t
                                                      {"role": "user", "content": "Order 2 pizzas."}]],
          "function": [{"name": "order", "description": "Order food.", "parameters": {
              "type": "dict", "properties": {"item": {"type": "string"}, "qty": {"type": "integer"}},
-             "required": ["item", "qty"]}}]}  # fmt: skip
+             "required": ["item", "qty"]}}]}
     (tmp_path / "possible_answer").mkdir()
     write_jsonl(tmp_path / "possible_answer" / "BFCL_v4_live_multiple.json",
                 [{"id": q["id"], "ground_truth": [{"order": {"item": ["pizza"], "qty": [2]}}]}])

@@ -186,7 +186,7 @@ def test_late_duplicate_removal_keeps_the_chat_schema(outs: dict[str, Path], tmp
 # --- history (earlier requests of a chat, earlier ToolLLaMA steps): context, never trained ------
 
 _WEATHER = [{"type": "function", "function": {"name": "get_weather", "description": "weather",
-             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]  # fmt: skip
+             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
 _TWO_REQUESTS = {"id": "c1", "tools": _WEATHER, "messages": [
     {"role": "user", "content": "Weather in Oslo?"},
     {"role": "assistant", "content": "Look it up.", "tool_calls": [
@@ -198,7 +198,7 @@ _TWO_REQUESTS = {"id": "c1", "tools": _WEATHER, "messages": [
         {"id": "b", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Bergen"}'}}]},
     {"role": "tool", "tool_call_id": "b", "content": "7C"},
     {"role": "assistant", "content": "It is 7C in Bergen."},
-]}  # fmt: skip
+]}
 _API = ("You are AutoGPT. Specifically, you have access to the following APIs: [{'name': 'get_weather', "
         "'description': 'w', 'parameters': {'type': 'object', 'properties': {'city': {'type': 'string'}}}}, "
         "{'name': 'Finish', 'description': 'f', 'parameters': {'type': 'object', 'properties': {}}}]")

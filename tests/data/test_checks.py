@@ -12,7 +12,7 @@ from umi_data.trajectory.findings import CODES, Finding
 SRC = Source("umi", "t.jsonl", line=1)
 LOOKUP = Tool("lookup", "d", {"type": "object", "properties": {"q": {"type": "string"}, "n": {"type": "Integer"},
                                                                 "w": {"type": "weird"}}, "required": ["q"],
-                             "optional": ["n"]})  # fmt: skip
+                             "optional": ["n"]})
 
 
 def traj(*turns: Turn, tools: list[Tool] | None = None, tid: str = "t") -> Trajectory:
@@ -21,7 +21,7 @@ def traj(*turns: Turn, tools: list[Tool] | None = None, tid: str = "t") -> Traje
 
 def call(args: str = '{"q": "x"}', name: str = "lookup", cid: str | None = None) -> list[Turn]:
     return [Turn("planner", thought="t", decision="call"), Turn("caller", calls=[Call(name, args, cid)]),
-            Turn("observation", content="r", call_id=cid)]  # fmt: skip
+            Turn("observation", content="r", call_id=cid)]
 
 
 END = [Turn("planner", thought=None, decision="conclude"), Turn("conclusion", content="answer")]
@@ -72,7 +72,7 @@ def test_sequence_codes() -> None:
     assert found(traj(*no_obs, *END)) == [("call_without_observation", "/turns/2/calls/0")]
     assert found(traj(Turn("observation", content="r"), *END)) == [("observation_without_call", "/turns/1")]
     assert found(traj(*call(cid="a")[:2], Turn("observation", content="r", call_id="b"), *END)) == [
-        ("observation_without_call", "/turns/3"), ("call_without_observation", "/turns/2/calls/0")]  # fmt: skip
+        ("observation_without_call", "/turns/3"), ("call_without_observation", "/turns/2/calls/0")]
     assert ("decision_without_action", "/turns/1/decision") in found(traj(Turn("planner", decision="call"), *END))
     got = found(traj(*call(), Turn("planner", decision="conclude")))
     assert got == [("decision_without_action", "/turns/4/decision"), ("no_terminal_turn", "/turns")]
@@ -80,13 +80,13 @@ def test_sequence_codes() -> None:
     assert found(traj(Turn("planner", thought="hmm", decision=None), *END)) == [("plain_assistant", "/turns/1")]
     assert found(traj(*END[:1], Turn("conclusion", content="none"))) == [("empty_final_answer", "/turns/2/content")]
     assert found(traj(*END, Turn("observation", content="late"))) == [
-        ("observation_without_call", "/turns/3"), ("turns_after_conclusion", "/turns/3")]  # fmt: skip
+        ("observation_without_call", "/turns/3"), ("turns_after_conclusion", "/turns/3")]
 
 
 def test_parallel_calls() -> None:
     turns = [Turn("planner", decision="call"), Turn("caller", calls=[Call("lookup", '{"q": "a"}', "1"),
              Call("lookup", '{"q": "b"}', "2")]), Turn("observation", content="b", call_id="2"),
-             Turn("observation", content="a", call_id="1")]  # fmt: skip
+             Turn("observation", content="a", call_id="1")]
     assert found(traj(*turns, *END)) == [("parallel_calls", "/turns/2/calls")]
 
 

@@ -68,7 +68,7 @@ def test_internal_error_exits_3_with_one_line_and_a_traceback_file(tmp_path: Pat
     ("disk", 2, "demo boom: I/O error: No space left on device: /out/x.parquet"),
     ("ctrl-c", 130, "demo: interrupted"),
     ("fine", 1, ""),
-])  # fmt: skip
+])
 def test_exit_codes(what: str, code: int, text: str, tmp_path: Path) -> None:
     r = _run("boom", what, tmp_path=tmp_path)
     assert r.exit_code == code
@@ -105,7 +105,7 @@ def test_ctrl_c_at_any_moment_exits_130_with_one_line(delay: float, tmp_path: Pa
         [sys.executable, "-c", SLOW_SPLIT, "split", str(REPO / "examples" / "toolbench-mini" / "answer"),
          "-o", str(tmp_path / "out"), "--workers", "2"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    )
     _past_startup(p.pid, time.monotonic() + 10)
     time.sleep(delay)
     p.send_signal(signal.SIGINT)

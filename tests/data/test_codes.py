@@ -34,7 +34,7 @@ DICT_KEYS = ("reason", "code")  # a literal {"reason": "x"} / {"code": "x"} is a
 def _strings(node: ast.AST) -> list[tuple[str, int]]:
     """The string constants of an expression (``"x" if a else None`` gives ``x``), f-strings aside."""
     return [(n.value, n.lineno) for n in ast.walk(node)
-            if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value]  # fmt: skip
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value]
 
 
 def _callee(call: ast.Call) -> str:
@@ -56,7 +56,7 @@ def _other_rejects(tree: ast.Module) -> set[str]:
         if isinstance(node, ast.ClassDef) and node.name == "Reject" and node.bases:
             return {"Reject"}
         if isinstance(node, ast.ImportFrom) and node.module == "umi_data.readers.chat" \
-                and any(a.name == "Reject" for a in node.names):  # fmt: skip
+                and any(a.name == "Reject" for a in node.names):
             return {"Reject"}
     return set()
 
@@ -74,7 +74,7 @@ def _problem_tuples(fn: ast.FunctionDef) -> list[ast.Tuple]:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "problem" for t in node.targets):
             pairs += [node.value] if isinstance(node.value, ast.Tuple) else []
     return [t for t in pairs if len(t.elts) == 2 and isinstance(t.elts[0], ast.Constant)
-            and isinstance(t.elts[0].value, str)]  # fmt: skip
+            and isinstance(t.elts[0].value, str)]
 
 
 def emitted_codes() -> dict[str, list[str]]:
@@ -99,7 +99,7 @@ def emitted_codes() -> dict[str, list[str]]:
                 elif isinstance(node, ast.Dict):
                     for k, v in zip(node.keys, node.values, strict=True):
                         if isinstance(k, ast.Constant) and k.value in DICT_KEYS and isinstance(v, ast.Constant) \
-                                and isinstance(v.value, str) and v.value:  # fmt: skip
+                                and isinstance(v.value, str) and v.value:
                             add(v.value, path, v.lineno)
                 elif isinstance(node, ast.FunctionDef):
                     for t in _problem_tuples(node):
@@ -112,7 +112,7 @@ def test_every_code_the_packages_emit_is_declared() -> None:
     found = emitted_codes()
     # the scan reaches every kind of emitter (a scan that finds nothing would pass vacuously)
     assert {"json_syntax", "duplicate_id", "no_marker", "bad_tools", "invalid_json", "model_error", "planner_no_marker",
-            "arguments_schema", "redirected", "no_record", "duplicate_query"} <= set(found)  # fmt: skip
+            "arguments_schema", "redirected", "no_record", "duplicate_query"} <= set(found)
     undeclared = {c: w for c, w in found.items() if c not in CODES}
     assert not undeclared, f"declare these codes in umi_data/trajectory/findings.py: {undeclared}"
 
@@ -122,7 +122,7 @@ def test_the_loop_tool_and_score_codes_are_in_the_table() -> None:
 
     assert set(loop._TOOL_ERRORS) <= set(CODES)
     for code in ("unknown_tool", "caller_unparsable", "arguments_not_json", "arguments_schema", "planner_empty",
-                 "prompt_truncated", "no_decision", "empty_answer", "timeout", "tool_crashed"):  # fmt: skip
+                 "prompt_truncated", "no_decision", "empty_answer", "timeout", "tool_crashed"):
         assert code in CODES, code
 
 
@@ -131,7 +131,7 @@ def test_an_undeclared_code_raises_where_it_is_made() -> None:
 
     src = Source("umi", "x.jsonl", line=1)
     for make in (lambda: declared("no_such_code"), lambda: Reject(src, "no_such_code", "m"),
-                 lambda: Finding("no_such_code", "m", src), lambda: _State().find("no_such_code", 0, "m")):  # fmt: skip
+                 lambda: Finding("no_such_code", "m", src), lambda: _State().find("no_such_code", 0, "m")):
         with pytest.raises(ValueError, match="undeclared finding code 'no_such_code'"):
             make()
 

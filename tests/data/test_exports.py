@@ -18,7 +18,7 @@ from .conftest import write_jsonl
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "weather",
                                             "parameters": {"type": "object",
-                                                           "properties": {"city": {"type": "string"}}}}}  # fmt: skip
+                                                           "properties": {"city": {"type": "string"}}}}}
 
 
 def run(*args: object):
@@ -47,7 +47,7 @@ PARALLEL = {"id": "p1", "tools": [WEATHER], "messages": [
     {"role": "user", "content": "Weather in Oslo and Bergen?"},
     {"role": "assistant", "content": None, "tool_calls": [call("a", "Oslo"), call("b", "Bergen")]},
     {"role": "tool", "tool_call_id": "a", "content": "4C"}, {"role": "tool", "tool_call_id": "b", "content": "7C"},
-    {"role": "assistant", "content": "Oslo 4C, Bergen 7C."}]}  # fmt: skip
+    {"role": "assistant", "content": "Oslo 4C, Bergen 7C."}]}
 
 
 # --- 1. a rejected request never reaches an export; one record per chat id -------------------------
@@ -133,7 +133,7 @@ def test_sharegpt_conversations_always_alternate(tmp_path: Path) -> None:
             {"role": "assistant", "content": "4C."}]},
         {"id": "two", "messages": [{"role": "user", "content": "Q?"}, {"role": "user", "content": "Quick!"},
                                    {"role": "assistant", "content": "A."}]},
-    ]  # fmt: skip
+    ]
     src = write_jsonl(tmp_path / "in.jsonl", recs)
     out = tmp_path / "sg.json"
     summary = convert([src], out, to="sharegpt")
@@ -204,7 +204,7 @@ def test_user_episode_metadata_round_trips(tmp_path: Path) -> None:
         {"role": "user", "content": "Weather in Oslo?"},
         {"role": "assistant", "content": "look", "tool_calls": [call("a", "Oslo")], "weight": 0},
         {"role": "tool", "tool_call_id": "a", "content": "4C"},
-        {"role": "assistant", "content": "4C in Oslo", "reasoning_content": "done"}]}  # fmt: skip
+        {"role": "assistant", "content": "4C in Oslo", "reasoning_content": "done"}]}
     src = write_jsonl(tmp_path / "meta.jsonl", [rec])
     canon = tmp_path / "meta.umi.jsonl"
     assert run("convert", src, "-o", canon).exit_code == 0
@@ -242,7 +242,7 @@ def test_a_multi_request_chat_keeps_its_own_episode_metadata(tmp_path: Path) -> 
         {"role": "user", "content": "And in Rome?"},
         {"role": "assistant", "content": "look", "tool_calls": [call("b", "Rome")]},
         {"role": "tool", "tool_call_id": "b", "content": "20C"},
-        {"role": "assistant", "content": "20C in Rome"}]}  # fmt: skip
+        {"role": "assistant", "content": "20C in Rome"}]}
     src = write_jsonl(tmp_path / "rl.jsonl", [rec])
     canon = tmp_path / "rl.umi.jsonl"
     assert run("convert", src, "-o", canon).exit_code == 0

@@ -70,7 +70,7 @@ def test_leftovers_of_dead_runs_are_cleaned_live_ones_kept(tmp_path: Path) -> No
 def _start_slow_split(tmp_path: Path, out: Path, slow: float = 3.0) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "UMI_TEST_SLOW": str(slow), "CI": "true"}
     return subprocess.Popen([sys.executable, "-c", SLOW_SPLIT, "split", str(MINI), "-o", str(out), "--workers", "2",
-                             "--shard-size", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                             "--shard-size", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def _workers(pid: int, n: int = 2, timeout: float = 30) -> list[psutil.Process]:

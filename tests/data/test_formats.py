@@ -21,9 +21,9 @@ from .conftest import REPO, SHARED, need, write_jsonl
 
 AREA = {"name": "area", "description": "Area of a shape",
         "parameters": {"type": "object", "properties": {"shape": {"type": "string"}, "dims": {"type": "array"}},
-                       "required": ["shape", "dims"]}}  # fmt: skip
+                       "required": ["shape", "dims"]}}
 TIME = {"name": "local_time", "description": "Time in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}  # fmt: skip
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 
 
 def run(*args: object):
@@ -53,14 +53,14 @@ def glaive_like() -> list[dict[str, Any]]:
                                obs('{"area": 15}'), g("It is 15."), h("Thanks! And a circle of radius 2?"),
                                fc("area", shape="circle", dims=[2]), obs('{"area": 12.57}'), g("About 12.57."),
                                h("Bye"), g("Goodbye!")],
-             "tools": json.dumps([AREA])}  # fmt: skip
+             "tools": json.dumps([AREA])}
     plain = {"conversations": [h("What is an API?"), g("An interface."), h("And REST?"), g("A style.")],
              "tools": "[]"}
     calls_only = {"conversations": [h("Time in Oslo and Lima?"),
                                     {"from": "function_call", "value": json.dumps([
                                         {"name": "local_time", "arguments": {"city": "Oslo"}},
                                         {"name": "local_time", "arguments": {"city": "Lima"}}])}],
-                  "tools": json.dumps([TIME])}  # fmt: skip
+                  "tools": json.dumps([TIME])}
     return [multi, plain, calls_only, plain]
 
 
@@ -83,7 +83,7 @@ def typed_like() -> list[dict[str, Any]]:
         {"role": "assistant", "content": [part("reasoning", "Report it."), part("text", "It is 09:00 in Oslo.")]},
         {"role": "user", "content": [part("text", "And in Lima?")]},
         {"role": "assistant", "content": [part("reasoning", "Again."), call("local_time", city="Lima")]}],
-        "tools": tools}  # fmt: skip
+        "tools": tools}
     return [answered]
 
 
@@ -95,7 +95,7 @@ SYSTEM = ("You are AutoGPT, you can use many tools(functions) to do the followin
                   {"name": "Finish", "description": "Finish the task.",
                    "parameters": {"type": "object", "properties": {"return_type": {"type": "string"},
                                                                    "final_answer": {"type": "string"}},
-                                  "required": ["return_type"]}}]))  # fmt: skip
+                                  "required": ["return_type"]}}]))
 
 
 def toolllama_like() -> list[dict[str, Any]]:
@@ -105,7 +105,7 @@ def toolllama_like() -> list[dict[str, Any]]:
              "value": "\nThought: Search it.\nAction: find_for_maps\nAction Input: {\n  \"q\": \"cafe Oslo\"\n}"}
     result = {"from": "function", "value": '{"error": "", "response": "Cafe Sol, Storgata 1"}'}
     finish = {"from": "assistant", "value": "\nThought: \nAction: Finish\nAction Input: {\n  \"return_type\": "
-              "\"give_answer\",\n  \"final_answer\": \"Cafe Sol, Storgata 1.\"\n}"}  # fmt: skip
+              "\"give_answer\",\n  \"final_answer\": \"Cafe Sol, Storgata 1.\"\n}"}
     return [{"id": "Step 2: Find a cafe in Oslo.", "conversations": [sys_, user, step1]},
             {"id": "Step 4: Find a cafe in Oslo.", "conversations": [sys_, user, step1, result, finish]}]
 
@@ -134,10 +134,10 @@ def test_sharegpt_requests_and_calls_only(tmp_path: Path) -> None:
     t1, t2, t3, p1, p2, co, *_ = [r.trajectory for r in recs]
     assert [t.id for t in (t1, t2, t3)] == ["glaive/0", "glaive/0#2", "glaive/0#3"]
     assert [t.instruction for t in (t1, t2, t3)] == ["Area of a 5 by 3 rectangle?", "Thanks! And a circle of radius 2?",
-                                                      "Bye"]  # fmt: skip
+                                                      "Bye"]
     assert t1.tools[0].name == "area" and t1.tools[0].parameters == AREA["parameters"]
     assert roles_of(t1.turns) == [("user", None), ("planner", "call"), ("caller", None), ("observation", None),
-                                  ("planner", "conclude"), ("conclusion", None)]  # fmt: skip
+                                  ("planner", "conclude"), ("conclusion", None)]
     assert t1.turns[1].thought is None and t1.turns[2].calls[0].name == "area"
     assert t1.turns[2].calls[0].arguments == '{"shape": "rectangle", "dims": [5, 3]}'
     assert t1.turns[3].content == '{"area": 15}' and t1.turns[3].name == "area"
@@ -184,12 +184,12 @@ def test_sharegpt_custom_tags(tmp_path: Path) -> None:
     rec = {"chat": [{"speaker": "me", "text": "Time in Oslo?"},
                     {"speaker": "tool-call", "text": json.dumps({"name": "local_time", "arguments": {"city": "Oslo"}})},
                     {"speaker": "result", "text": "09:00"}, {"speaker": "bot", "text": "09:00."}],
-           "conversations": [], "functions": json.dumps([TIME])}  # fmt: skip
+           "conversations": [], "functions": json.dumps([TIME])}
     data = write_json(tmp_path / "mine.json", [rec])
     write_json(tmp_path / "dataset_info.json", {"mine": {
         "file_name": "mine.json", "formatting": "sharegpt", "columns": {"messages": "chat", "tools": "functions"},
         "tags": {"role_tag": "speaker", "content_tag": "text", "user_tag": "me", "assistant_tag": "bot",
-                 "observation_tag": "result", "function_tag": "tool-call"}}})  # fmt: skip
+                 "observation_tag": "result", "function_tag": "tool-call"}}})
     (t,) = trajectories(data)
     assert t.instruction == "Time in Oslo?" and t.tools[0].name == "local_time" and t.outcome == "answered"
     assert roles_of(t.turns)[1:3] == [("planner", "call"), ("caller", None)] and t.turns[3].content == "09:00"
@@ -210,7 +210,7 @@ def test_openai_typed(tmp_path: Path) -> None:
     assert (t1.turns[1].thought, t1.turns[1].decision) == ("I need local_time.", "call")
     assert t1.turns[2].calls[0].arguments == '{"city": "Oslo"}' and t1.turns[3].content == "09:00"
     assert (t1.turns[4].thought, t1.turns[4].decision, t1.turns[5].content) == ("Report it.", "conclude",
-                                                                                 "It is 09:00 in Oslo.")  # fmt: skip
+                                                                                 "It is 09:00 in Oslo.")
     assert t2.id == "reason/1#2" and t2.outcome == "calls_only" and t2.turns[1].thought == "Again."
 
 
@@ -222,7 +222,7 @@ def test_openai_functions_legacy() -> None:
                          {"name": "local_time", "arguments": '{"city": "Oslo"}'}},
                         {"role": "function", "name": "local_time", "content": "09:00"},
                         {"role": "assistant", "content": "09:00."}],
-           "functions": [TIME]}  # fmt: skip
+           "functions": [TIME]}
     assert openai_functions.sniff(rec)
     from umi_data.trajectory import Source
 
@@ -230,7 +230,7 @@ def test_openai_functions_legacy() -> None:
     assert findings == [] and [x.name for x in t.tools] == ["local_time"]
     assert (t.turns[1].thought, t.turns[2].calls[0].arguments) == ("Looking.", '{"city": "Oslo"}')
     assert (t.turns[3].content, t.turns[3].name, t.turns[5].content, t.outcome) == ("09:00", "local_time", "09:00.",
-                                                                                     "answered")  # fmt: skip
+                                                                                     "answered")
 
 
 def test_toolllama(tmp_path: Path) -> None:
@@ -286,7 +286,7 @@ def test_unknown_format_names_the_closest(tmp_path: Path) -> None:
 def answer_file(answer: str) -> dict[str, Any]:
     chain = [{"role": "system", "content": "s"}, {"role": "user", "content": "q"},
              {"role": "assistant", "content": "done", "function_call": {"name": "Finish", "arguments": json.dumps(
-                 {"return_type": "give_answer", "final_answer": answer})}}]  # fmt: skip
+                 {"return_type": "give_answer", "final_answer": answer})}}]
     return {"answer_generation": {"query": "Find x", "function": [TIME], "train_messages": [chain]}}
 
 
@@ -335,7 +335,7 @@ def test_round_trips(tmp_path: Path) -> None:
     assert [c["id"] for c in chats] == ["glaive/0", "glaive/1", "glaive/2"]  # each chat once, whole
     assert chats[0]["tools"] == [{"type": "function", "function": AREA}] and len(chats[0]["messages"]) == 10
     assert chats[2]["messages"][1]["tool_calls"][1]["function"] == {"name": "local_time",
-                                                                    "arguments": '{"city": "Lima"}'}  # fmt: skip
+                                                                    "arguments": '{"city": "Lima"}'}
 
 
 def test_sharegpt_export_is_llamafactory_shaped(tmp_path: Path) -> None:
@@ -376,7 +376,7 @@ def test_split_lookalikes(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["rejected_by_reason"] == {"duplicate_trajectory": 2}, res.output  # the repeated chat
     rows = {role: [r for f in sorted((out / role).glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
-            for role in ("global", "planner", "caller", "summarizer")}  # fmt: skip
+            for role in ("global", "planner", "caller", "summarizer")}
     assert all(r["prompt"].strip() and r["completion"].strip() for rs in rows.values() for r in rs)
     calls = [line for r in rows["caller"] for line in r["completion"].splitlines() if line.startswith("Action: ")]
     # glaive-like: 2 + 2 parallel; reason-like: 2; toolllama-like: 1 (Finish is the planner's)
@@ -408,7 +408,7 @@ def test_one_tool_message_for_parallel_calls(tmp_path: Path) -> None:
                           {"tool_call_id": "x2", "name": "local_time", "content": {"t": "03:00"}}])
     rec = {"messages": [{"role": "user", "content": text("Oslo and Lima?")}, {"role": "assistant", "content": calls},
                         {"role": "tool", "content": text(results)}, {"role": "assistant", "content": text("9 and 3.")}],
-           "tools": json.dumps([TIME])}  # fmt: skip
+           "tools": json.dumps([TIME])}
     (t,) = trajectories(write_jsonl(tmp_path / "p.jsonl", [rec]))
     assert [(x.role, x.content, x.name) for x in t.turns[3:5]] == [("observation", "09:00", "local_time"),
                                                                    ("observation", '{"t": "03:00"}', "local_time")]
@@ -421,7 +421,7 @@ def test_reader_warnings_go_with_their_request(tmp_path: Path) -> None:
     image = {"type": "image_url", "image_url": {"url": "x.png"}}
     rec = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
                         {"role": "user", "content": [{"type": "text", "text": "what is this?"}, image]},
-                        {"role": "assistant", "content": "a cat"}]}  # fmt: skip
+                        {"role": "assistant", "content": "a cat"}]}
     first, second = read_inputs([write_jsonl(tmp_path / "w.jsonl", [rec])])
     assert first.findings == [] and [(f.code, f.pointer) for f in second.findings] == [
         ("dropped_message", "/messages/2/content/1")]
@@ -431,12 +431,12 @@ def test_reader_warnings_go_with_their_request(tmp_path: Path) -> None:
 def test_dataset_info_option(tmp_path: Path) -> None:
     rec = {"dialog": [{"role": "me", "content": "Time in Oslo?"},
                       {"role": "call", "content": json.dumps({"name": "local_time", "arguments": {"city": "Oslo"}})}],
-           "tools": json.dumps([TIME])}  # fmt: skip
+           "tools": json.dumps([TIME])}
     (tmp_path / "data").mkdir()
     data = write_jsonl(tmp_path / "data" / "d.jsonl", [rec])
     info = write_json(tmp_path / "elsewhere.json", {"d": {"file_name": "d.jsonl", "formatting": "sharegpt",
                       "columns": {"messages": "dialog"}, "tags": {"role_tag": "role", "content_tag": "content",
-                      "user_tag": "me", "function_tag": "call"}}})  # fmt: skip
+                      "user_tag": "me", "function_tag": "call"}}})
     out = tmp_path / "o.jsonl"
     res = run("convert", data, "-o", out, "--dataset-info", info)
     assert res.exit_code == 0, res.output
@@ -494,7 +494,7 @@ def test_an_opening_greeting_is_history_not_a_request(tmp_path: Path) -> None:
     src = write_jsonl(tmp_path / "g.jsonl", [{"id": "g1", "messages": [
         {"role": "assistant", "content": "Hi! How can I help?"},
         {"role": "user", "content": "Q?"},
-        {"role": "assistant", "content": "A."}]}])  # fmt: skip
+        {"role": "assistant", "content": "A."}]}])
     (t,) = trajectories(src)
     assert t.id == "g1" and t.instruction == "Q?"
     assert roles_of(t.turns) == [("planner", None), ("user", None), ("planner", "conclude"), ("conclusion", None)]

@@ -32,7 +32,7 @@ def test_the_registry_is_the_to_choices() -> None:
     ("alpha-umi", "o.jsonl", "--to alpha-umi writes a JSON list: name the output *.json, not {out}"),
     ("openai", "o.parquet", "--to openai writes JSONL (or a JSON list for .json): name the output *.jsonl or *.json"),
     ("sharegpt", "o.txt", "--to sharegpt writes JSONL (or a JSON list for .json): name the output *.jsonl or *.json"),
-])  # fmt: skip
+])
 def test_a_suffix_the_format_does_not_write_is_refused_before_reading(
     tmp_path: Path, to: str, name: str, message: str
 ) -> None:
@@ -41,14 +41,14 @@ def test_a_suffix_the_format_does_not_write_is_refused_before_reading(
         output_kind(out, to)  # type: ignore[arg-type]
     assert str(e.value) == message.format(out=out)
     res = CliRunner().invoke(main, ["convert", str(write_jsonl(tmp_path / "in.jsonl", [good_chat()])), "-o",
-                                    str(out), "--to", to])  # fmt: skip
+                                    str(out), "--to", to])
     assert res.exit_code == 2 and not out.exists()
 
 
 @pytest.mark.parametrize(("to", "suffix", "kind"), [
     ("umi", ".PARQUET", "parquet"), ("umi", ".ndjson", "jsonl"), ("alpha-umi", ".json", "json"),
     ("openai", ".jsonl", "jsonl"), ("sharegpt", ".json", "json"),
-])  # fmt: skip
+])
 def test_each_format_writes_its_suffixes(to: str, suffix: str, kind: str) -> None:
     assert output_kind(f"out{suffix}", to) == kind  # type: ignore[arg-type]
 

@@ -172,7 +172,7 @@ def test_new_readers_split_both_renderings(tmp_path: Path, src: Path) -> None:
         res = run("split", src, "-o", out, "--workers", "1", "--dev-ratio", "0", "--template", template)
         assert res.exit_code == 0, res.output
         rows = {role: [r for f in sorted((out / role).glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
-                for role in ("planner", "caller", "summarizer")}  # fmt: skip
+                for role in ("planner", "caller", "summarizer")}
         assert rows["caller"] and rows["planner"] and rows["summarizer"]
         if template == "chat":
             for r in rows["caller"]:

@@ -33,7 +33,7 @@ DOC = FormatDoc("probe", "a probe", ("{}", "{}"), "nothing", "its own")
 
 def _members() -> dict[str, Any]:
     return {"name": "probe", "rank": 999, "signature": Signature(("probe",)), "doc": DOC,
-            "sniff": lambda self, obj: False, "read": lambda self, obj, source, traj_id: []}  # fmt: skip
+            "sniff": lambda self, obj: False, "read": lambda self, obj, source, traj_id: []}
 
 
 @pytest.mark.parametrize("cls", READER_CLASSES, ids=lambda c: c.name)
@@ -101,12 +101,12 @@ def test_adding_a_format_is_adding_its_module(tmp_path: Path, monkeypatch: pytes
             "second": READER_MODULE.format(cls="Second", name="second", rank=2),
             "first": READER_MODULE.format(cls="First", name="first", rank=1),
             "helpers": "from fmtpkg_a.first import First  # imported, not defined here: not registered twice\n",
-        })  # fmt: skip
+        })
         assert [c.name for c in discover(pkg, "fmtpkg_a")] == ["first", "second"]
         clash = _package(tmp_path, "fmtpkg_b", {
             "one": READER_MODULE.format(cls="One", name="same", rank=1),
             "two": READER_MODULE.format(cls="Two", name="same", rank=2),
-        })  # fmt: skip
+        })
         with pytest.raises(TypeError, match="same name"):
             discover(clash, "fmtpkg_b")
     finally:
@@ -132,7 +132,7 @@ def _custom_sharegpt(tmp_path: Path) -> tuple[Path, Path]:
     info = tmp_path / "info.json"
     info.write_text(json.dumps({"d": {"file_name": "d.jsonl", "columns": {"messages": "dialog"},
                                       "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "me",
-                                               "function_tag": "call"}}}))  # fmt: skip
+                                               "function_tag": "call"}}}))
     return data, info
 
 

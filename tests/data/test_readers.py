@@ -78,19 +78,19 @@ def test_openai_rules() -> None:
     assert findings == []
     roles = [(t.role, t.decision if t.role == "planner" else None) for t in traj.turns]
     assert roles == [("user", None), ("planner", "call"), ("caller", None), ("observation", None),
-                     ("planner", "conclude"), ("conclusion", None)]  # fmt: skip
+                     ("planner", "conclude"), ("conclusion", None)]
     assert traj.instruction == "find x" and traj.outcome == "answered"
     assert traj.turns[3].name == "lookup" and traj.turns[3].call_id == "c1"
     # Finish convention, broken arguments recovered like ToolBench
     broken = '{"return_type": "give_answer", "final_answer": "42"'
     rec = chat({"role": "user", "content": "q"},
-               {"role": "assistant", "content": "done", "tool_calls": [tcall("f", "Finish", broken)]})  # fmt: skip
+               {"role": "assistant", "content": "done", "tool_calls": [tcall("f", "Finish", broken)]})
     ((traj, findings),) = openai_reader.read(rec, src, "t")
     assert traj.turns[-1].content == "42" and [f.code for f in findings] == ["finish_recovered"]
     # tool message without id answers the oldest pending call
     rec = chat({"role": "user", "content": "q"},
                {"role": "assistant", "content": None, "tool_calls": [tcall("a", "lookup", "{}")]},
-               {"role": "tool", "content": "r"}, {"role": "assistant", "content": "ok"})  # fmt: skip
+               {"role": "tool", "content": "r"}, {"role": "assistant", "content": "ok"})
     ((traj, _),) = openai_reader.read(rec, src, "t")
     assert traj.turns[3].call_id == "a"
 
@@ -107,7 +107,7 @@ def test_openai_schema_errors() -> None:
         "/tools/0": chat({"role": "user", "content": "q"}, tools=[{"type": "function"}]),
         "/messages/0/content": chat({"role": "user", "content": 5}),
         "/messages/1": chat({"role": "user", "content": "q"}, {"role": "tool", "content": "r"}),
-    }  # fmt: skip
+    }
     for pointer, rec in cases.items():
         ((traj, findings),) = openai_reader.read(rec, src, "t")
         assert traj is None, pointer
@@ -124,7 +124,7 @@ def test_canonical_jsonl_and_parquet(tmp_path: Path) -> None:
     assert [r.trajectory.to_dict() for r in back] == dicts
     assert all(r.source.format == "umi" for r in back)
     pq.write_table(pa.table({"id": [d["id"] for d in dicts], "trajectory": [json.dumps(d) for d in dicts]}),
-                   tmp_path / "c.parquet")  # fmt: skip
+                   tmp_path / "c.parquet")
     back = list(read_inputs([tmp_path / "c.parquet"]))
     assert [r.trajectory.to_dict() for r in back] == dicts
     bad = dict(dicts[0], outcome="won")

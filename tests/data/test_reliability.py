@@ -207,13 +207,13 @@ def test_nothing_read_is_exit_2_unless_allowed(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     for cmd in (["validate", empty], ["convert", empty, "-o", tmp_path / "x.jsonl"],
-                ["split", empty, "-o", tmp_path / "s", "--workers", "1"]):  # fmt: skip
+                ["split", empty, "-o", tmp_path / "s", "--workers", "1"]):
         res = run(*cmd)
         assert res.exit_code == 2, (cmd, res.output)
         assert "no record could be read" in res.stderr and str(empty) in res.output
         assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # nothing written
     for cmd in (["validate", empty], ["convert", empty, "-o", tmp_path / "x.jsonl"],
-                ["split", empty, "-o", tmp_path / "s", "--workers", "1"]):  # fmt: skip
+                ["split", empty, "-o", tmp_path / "s", "--workers", "1"]):
         assert run(*cmd, "--allow-empty").exit_code == 1  # the no_input reject is still a reject
     assert (tmp_path / "s" / "manifest.json").exists() and (tmp_path / "x.jsonl").read_text() == ""
 
@@ -248,7 +248,7 @@ def test_bad_files_among_good_ones_are_located_rejects(tmp_path: Path) -> None:
     assert res.exit_code == 1, res.output
     assert "Traceback" not in res.output
     rejects = {Path(json.loads(line)["source"]["file"]).name: json.loads(line)
-               for line in (tmp_path / "t.rejects.jsonl").read_text().splitlines()}  # fmt: skip
+               for line in (tmp_path / "t.rejects.jsonl").read_text().splitlines()}
     assert rejects["900_too_deep.json"]["reason"] == "too_deep"
     assert rejects["901_deep_tool.json"]["reason"] == "too_deep"
     for k in range(4):
@@ -294,7 +294,7 @@ def _zip_with_raw_member(path: Path, name: str, raw: bytes, declared: int, extra
     off = len(local_good)
     local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, 0, len(raw), declared, len(fname), 0)
     central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, 0, len(raw), declared,
-                          len(fname), 0, 0, 0, 0, 0, off)  # fmt: skip
+                          len(fname), 0, 0, 0, 0, 0, off)
     body = local_good + local + fname + raw
     cd = cd_good + central + fname
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 2, 2, len(cd), len(body), 0)
@@ -315,7 +315,7 @@ def test_a_2gib_zip_bomb_costs_little_memory(declared: str, tmp_path: Path) -> N
     assert len(raw) < 4 << 20
     bomb = tmp_path / "bomb.zip"
     _zip_with_raw_member(bomb, "G1_answer/1_bomb.json", raw, (2 << 30) if declared == "honest" else 1000,
-                         GOOD.read_bytes())  # fmt: skip
+                         GOOD.read_bytes())
     # The child reports its own peak RSS at exit, as VmHWM: the high-water mark of its own address
     # space. ru_maxrss would not do: RUSAGE_CHILDREN counts any earlier child of the test worker
     # reaped meanwhile, and Linux carries the forking worker's peak (a trained model: 750 MB) across
@@ -325,7 +325,7 @@ def test_a_2gib_zip_bomb_costs_little_memory(declared: str, tmp_path: Path) -> N
              f"sys.argv = ['umidata', 'validate', {str(bomb)!r}]; "
              "runpy.run_module('umi_data.cli.commands', run_name='__main__')")
     p = subprocess.run([sys.executable, "-c", probe], capture_output=True,
-                       env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)  # fmt: skip
+                       env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     out = p.stdout.decode() + p.stderr.decode()
     peak_mib = int(out.rsplit("PEAK_KIB ", 1)[1].split()[0]) / 1024
     assert p.returncode == 1, out
@@ -365,7 +365,7 @@ def test_utf16_json_and_jsonl(tmp_path: Path) -> None:
     j.write_bytes(codecs.BOM_UTF16_BE + json.dumps(chats[0]).encode("utf-16-be"))
     assert next(iter(read_inputs([j]))).accepted
     for name, data in (("le.json", json.dumps(chats[0]).encode("utf-16-le")),
-                       ("be.jsonl", text.encode("utf-16-be"))):  # fmt: skip
+                       ("be.jsonl", text.encode("utf-16-be"))):
         (tmp_path / name).write_bytes(data)
         (rec,) = read_inputs([tmp_path / name])
         msg = rec.findings[0].message

@@ -47,7 +47,7 @@ def test_file_url_inputs_read_like_their_paths(tmp_path: Path) -> None:
 
 
 def test_split_to_an_object_store_publishes_manifest_last(tmp_path: Path, mem: fsspec.AbstractFileSystem,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     local = tmp_path / "local"
     assert run("split", EXAMPLES, "-o", local, "--workers", "1", "-q").exit_code == 1
     url = "memory://umi-test/split"

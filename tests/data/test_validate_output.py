@@ -32,7 +32,7 @@ def _run_line(traj_id: str, tool: str) -> str:
             {"role": "conclusion", "content": "21 degrees."},
         ],
         "outcome": "answered", "metadata": {},
-    })  # fmt: skip
+    })
 
 
 def test_findings_of_a_run_file_point_into_the_run_file(tmp_path: Path) -> None:

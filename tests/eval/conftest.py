@@ -24,7 +24,7 @@ TOOLS = [
     {"Name": "get_weather_for_meteo", "function": "Current weather of a city.", "input": {"city": "string, city name"}},
     {"Name": "convert_for_money", "function": "Convert an amount between currencies.",
      "input": {"amount": "number", "to": "string, target currency"}},
-]  # fmt: skip
+]
 
 
 def _conv(*items: tuple[str, str]) -> list[dict[str, str]]:
@@ -50,7 +50,7 @@ TRAJECTORIES = [
     {"tools": TOOLS, "instruction": "Tell me a secret.", "conversations": _conv(
         ("user", "Tell me a secret."),
         ("assistant", "No api can do this.\n Next: give up."))},
-]  # fmt: skip
+]
 
 
 def need(path: Path) -> Path:
@@ -88,7 +88,7 @@ def train_memorised(root: Path, roles: tuple[str, ...] = ROLES, steps: int = 100
                 data=split_dir, role=role, output_dir=root / role, model="tiny", epochs=1000, max_steps=steps,
                 lr=5e-3, warmup_ratio=0.05, scheduler="constant_with_warmup", batch_size=8, bf16=False,
                 gradient_checkpointing=False, save_steps=10_000, logging_steps=50, tiny_vocab=400, quiet=True,
-            )  # fmt: skip
+            )
             models[role] = train_role(cfg)["model_dir"]
     finally:
         torch.set_num_threads(threads)

@@ -9,7 +9,7 @@ from typing import Any
 
 WEATHER, FORECAST = "get_weather_for_meteo", "get_forecast_for_meteo"
 TOOLS = [{"Name": WEATHER, "function": "weather", "input": {"city": "string"}},
-         {"Name": FORECAST, "function": "forecast", "input": {}}]  # fmt: skip
+         {"Name": FORECAST, "function": "forecast", "input": {}}]
 
 
 # -- trio strings (spec §1.2 references, §1.5 predictions: note the original's "asssitant" label)
@@ -51,16 +51,16 @@ def s_give_up(thought: str = "Nothing works.") -> str:
 
 
 def record(i: int, reference: str, prediction: str, tools: list[dict[str, Any]] | None = None,
-           instruction: str | None = None, assistants_before: int = 0) -> dict[str, Any]:  # fmt: skip
+           instruction: str | None = None, assistants_before: int = 0) -> dict[str, Any]:
     """One original predictions.json item: its own conversation unless ``instruction`` is shared."""
     q = instruction if instruction is not None else f"question {i}"
     history = [{"from": "user", "value": q}]
     for k in range(assistants_before):
         history += [{"from": "assistant", "value": f"step {k} Next: caller."},
                     {"from": "caller", "value": "Action: x\nAction Input: {}"},
-                    {"from": "observation", "value": "{}"}]  # fmt: skip
+                    {"from": "observation", "value": "{}"}]
     return {"tools": tools if tools is not None else TOOLS, "instruction": q, "history": history,
-            "dispath": "user: " + q + "</s>", "reference": reference, "predictions": prediction}  # fmt: skip
+            "dispath": "user: " + q + "</s>", "reference": reference, "predictions": prediction}
 
 
 def write_original(path: Path, pairs: list[tuple[str, str]], **kw: Any) -> Path:
@@ -76,7 +76,7 @@ def write_umi(path: Path, rows: list[tuple[str, str, str]], mode: str = "trio", 
     for sid, ref, pred in rows:
         traj, step = sid.rsplit("#", 1)
         lines.append({"id": sid, "trajectory_id": traj, "step": int(step), "mode": mode, "tools": TOOLS,
-                      "reference": ref, "prediction": pred, "route": "caller"})  # fmt: skip
+                      "reference": ref, "prediction": pred, "route": "caller"})
     path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
     return path
 

@@ -57,7 +57,7 @@ def run_one(model: Scripted, executor, tmp_path: Path, cfg: LoopConfig | None = 
     out = tmp_path / "runs.jsonl"
     out.unlink(missing_ok=True)
     summary = run([query(**q)], trio(model) if model.name != "single" else Models(single=model), executor,
-                  out, cfg or LoopConfig())  # fmt: skip
+                  out, cfg or LoopConfig())
     assert summary.ran == 1 and summary.rejected == 0
     (line,) = out.read_text(encoding="utf-8").splitlines()
     return Trajectory.from_dict(json.loads(line))
@@ -65,7 +65,7 @@ def run_one(model: Scripted, executor, tmp_path: Path, cfg: LoopConfig | None = 
 
 def test_call_observation_conclusion_prompts_equal_training_prompts(executor, tmp_path):
     model = Scripted(planner=["Look it up.\n Next: caller.", "I know it now.\n Next: conclusion."],
-                     caller=[CALL], summarizer=["It is 21 C in Paris."])  # fmt: skip
+                     caller=[CALL], summarizer=["It is 21 C in Paris."])
     traj = run_one(model, executor, tmp_path)
     assert [t.role for t in traj.turns] == ["user", "planner", "caller", "observation", "planner", "conclusion"]
     assert traj.outcome == "answered" and traj.metadata["end"] == "answered"
@@ -90,7 +90,7 @@ def test_give_up(executor, tmp_path):
 
 def test_unknown_tool_is_a_finding_and_an_error_observation(executor, tmp_path):
     model = Scripted(planner=["Call.\n Next: caller.", "Stop.\n Next: give up."],
-                     caller=['Action: get_wether\nAction Input: {"city": "Paris"}'])  # fmt: skip
+                     caller=['Action: get_wether\nAction Input: {"city": "Paris"}'])
     traj = run_one(model, executor, tmp_path)
     obs = traj.turns[3]
     assert json.loads(obs.content)["error"] == obs.error == "No such function name: get_wether"
@@ -113,10 +113,10 @@ def test_unparsable_call(executor, tmp_path):
     ("arguments", "finding"),
     [('{"city": "Paris"', "arguments_not_json"), ('{"town": "Paris"}', "arguments_schema"),
      ('{"city": 3}', "arguments_schema")],
-)  # fmt: skip
+)
 def test_invalid_arguments(executor, tmp_path, arguments, finding):
     model = Scripted(planner=["Call.\n Next: caller.", "Stop.\n Next: give up."],
-                     caller=[f"Action: get_weather\nAction Input: {arguments}"])  # fmt: skip
+                     caller=[f"Action: get_weather\nAction Input: {arguments}"])
     traj = run_one(model, executor, tmp_path)
     assert traj.turns[2].calls[0].arguments == arguments  # never re-serialised
     assert traj.turns[3].error.startswith("Invalid arguments")  # the python executor refuses before calling
@@ -126,7 +126,7 @@ def test_invalid_arguments(executor, tmp_path, arguments, finding):
 
 def test_tool_exception_becomes_error_observation(executor, tmp_path):
     model = Scripted(planner=["Call.\n Next: caller.", "Stop.\n Next: give up."],
-                     caller=['Action: get_weather\nAction Input: {"city": "Atlantis"}'])  # fmt: skip
+                     caller=['Action: get_weather\nAction Input: {"city": "Atlantis"}'])
     traj = run_one(model, executor, tmp_path)
     assert traj.turns[3].error == "KeyError: 'no such city'" and "KeyError" in traj.turns[3].content
     assert codes(traj) == ["tool_error"]
@@ -134,7 +134,7 @@ def test_tool_exception_becomes_error_observation(executor, tmp_path):
 
 def test_tool_timeout(executor, tmp_path):
     model = Scripted(planner=["Call.\n Next: caller.", "Stop.\n Next: give up."],
-                     caller=['Action: slow\nAction Input: {"seconds": 1.5}'])  # fmt: skip
+                     caller=['Action: slow\nAction Input: {"seconds": 1.5}'])
     traj = run_one(model, executor, tmp_path, LoopConfig(timeout=0.1, retries=1))
     assert traj.turns[3].error.startswith("Timeout: no answer within 0.1 s")
     assert codes(traj) == ["timeout"]
@@ -185,7 +185,7 @@ def test_dfsdt_backtracks_with_a_diversity_message(executor, tmp_path):
     # root → A (call) → A gives up: A is abandoned; root's second child (after the diversity
     # message listing A's call) concludes.
     model = Scripted(planner=["Try.\n Next: caller.", "No.\n Next: give up.", "Other way.\n Next: conclusion."],
-                     caller=[CALL], summarizer=["21 C."])  # fmt: skip
+                     caller=[CALL], summarizer=["21 C."])
     traj = run_one(model, executor, tmp_path, LoopConfig(search="dfsdt", width=2))
     assert [t.role for t in traj.turns] == ["user", "user", "planner", "conclusion"]
     diversity = traj.turns[1].content
@@ -212,7 +212,7 @@ def test_resume_concurrency_and_determinism(executor, tmp_path):
 
     def model() -> Scripted:
         return Scripted(planner=["Look.\n Next: caller.", "Done.\n Next: conclusion."], caller=[CALL],
-                        summarizer=["21 C."])  # fmt: skip
+                        summarizer=["21 C."])
 
     def fresh(path: Path, conc: int):
         # a new model per query keeps the scripted outputs independent of thread order
@@ -259,7 +259,7 @@ class _Dispatch:
 
 def test_run_file_splits_into_role_datasets(executor, tmp_path):
     model = Scripted(planner=["Look it up.\n Next: caller.", "I know it now.\n Next: conclusion."],
-                     caller=[CALL], summarizer=["It is 21 C in Paris."])  # fmt: skip
+                     caller=[CALL], summarizer=["It is 21 C in Paris."])
     run_one(model, executor, tmp_path)
     out = tmp_path / "split"
     res = CliRunner().invoke(umidata, ["split", str(tmp_path / "runs.jsonl"), "-o", str(out), "--dev-ratio", "0"])
@@ -273,7 +273,7 @@ def test_run_file_splits_into_role_datasets(executor, tmp_path):
 def test_run_query_without_tools_is_rejected(tmp_path):
     ex = make_executor(f"replay:{_one_trajectory(tmp_path)}")
     s = run(list(read_queries_from([{"id": "x", "instruction": "hi"}], tmp_path)), trio(Scripted(planner=["a"])),
-            ex, tmp_path / "r.jsonl")  # fmt: skip
+            ex, tmp_path / "r.jsonl")
     assert s.rejected == 1 and s.reject_codes == {"no_tools": 1}
     reject = json.loads((tmp_path / "r.rejects.jsonl").read_text())
     assert reject["reason"] == "no_tools" and reject["source"]["line"] == 1
@@ -302,7 +302,7 @@ def test_readme_python_tools_example(tmp_path):
                               "Enough.\n Next: conclusion."],
                      caller=['Action: get_weather\nAction Input: {"city": "Paris", "unit": "F"}',
                              'Action: get_weather\nAction Input: {"city": "Atlantis"}'],
-                     summarizer=["69.8 F in Paris."])  # fmt: skip
+                     summarizer=["69.8 F in Paris."])
     traj = run_one(model, ex, tmp_path, text="How warm is it in Paris, in Fahrenheit?")
     assert json.loads(traj.turns[3].content) == {"city": "Paris", "temp": 69.8, "unit": "F"}
     assert traj.turns[6].error == "KeyError: \"unknown city 'Atlantis'\""
@@ -342,10 +342,10 @@ def test_tool_output_that_is_not_valid_unicode_is_written(tmp_path):
     # os.listdir gives a non-UTF-8 name with surrogateescape: a lone surrogate orjson cannot write
     tools = tmp_path / "fs_tools.py"
     tools.write_text('def read_name(x: str) -> str:\n    "A file name."\n'
-                     '    return b"caf\\xe9.txt".decode("utf-8", "surrogateescape") + "\\ud800"\n')  # fmt: skip
+                     '    return b"caf\\xe9.txt".decode("utf-8", "surrogateescape") + "\\ud800"\n')
     ex = make_executor(f"python:{tools}")
     model = Scripted(planner=["List.\n Next: caller.", "Done.\n Next: conclusion."],
-                     caller=['Action: read_name\nAction Input: {"x": "."}'], summarizer=["ok"])  # fmt: skip
+                     caller=['Action: read_name\nAction Input: {"x": "."}'], summarizer=["ok"])
     traj = run_one(model, ex, tmp_path)
     assert traj.turns[3].content == "caf\ufffd.txt\ufffd"
     assert validate(tmp_path / "runs.jsonl")[0] == 0
@@ -412,7 +412,7 @@ def test_single_model_caller_decision_without_a_call_is_unparsable(executor, tmp
 def test_deeply_nested_arguments_are_not_json(executor, tmp_path):
     deep = "[" * 5000 + "]" * 5000
     model = Scripted(planner=["Call.\n Next: caller.", "Stop.\n Next: give up."],
-                     caller=[f"Action: get_weather\nAction Input: {deep}"])  # fmt: skip
+                     caller=[f"Action: get_weather\nAction Input: {deep}"])
     traj = run_one(model, executor, tmp_path)
     assert codes(traj) == ["arguments_not_json", "invalid_arguments"]
     assert "nested too deeply" in traj.turns[3].error and traj.metadata["end"] == "gave_up"
@@ -430,7 +430,7 @@ def test_dfsdt_gives_each_search_step_its_own_seed(executor, tmp_path):
         got: list[tuple[str, int]] = []
         model = Seeds(planner=["Try.\n Next: caller."], caller=["I would call get_weather"])
         run_query(query(), trio(model), executor, LoopConfig(search=search, max_depth=1, max_steps=3,
-                                                             decoding=Decoding(temperature=0.5, seed=7)))  # fmt: skip
+                                                             decoding=Decoding(temperature=0.5, seed=7)))
         return [s for r, s in got if r == "planner"]
 
     # the second child of a child without a call sees the same prompt: a new seed, not a repeat

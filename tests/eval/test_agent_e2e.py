@@ -28,7 +28,7 @@ def trio(request: pytest.FixtureRequest):
 
 def _shape(turns):
     return [(t.role, t.content, t.thought, t.decision, [(c.name, c.arguments) for c in t.calls or []])
-            for t in turns]  # fmt: skip
+            for t in turns]
 
 
 @pytest.mark.parametrize("single", [False, True], ids=["trio", "global"])
@@ -38,9 +38,9 @@ def test_memorised_models_replay_their_trajectories(trio, tmp_path, single):
     out = tmp_path / "runs.jsonl"
     models = (["--model", trio.models["global"]] if single else
               ["--planner", trio.models["planner"], "--caller", trio.models["caller"],
-               "--summarizer", trio.models["summarizer"]])  # fmt: skip
+               "--summarizer", trio.models["summarizer"]])
     res = CliRunner().invoke(umieval, ["run", data, "-o", str(out), "--tools", f"replay:{data}", *models,
-                                       "--max-new-tokens", "64", "--device", "cpu"])  # fmt: skip
+                                       "--max-new-tokens", "64", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert "answered 2, gave up 1, step limit 0" in res.output
     runs = [Trajectory.from_dict(json.loads(x)) for x in out.read_text(encoding="utf-8").splitlines()]

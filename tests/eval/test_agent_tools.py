@@ -64,7 +64,7 @@ def test_python_tool_defaults_are_kept_when_json_can_hold_them(tmp_path):
     assert {k: v.get("default", "-") for k, v in props.items()} == {
         "q": "-", "limit": 5, "exact": False, "tags": [], "lang": None, "ratio": 0.5,
         "marker": "-", "pair": "-", "nan": "-",  # no JSON for these: the default is left out, not mangled
-    }  # fmt: skip
+    }
     assert search.parameters["required"] == ["q"]
     json.dumps(search.parameters, allow_nan=False)  # the schema itself stays valid JSON
 
@@ -118,7 +118,7 @@ def test_replay_answers_recorded_calls_from_chain_and_tree():
             stack += n.get("children", [])
             for c in n.get("children", []):
                 if n.get("node_type") == "Action" and c.get("node_type") == "Action Input" and \
-                        c.get("observation") and n["description"] != "Finish":  # fmt: skip
+                        c.get("observation") and n["description"] != "Finish":
                     assert ex.execute(Tool(n["description"]), c["description"], {}).code != "no_record"
                     trees += 1
     assert trees > 30
@@ -134,7 +134,7 @@ class _Golden:
 
     def __init__(self, trajectories: list[Trajectory]) -> None:
         self.answers = {e.prompt: e.completion for t in trajectories
-                        for r in ("planner", "caller", "summarizer") for e in examples(t, r)}  # fmt: skip
+                        for r in ("planner", "caller", "summarizer") for e in examples(t, r)}
         self.unknown = 0
 
     def generate(self, prompts, decoding: Decoding):
@@ -163,7 +163,7 @@ def _plain_chain(t: Trajectory) -> bool:
 
 def _shape(turns):
     return [(t.role, t.content, t.thought, t.decision, [(c.name, c.arguments) for c in t.calls or []])
-            for t in turns]  # fmt: skip
+            for t in turns]
 
 
 @pytest.mark.parametrize("inputs", [[EXAMPLES / "toolbench-mini"], [TOOLBENCH / "answer"]], ids=["bundled", "shared"])
@@ -220,7 +220,7 @@ class _Handler(BaseHTTPRequestHandler):
 
             time.sleep(1.0)
         answer = ({"error": "Unsubscribed error...", "response": ""} if body["api_name"] == "locked"
-                  else {"error": "", "response": f"echo {body['tool_input']}"})  # fmt: skip
+                  else {"error": "", "response": f"echo {body['tool_input']}"})
         data = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
@@ -249,7 +249,7 @@ def test_http_executor(server):
     obs, _ = call_tool(ex, Tool("get_x_for_my_tool"), '{"a": 1}', {"routes": routes})
     assert obs.content == 'echo {"a": 1}' and obs.code is None  # the raw response text, not re-encoded
     assert server.requests[-1] == {"category": "Data", "tool_name": "my_tool", "api_name": "get_x",
-                                   "tool_input": '{"a": 1}', "strip": "truncate", "toolbench_key": ""}  # fmt: skip
+                                   "tool_input": '{"a": 1}', "strip": "truncate", "toolbench_key": ""}
     obs, _ = call_tool(ex, Tool("locked_for_t"), "{}")  # no route: split from <api>_for_<tool>
     assert obs.code == "tool_error" and "Unsubscribed" in obs.content
     assert server.requests[-1]["tool_name"] == "t" and server.requests[-1]["api_name"] == "locked"
@@ -279,7 +279,7 @@ def test_toolbench_query_files():
     names = [t.name for t in qs[0].tools]
     assert names == ["checkhealth_for_squake", "projects_for_squake"]
     assert qs[0].routes["projects_for_squake"] == {"category": "Logistics", "tool_name": "squake",
-                                                    "api_name": "projects"}  # fmt: skip
+                                                    "api_name": "projects"}
     assert qs[0].tools[0].description == 'This is the subfunction for tool "squake", you can use this tool.'
     many = qs[4]
     assert all(len(t.name) <= 64 for t in many.tools)
@@ -298,7 +298,7 @@ def test_query_rejects_keep_their_source(tmp_path):
     items = list(read_queries([str(path)]))
     assert isinstance(items[0], Query)
     assert [(r.reason, r.source.line) for r in items[1:] if isinstance(r, Reject)] == [("json_syntax", 2),
-                                                                                     ("schema", 3)]  # fmt: skip
+                                                                                     ("schema", 3)]
 
 
 # --- the command ---------------------------------------------------------------------------------------
@@ -368,7 +368,7 @@ def test_cli_run_against_an_openai_compatible_server(tmp_path):
         out = tmp_path / "runs.jsonl"
         args = ["run", str(q), "-o", str(out), "--tools", f"python:{write_tools(tmp_path)}", "--backend", "openai",
                 "--base-url", f"http://127.0.0.1:{srv.server_address[1]}/v1", "--planner", "p", "--caller", "c",
-                "--summarizer", "s", "--concurrency", "2"]  # fmt: skip
+                "--summarizer", "s", "--concurrency", "2"]
         res = CliRunner().invoke(umieval, args)
         assert res.exit_code == 0, res.output
         assert "answered 3, gave up 0, step limit 0" in res.output
@@ -396,7 +396,7 @@ def test_cli_run_model_at_url_needs_no_base_url(tmp_path):
         out = tmp_path / "runs.jsonl"
         url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
         args = ["run", str(q), "-o", str(out), "--tools", f"python:{write_tools(tmp_path)}", "--backend", "openai",
-                "--model", f"m@{url}"]  # fmt: skip
+                "--model", f"m@{url}"]
         res = CliRunner().invoke(umieval, args)
         assert res.exit_code == 0, res.output
         assert "answered 1, gave up 0, step limit 0" in res.output
@@ -454,7 +454,7 @@ def test_deeply_nested_json_is_invalid_json_not_a_crash():
 
 
 @pytest.mark.parametrize("spec", ["http:localhost:8080", "http:127.0.0.1:8080/virtual", "http://",
-                                  "http:ftp://h/x", "http:http://h:port/x"])  # fmt: skip
+                                  "http:ftp://h/x", "http:http://h:port/x"])
 def test_http_spec_needs_a_scheme_and_a_host(spec, tmp_path):
     with pytest.raises(ToolSpecError):
         make_executor(spec)

@@ -46,11 +46,11 @@ def fixed_batch_rows(data: Path, backends: dict[str, Backend], decoding: Decodin
                 continue
             build = pr.caller if role == "caller" else pr.summarizer
             second.update(zip(idx, backends[role].generate([build(part[i], routes[i].thought) for i in idx],
-                                                           decoding), strict=True))  # fmt: skip
+                                                           decoding), strict=True))
         for i, s in enumerate(part):
             r, g2 = routes[i], second.get(i)
             row = {**_base(s, "trio"), "prediction": compose(r, postprocess(g2.text) if g2 else None),
-                   "route": r.name, "planner_prediction": planned[i].text}  # fmt: skip
+                   "route": r.name, "planner_prediction": planned[i].text}
             if g2 is not None:
                 row["caller_prediction" if r.decision == "call" else "summarizer_prediction"] = g2.text
             _cost(row, planned[i], g2)
@@ -68,7 +68,7 @@ def _same_as_fixed_batches(data: Path, models: dict[str, str], tmp: Path, decodi
     for batching in ("static", "continuous"):
         out = tmp / f"{batching}.jsonl"
         opts = GenerateOptions("trio", dict(models), decoding=decoding, chunk_size=6,
-                               backend_options={"batch_size": 4, "device": "cpu", "batching": batching})  # fmt: skip
+                               backend_options={"batch_size": 4, "device": "cpu", "batching": batching})
         generate([str(data)], out, opts)
         lines = out.read_bytes().splitlines()
         assert lines[1:] == old, batching  # byte-identical predictions, in step order
@@ -97,7 +97,7 @@ def test_engine_predictions_are_byte_identical_to_fixed_batches_untrained(tmp_pa
     for batch in (1, 4):
         out = tmp_path / f"sampled-{batch}.jsonl"
         opts = GenerateOptions("single", {"model": m}, decoding=Decoding(max_new_tokens=8, temperature=1.0),
-                               backend_options={"batch_size": batch, "device": "cpu"})  # fmt: skip
+                               backend_options={"batch_size": batch, "device": "cpu"})
         generate([str(data)], out, opts)
         sampled.append(out.read_bytes().splitlines()[1:])
     assert sampled[0] == sampled[1]
@@ -105,7 +105,7 @@ def test_engine_predictions_are_byte_identical_to_fixed_batches_untrained(tmp_pa
 
 
 def test_engine_predictions_are_byte_identical_to_fixed_batches_memorised(memorised: Memorised,
-                                                                           tmp_path: Path) -> None:  # fmt: skip
+                                                                           tmp_path: Path) -> None:
     models = {r: memorised.models[r] for r in TRIO}
     routes = _same_as_fixed_batches(memorised.data, models, tmp_path, Decoding())
     assert routes == {"caller", "conclusion", "give_up"}
@@ -160,7 +160,7 @@ def test_a_steps_routed_request_runs_while_other_planner_requests_wait(tmp_path:
     called = threading.Event()
     models = {"planner": _Gated(gold["planner"].answers, called),
               "caller": _Signalling(gold["caller"].answers, "caller", called),
-              "summarizer": _Signalling(gold["summarizer"].answers, "summarizer", called)}  # fmt: skip
+              "summarizer": _Signalling(gold["summarizer"].answers, "summarizer", called)}
     out = tmp_path / "p.jsonl"
     names = {"planner": "p", "caller": "c", "summarizer": "s"}
     opts = GenerateOptions("trio", names, backend_options={"batch_size": 1})
@@ -206,7 +206,7 @@ def test_backend_vllm_missing_is_a_one_line_usage_error(tmp_path: Path, monkeypa
     data.write_text(json.dumps(TRAJECTORIES))
     for args in (["generate", str(data), "-o", str(tmp_path / "o.jsonl"), "--model", "m", "--backend", "vllm"],
                  ["run", str(data), "-o", str(tmp_path / "r.jsonl"), "--model", "m", "--backend", "vllm",
-                  "--tools", f"replay:{data}"]):  # fmt: skip
+                  "--tools", f"replay:{data}"]):
         res = CliRunner().invoke(main, args)
         assert res.exit_code == 2, res.output
         msg = [line for line in res.output.splitlines() if line.strip()]
@@ -293,7 +293,7 @@ def test_generate_backend_vllm_end_to_end_with_a_fake_vllm(tmp_path: Path, fake_
     _FAKE_EOS[0] = TransformersBackend(m, device="cpu").eos_id
     out = tmp_path / "p.jsonl"
     res = CliRunner().invoke(main, ["generate", str(data), "-o", str(out), "--backend", "vllm", "--planner", m,
-                                    "--caller", m, "--summarizer", m, "--quiet"])  # fmt: skip
+                                    "--caller", m, "--summarizer", m, "--quiet"])
     assert res.exit_code == 0, res.output
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert lines[0]["backend"] == "vllm" and len(lines) == 1 + 5
@@ -312,7 +312,7 @@ def test_run_with_continuous_batching_leaves_no_thread_behind(tmp_path: Path) ->
     res = CliRunner().invoke(main, ["run", str(queries), "-o", str(tmp_path / "r.jsonl"), "--model", m,
                                     "--tools", f"python:{write_tools(tmp_path)}", "--device", "cpu",
                                     "--batching", "continuous", "--max-steps", "1", "--max-new-tokens", "4",
-                                    "--quiet"])  # fmt: skip
+                                    "--quiet"])
     assert res.exit_code in (0, 1), res.output
     assert json.loads((tmp_path / "r.jsonl").read_text())["metadata"]["steps"] == 1
     left = [t for t in threading.enumerate() if t.ident not in before and not t.daemon and t.is_alive()]

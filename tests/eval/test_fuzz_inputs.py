@@ -23,16 +23,16 @@ from .agent_helpers import Scripted, write_tools
 from .score_builders import MIXED_SINGLE, MIXED_TRIO, TOOLS, record
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # fmt: skip
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 _scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20)
 _json = st.recursive(_scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
-                     max_leaves=8)  # fmt: skip
+                     max_leaves=8)
 _edges = st.sampled_from([[], {}, "", 0, -1, None, True, [None], [{}], [[]], {"Name": None}, [{"Name": 1}], 1e308])
 _text = st.sampled_from([
     "", "Next: caller.", "assistant: x Next: conclusion.</s>conclusion: y</s>",
     "caller: Action: get_weather_for_meteo\nAction Input: {", "\u2028\x00é", "</s>" * 3,
-]) | st.text(max_size=40)  # fmt: skip
+]) | st.text(max_size=40)
 
 
 @st.composite
@@ -52,13 +52,13 @@ def _messed(draw: st.DrawFn, good: dict[str, Any]) -> Any:
 
 def _umi_row(i: int, ref: str, pred: str, mode: str) -> dict[str, Any]:
     return {"id": f"t{i}#0", "trajectory_id": f"t{i}", "step": 0, "mode": mode, "tools": TOOLS, "reference": ref,
-            "prediction": pred}  # fmt: skip
+            "prediction": pred}
 
 
 @st.composite
 def _raw_line(draw: st.DrawFn) -> bytes:
     return draw(st.sampled_from([b"NaN", b"{", b"[1, 2", b"\xff\xfe", b"", b"   ", b'{"a": Infinity}',
-                                 b"[" * 3000 + b"]" * 3000, b'"\\ud800"', b"{}"]))  # fmt: skip
+                                 b"[" * 3000 + b"]" * 3000, b'"\\ud800"', b"{}"]))
 
 
 @st.composite
@@ -127,7 +127,7 @@ def query_file(draw: st.DrawFn) -> tuple[str, bytes]:
     if kind == 2:  # ToolBench G1_instruction.json
         api = {"category_name": "Weather", "tool_name": "Meteo", "api_name": "Get weather", "api_description": "x",
                "required_parameters": [{"name": "city", "type": "STRING", "description": "c", "default": ""}],
-               "optional_parameters": [], "method": "GET"}  # fmt: skip
+               "optional_parameters": [], "method": "GET"}
         good = {"query": "Weather in Paris?", "query_id": 1, "api_list": [api]}
         items = [draw(_messed({**good, "query_id": i})) for i in range(n)]
         suffix, data = ".json", json.dumps(items, allow_nan=True).encode()
@@ -136,7 +136,7 @@ def query_file(draw: st.DrawFn) -> tuple[str, bytes]:
         rows = [draw(_messed({**good, "id": f"q{i}"})) for i in range(n)]
         if kind == 0:
             lines = [json.dumps(r, allow_nan=True).encode() if draw(st.integers(0, 5)) else draw(_raw_line())
-                     for r in rows]  # fmt: skip
+                     for r in rows]
             suffix, data = ".jsonl", b"\n".join(lines) + b"\n"
         else:
             suffix, data = ".json", json.dumps(rows, allow_nan=True).encode()
@@ -159,7 +159,7 @@ def test_run_never_crashes_on_any_query_file(case: tuple[str, bytes], monkeypatc
         path.write_bytes(data)
         out = Path(d) / "runs.jsonl"
         args = ["run", str(path), "-o", str(out), "--tools", f"python:{write_tools(Path(d))}", "--backend", "openai",
-                "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "-q"]  # fmt: skip
+                "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "-q"]
         res = CliRunner().invoke(main, args)
         assert res.exit_code in (0, 1, 2), (res.exit_code, res.output[-2000:])
         assert res.exception is None or isinstance(res.exception, SystemExit), res.exception

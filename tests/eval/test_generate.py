@@ -105,7 +105,7 @@ def test_refuses_other_settings_and_foreign_files(tmp_path: Path) -> None:
             generate([str(data)], out, other, open_backend_fn=fn)
     assert out.read_bytes() == before
     again = generate([str(data)], out, GenerateOptions("trio", {**TRIO_MODELS, "caller": "other"}),
-                     overwrite=True, open_backend_fn=fn)  # fmt: skip
+                     overwrite=True, open_backend_fn=fn)
     assert again.generated == 5
     with pytest.raises(GenerateError, match="is the input"):
         generate([str(data)], data, GenerateOptions("trio", TRIO_MODELS), overwrite=True, open_backend_fn=fn)
@@ -163,7 +163,7 @@ def test_cli_ctrl_c_keeps_finished_chunks_and_a_crash_exits_3(tmp_path: Path, mo
     generate([str(data)], whole, GenerateOptions("trio", TRIO_MODELS), open_backend_fn=lambda r, _m: models[r])
     out = tmp_path / "p.jsonl"
     args = ["generate", str(data), "-o", str(out), "--planner", "p", "--caller", "c", "--summarizer", "s",
-            "--chunk-size", "2", "--quiet"]  # fmt: skip
+            "--chunk-size", "2", "--quiet"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 130 and "rerun" in res.output
     kept = out.read_bytes()
@@ -213,7 +213,7 @@ def test_resume_refuses_other_steps_or_another_template(tmp_path: Path) -> None:
     data.write_text(json.dumps(TRAJECTORIES))
     tmpl = tmp_path / "t.json"  # the built-in name, one character of another prompt
     tmpl.write_text(json.dumps({"name": "alpha-umi", "prompts": {**ALPHA_UMI.prompts, "planner": "x {history}"},
-                                "cues": ALPHA_UMI.cues}))  # fmt: skip
+                                "cues": ALPHA_UMI.cues}))
     with pytest.raises(GenerateError, match=r"template: file 'alpha-umi' vs now 'alpha-umi \(sha256:"):
         generate([str(data)], out, opts, template=str(tmpl), open_backend_fn=fn)
     assert out.read_bytes() == before

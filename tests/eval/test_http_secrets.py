@@ -78,7 +78,7 @@ def test_key_goes_only_to_named_hosts(server: _Server, monkeypatch: pytest.Monke
     monkeypatch.setenv("TOOLBENCH_KEY", "k-secret")
     port = server.server_address[1]
     for hosts, sent in (((), ""), (("localhost",), ""), (("127.0.0.1:1",), ""), (("example.org",), ""),
-                        (("127.0.0.1",), "k-secret"), ((f"127.0.0.1:{port}",), "k-secret")):  # fmt: skip
+                        (("127.0.0.1",), "k-secret"), ((f"127.0.0.1:{port}",), "k-secret")):
         ex = make_executor(server.url, key_hosts=hosts)
         assert isinstance(ex, HttpExecutor) and ex.key_withheld == (not sent)
         call_tool(ex, Tool("a_for_b"), "{}")

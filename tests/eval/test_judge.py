@@ -47,7 +47,7 @@ def judge_server(answer: Callable[[str, dict], object]) -> Iterator[tuple[str, l
                 status = got[2] if len(got) > 2 else 200
             else:
                 data = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": got}}],
-                                   "usage": {"prompt_tokens": 100, "completion_tokens": 10}}).encode()  # fmt: skip
+                                   "usage": {"prompt_tokens": 100, "completion_tokens": 10}}).encode()
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -79,13 +79,13 @@ def _traj(qid: str, instruction: str, answer: str | None, line: int) -> dict:
     turns = [Turn("user", content=instruction),
              Turn("planner", thought="look it up", decision="call"),
              Turn("caller", calls=[Call("lookup_for_tool", '{"q": 1}')]),
-             Turn("observation", content='{"value": 42}', name="lookup_for_tool")]  # fmt: skip
+             Turn("observation", content='{"value": 42}', name="lookup_for_tool")]
     if answer is None:
         turns.append(Turn("planner", thought="cannot", decision="give_up"))
     else:
         turns += [Turn("planner", thought="done", decision="conclude"), Turn("conclusion", content=answer)]
     t = Trajectory(qid, Source("umi-run", "queries.json", index=line), instruction, [], turns, derive_outcome(turns),
-                   {"end": "answered" if answer else "gave_up"})  # fmt: skip
+                   {"end": "answered" if answer else "gave_up"})
     return t.to_dict()
 
 
@@ -106,7 +106,7 @@ def write_ref(root: Path, group: str, qid: str, instruction: str, answer: str | 
                                                                               "arguments": json.dumps(args)}})
     obj = {"answer_generation": {"query": instruction, "function": [{"name": "Finish", "parameters": {}}],
                                  "valid_data": True, "finish_type": "give_answer" if answer else "give_up",
-                                 "train_messages": [msgs]}}  # fmt: skip
+                                 "train_messages": [msgs]}}
     (d / f"{qid}_CoT@1.json").write_text(json.dumps(obj))
 
 
@@ -145,7 +145,7 @@ def invoke(*args: str, env: dict | None = None):
 
 def base_args(url: str, out: Path, *extra: str) -> list[str]:
     return ["-o", str(out), "--judge-url", url, "--judge-model", "judge-1", "--api-key-env", "JUDGE_KEY",
-            "--samples", "3", "--bootstrap", "200", "--backoff", "0", *extra]  # fmt: skip
+            "--samples", "3", "--bootstrap", "200", "--backoff", "0", *extra]
 
 
 def test_pass_rate_by_hand_and_reruns_cost_nothing(tmp_path: Path) -> None:
@@ -281,9 +281,9 @@ def test_time_outs_are_counted_and_another_judge_reuses_nothing(tmp_path: Path) 
         "error"]
     # the server is fast now: only the three missing samples are asked
     with judge_server(lambda u, b: '{"answer_status": "Unsolved"}' if "[slow]" in u else status_reply(u, b)) as (
-            url2, seen2):  # fmt: skip
+            url2, seen2):
         res = invoke("judge", str(runs), *base_args(url, out, "--json", "--judge-url", url2, "--cache",
-                                                    str(tmp_path / "j.judge-cache.jsonl")))  # fmt: skip
+                                                    str(tmp_path / "j.judge-cache.jsonl")))
     # another URL is another judge: nothing of the first is reused
     assert json.loads(res.stdout)["judge"]["cached"] == 0 and len(seen2) == 6
 
@@ -331,7 +331,7 @@ def test_a_refused_key_is_never_printed(tmp_path: Path) -> None:
 
 def test_rejects_exit_1_with_their_source_and_unanswered_tree_files_count_as_failed(tmp_path: Path) -> None:
     runs = write_runs(tmp_path / "runs.jsonl", [("G1_tool/1", "Q1?", "yes [solved]"),
-                                                ("G1_tool/1", "Q1 again?", "dup [solved]")])  # fmt: skip
+                                                ("G1_tool/1", "Q1 again?", "dup [solved]")])
     with open(runs, "a") as f:
         f.write("{not json\n")
     tree = tmp_path / "tree" / "G1_tool"
@@ -374,7 +374,7 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     bad_groups = tmp_path / "g.json"
     bad_groups.write_text("[1, 2]")
     assert invoke("judge", str(runs), *base_args(url, tmp_path / "j.jsonl", "--groups", str(bad_groups))
-                  ).exit_code == 2  # fmt: skip
+                  ).exit_code == 2
 
 
 def test_a_locked_output_is_refused(tmp_path: Path) -> None:
@@ -389,9 +389,9 @@ def test_a_locked_output_is_refused(tmp_path: Path) -> None:
 
 def test_groups_file_and_compare_of_judged_files(tmp_path: Path) -> None:
     a = write_runs(tmp_path / "a.jsonl", [("q1", "Q1?", "x [solved]"), ("q2", "Q2?", "x [unsolved]"),
-                                          ("q3", "Q3?", "x [unsolved]"), ("q4", "Q4?", "x [solved]")])  # fmt: skip
+                                          ("q3", "Q3?", "x [unsolved]"), ("q4", "Q4?", "x [solved]")])
     b = write_runs(tmp_path / "b.jsonl", [("q1", "Q1?", "y [solved]"), ("q2", "Q2?", "y [solved]"),
-                                          ("q3", "Q3?", "y [solved]"), ("q4", "Q4?", "y [solved]")])  # fmt: skip
+                                          ("q3", "Q3?", "y [solved]"), ("q4", "Q4?", "y [solved]")])
     groups = tmp_path / "groups.json"
     groups.write_text(json.dumps({"q1": "easy", "q2": "easy", "q3": "hard", "q4": "hard", "q9": "unused"}))
     with judge_server(status_reply) as (url, _seen):
@@ -417,7 +417,7 @@ def test_groups_file_and_compare_of_judged_files(tmp_path: Path) -> None:
         res = invoke("judge", str(c), *base_args(url, tmp_path / "c.judged.jsonl", "--groups", str(groups), "--json"))
     assert list(json.loads(res.stdout)["groups"]) == ["easy", "other", "average"]
     res = invoke("compare", str(tmp_path / "a.judged.jsonl"), str(tmp_path / "b.judged.jsonl"), "--json",
-                 "--bootstrap", "0")  # fmt: skip
+                 "--bootstrap", "0")
     assert json.loads(res.stdout)["groups"]["average"]["pass_rate"]["ci"] is None
     # a judged file and a plain run file cannot be compared
     res = invoke("compare", str(tmp_path / "a.judged.jsonl"), str(a))
@@ -431,7 +431,7 @@ def test_groups_file_and_compare_of_judged_files(tmp_path: Path) -> None:
     ("my-query", "my-query", None),
     ("G1_answer/10_ChatGPT_DFS_woFilter_w2", "G1_answer/10", "G1_answer"),
     ("runs/G4_answer/10_x", "runs/G4_answer/10_x", None),
-])  # fmt: skip
+])
 def test_query_keys_match_runs_and_answer_trees(run_id: str, key: str, group: str | None) -> None:
     assert query_key(run_id) == (key, group)
 

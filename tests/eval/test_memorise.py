@@ -44,13 +44,13 @@ def test_memorised_trio_and_single_model_score_perfectly(memorised: Memorised, t
     trio = tmp_path / "trio.jsonl"
     res = runner.invoke(main, ["generate", str(memorised.data), "-o", str(trio), "--quiet",
                                "--planner", memorised.models["planner"], "--caller", memorised.models["caller"],
-                               "--summarizer", memorised.models["summarizer"]])  # fmt: skip
+                               "--summarizer", memorised.models["summarizer"]])
     assert res.exit_code == 0, res.output
     _assert_perfect(trio)
     assert {p["route"] for p in _preds(trio)} == {"caller", "conclusion", "give_up"}
     single = tmp_path / "single.jsonl"
     res = runner.invoke(main, ["generate", str(memorised.data), "-o", str(single), "--json",
-                               "--model", memorised.models["global"]])  # fmt: skip
+                               "--model", memorised.models["global"]])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output)
     assert summary["generated"] == 5 and summary["metrics"]["plan_acc"] == pytest.approx(1.0)
@@ -77,7 +77,7 @@ def test_lora_adapter_directory_loads_on_its_base(memorised: Memorised, tmp_path
 
     base = memorised.models["planner"]
     model = peft.get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                                peft.LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"))  # fmt: skip
+                                peft.LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"))
     model.save_pretrained(tmp_path / "adapter")  # LoRA B starts at 0: the adapter changes nothing yet
     steps = load_steps([memorised.data]).steps
     got = TransformersBackend(tmp_path / "adapter").generate([Prompts().planner(steps[0])], Decoding())

@@ -44,7 +44,7 @@ def test_trio_answer_is_after_the_last_conclusion_label() -> None:
 def test_trio_call_reads_the_piece_between_first_and_second_eos() -> None:
     # the thought's "Action:" (before the first </s>) is ignored; LAST Action / Action Input win
     text = ("asssitant: Action: ignored Next: caller.</s>caller: Action: a\nAction Input: {\"x\": 1}\n"
-            "Action: b\nAction Input: {\"y\": 2}</s>Action: after")  # fmt: skip
+            "Action: b\nAction Input: {\"y\": 2}</s>Action: after")
     assert parse_trio(text) == call('{"y": 2}', action="b")
 
 
@@ -96,7 +96,7 @@ def test_hallucination_rules() -> None:
     ('{"a": 1}', "{}", 0.0),
     ('{"a": 1}', "[1]", 0.0),  # non-object prediction
     ('{"a": 1}', '{"a": 1} trailing', 0.0),  # invalid JSON
-])  # fmt: skip
+])
 def test_arg_f1_hard(ref: str, pred: str, expected: float) -> None:
     got = arg_f1(call(ref), call(pred))
     assert got.f1 == pytest.approx(expected)

@@ -41,7 +41,7 @@ def server(answer, fail_first: int = 0) -> Iterator[tuple[str, list[dict]]]:
             else:
                 status, text = answer(body)
                 payload = {"choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
-                           "usage": {"prompt_tokens": len(body["prompt"]), "completion_tokens": len(text)}}  # fmt: skip
+                           "usage": {"prompt_tokens": len(body["prompt"]), "completion_tokens": len(text)}}
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -76,7 +76,7 @@ def test_generate_through_a_completions_server(tmp_path: Path) -> None:
     with server(answer, fail_first=1) as (url, seen):
         res = CliRunner().invoke(main, ["generate", str(data), "-o", str(out), "--backend", "openai",
                                         "--base-url", url, "--planner", "p", "--caller", "c", "--summarizer", "s",
-                                        "--concurrency", "2", "--quiet"])  # fmt: skip
+                                        "--concurrency", "2", "--quiet"])
     assert res.exit_code == 0, res.output
     preds = [json.loads(line) for line in out.read_text().splitlines()[1:]]
     assert len(preds) == 5
@@ -120,7 +120,7 @@ def test_steps_that_failed_are_generated_again_on_resume(tmp_path: Path) -> None
 
     out = tmp_path / "pred.jsonl"
     args = ["generate", str(data), "-o", str(out), "--backend", "openai", "--planner", "p", "--caller", "c",
-            "--summarizer", "s", "--quiet"]  # fmt: skip
+            "--summarizer", "s", "--quiet"]
     with server(answer) as (url, _seen):
         first = CliRunner().invoke(main, [*args, "--base-url", url])
         assert first.exit_code == 1  # two caller steps failed: counted, exit 1

@@ -41,12 +41,12 @@ def _queries(path: Path, n: int = 2) -> Path:
 
 def _gen_args(inp: Path, out: Path, *extra: str) -> list[str]:
     return ["generate", str(inp), "-o", str(out), "--backend", "openai", "--base-url", DEAD, "--model", "m",
-            "--format", "alpha-umi", "-q", *extra]  # fmt: skip
+            "--format", "alpha-umi", "-q", *extra]
 
 
 def _run_args(tmp: Path, inp: Path, out: Path, *extra: str) -> list[str]:
     return ["run", str(inp), "-o", str(out), "--tools", f"python:{write_tools(tmp)}", "--backend", "openai",
-            "--base-url", DEAD, "--model", "m", "-q", *extra]  # fmt: skip
+            "--base-url", DEAD, "--model", "m", "-q", *extra]
 
 
 def _invoke(args: list[str]):  # type: ignore[no-untyped-def]
@@ -63,7 +63,7 @@ def _scripted_run(qfile: Path, out: Path, tmp: Path, **kw) -> object:  # type: i
 
     model = Scripted(planner=["Stop.\n Next: give up."])
     return run(read_queries([str(qfile)]), Models(model, model, model), make_executor(f"python:{write_tools(tmp)}"),
-               out, inputs=[str(qfile)], **kw)  # fmt: skip
+               out, inputs=[str(qfile)], **kw)
 
 
 # --- item 1: the rejects sidecar is never an input ------------------------------------------------
@@ -117,7 +117,7 @@ def test_generate_refuses_a_symlink_to_its_input(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content", [b'{"a": 1}\nthe last line, no newline', b"just one line, no newline",
-                                     b'{"format":"umi.trajectory/v1","id":"q0"}\nnot a run line'])  # fmt: skip
+                                     b'{"format":"umi.trajectory/v1","id":"q0"}\nnot a run line'])
 def test_run_leaves_a_foreign_file_untouched(tmp_path: Path, content: bytes) -> None:
     q = _queries(tmp_path / "q.jsonl")
     out = tmp_path / "notes.jsonl"

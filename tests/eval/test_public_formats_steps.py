@@ -21,7 +21,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
     ("hermes-function-calling.json", {"call": 3, "conclude": 3}),
     ("toolace.json", {"call": 2, "conclude": 3}),
     ("tau-bench-retail.json", {"call": 4, "conclude": 4}),
-])  # fmt: skip
+])
 def test_public_formats_give_test_steps(name: str, decisions: dict[str, int]) -> None:
     steps = load_steps([str(FIXTURES / name)])
     assert dict(steps.decisions()) == decisions and not steps.issues

@@ -29,7 +29,7 @@ def package_rl(hyp: str, ref: str) -> float:
     ("  spaced   out . twice..", "spaced out. twice"),
     ("   ", "x"),  # a blank piece is a sentence with one empty word
     ("w1 w2 w6 w7 w8. w1 w3 w8 w9 w5", "w1 w2 w3 w4 w5"),  # union LCS example of the package
-])  # fmt: skip
+])
 def test_equals_package_on_examples(hyp: str, ref: str) -> None:
     assert rouge_l(hyp, ref) == package_rl(hyp, ref)
 

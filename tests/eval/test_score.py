@@ -38,7 +38,7 @@ from .score_builders import (
 MIXED_EXPECTED = {
     "plan_acc": 0.7, "act_em": 0.5, "hallu": 0.2, "arg_f1": 2.75 / 6, "arg_f1_easy": 0.25,
     "arg_f1_hard": 0.35, "rouge_l": SPEC_RL / 2,
-}  # fmt: skip
+}
 
 
 def assert_metrics(got: dict[str, float], expected: dict[str, float]) -> None:
@@ -57,10 +57,10 @@ def test_spec_toy_file(tmp_path: Path) -> None:
         (ref_finish("It is 21 degrees in Paris."), pred_finish("Paris is 21 degrees today.")),
         (ref_give_up(), pred_call(FORECAST, "{}")),
         (ref_call(FORECAST, "{}"), pred_call(FORECAST, '{"days": ')),
-    ]  # fmt: skip
+    ]
     report = score_file(write_original(tmp_path / "predictions.json", pairs), resamples=0)
     assert_metrics(report.metrics, {"plan_acc": 0.8, "act_em": 2 / 3, "arg_f1": 0.2, "arg_f1_hard": 0.3,
-                                    "arg_f1_easy": 0.0, "hallu": 0.2, "rouge_l": SPEC_RL})  # fmt: skip
+                                    "arg_f1_easy": 0.0, "hallu": 0.2, "rouge_l": SPEC_RL})
     c = report.counts
     assert (c["arg_f1"]["denominator"], c["arg_f1_hard"]["denominator"], c["arg_f1_easy"]["denominator"]) == (3, 2, 2)
     assert c["hallucinated_tools"] == [["get_wether", 1]]
@@ -71,7 +71,7 @@ def test_perfect_file(tmp_path: Path) -> None:
     pairs = [(r, r.replace("assistant: ", "asssitant: ", 1).removesuffix("</s>")) for r, _ in MIXED_TRIO]
     report = score_file(write_original(tmp_path / "p.json", pairs), resamples=0)
     assert_metrics(report.metrics, {m: 1.0 for m in METRICS if m not in ("hallu", "rouge_l")}
-                   | {"hallu": 0.0, "rouge_l": PERFECT_RL})  # fmt: skip
+                   | {"hallu": 0.0, "rouge_l": PERFECT_RL})
     assert report.counts["failed_steps"] == 0 and report.cases == []
 
 
@@ -80,7 +80,7 @@ def test_all_give_up_file(tmp_path: Path) -> None:
     refs = [r for r, _ in MIXED_TRIO] + [ref_finish("none")]
     report = score_file(write_original(tmp_path / "g.json", [(r, pred_give_up()) for r in refs]), resamples=0)
     assert_metrics(report.metrics, {"plan_acc": 2 / 11, "act_em": 0.0, "hallu": 0.0, "arg_f1": 0.0,
-                                    "arg_f1_easy": 0.0, "arg_f1_hard": 0.0, "rouge_l": PERFECT_RL / 3})  # fmt: skip
+                                    "arg_f1_easy": 0.0, "arg_f1_hard": 0.0, "rouge_l": PERFECT_RL / 3})
 
 
 def test_mixed_errors_trio_and_single_give_the_same_numbers(tmp_path: Path) -> None:
@@ -106,7 +106,7 @@ def test_umi_jsonl_header_grouping_and_mode(tmp_path: Path) -> None:
     assert_metrics(report.metrics, MIXED_EXPECTED)
     assert report.counts["bootstrap"]["conversations"] == 3  # t0, t1, t2
     single = score_file(write_umi(tmp_path / "s.jsonl", [(f"t{i}#0", r, p) for i, (r, p) in enumerate(MIXED_SINGLE)],
-                                  mode="single", header=False), resamples=0)  # fmt: skip
+                                  mode="single", header=False), resamples=0)
     assert_metrics(single.metrics, MIXED_EXPECTED)
 
 
@@ -122,7 +122,7 @@ def test_crash_cases_are_scored_and_counted(tmp_path: Path) -> None:
     assert report.counts["quirks"] == {
         "prediction_call_without_eos": 1, "prediction_conclusion_without_space": 1, "rouge_empty": 1,
         "args_not_object": 1, "reference_args_invalid_json": 1,
-    }  # fmt: skip
+    }
     assert report.counts["arg_f1"] == {"numerator": 1.0, "denominator": 2}  # S1 1, S4 0; S5 dropped
     # S2: answer "An answer." equals the reference; S3: empty answer scores 0
     assert report.metrics["rouge_l"] == pytest.approx(PERFECT_RL / 2)
@@ -162,7 +162,7 @@ def test_unscorable_records_are_rejected_counted_and_listed(tmp_path: Path) -> N
     ('{"id": "a#0", "tools": [], "reference": "x", "prediction": "y"}\n', "closest shape: umi (missing key 'mode'"),
     ('{\n "a": 1\n}\n', "one JSON object"),
     ('{"umi_predictions": 1}\n', "only a header"),
-])  # fmt: skip
+])
 def test_unknown_shapes_name_the_closest_and_the_key(tmp_path: Path, content: str, needle: str) -> None:
     path = tmp_path / "x.json"
     path.write_text(content)
@@ -187,7 +187,7 @@ def test_bootstrap_groups_steps_of_a_conversation(tmp_path: Path) -> None:
     """All steps in one conversation: every resample draws that conversation, so the CI is a point."""
     base = json.loads(write_original(tmp_path / "a.json", MIXED_TRIO).read_text())
     items = [dict(r, instruction="same", history=[{"from": "user", "value": "same"}] +
-                  [{"from": "assistant", "value": "x"}] * i) for i, r in enumerate(base)]  # fmt: skip
+                  [{"from": "assistant", "value": "x"}] * i) for i, r in enumerate(base)]
     path = tmp_path / "one.json"
     path.write_text(json.dumps(items))
     report = score_file(path, resamples=100)
@@ -223,7 +223,7 @@ def test_compare_trio_against_single_model(tmp_path: Path) -> None:
 def test_steps_of_two_conversations_with_one_instruction_pair_up_in_any_order(tmp_path: Path) -> None:
     """OOD has two conversations with the same query: their steps are named by their references too."""
     pairs = [(ref_call(WEATHER, '{"city": "Paris"}'), pred_call(WEATHER, "{}")),
-             (ref_give_up(), pred_give_up())]  # fmt: skip
+             (ref_give_up(), pred_give_up())]
     a = write_original(tmp_path / "a.json", pairs, instruction="same query")
     b = write_original(tmp_path / "b.json", pairs[::-1], instruction="same query")
     ids = [r["id"] for r in read_predictions(a).records]
@@ -257,7 +257,7 @@ def test_score_records_rejects_bad_records_handed_in_directly() -> None:
     report = score_records([good, {**good, "id": "t#1", "prediction": None}, "nonsense"])
     assert report.counts["steps"] == 1
     assert [(r.where(), r.reason) for r in report.rejects] == [("record 1", "not_a_string"),
-                                                               ("record 2", "not_an_object")]  # fmt: skip
+                                                               ("record 2", "not_an_object")]
 
 
 def test_original_files_naming_the_reference_target_are_read(tmp_path: Path) -> None:

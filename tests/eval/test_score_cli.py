@@ -84,7 +84,7 @@ def test_unscorable_records_exit_1_and_are_listed(mixed: Path, tmp_path: Path) -
     assert code == 1
     assert f"{mixed}[3]: not_a_string" in out
     assert any("rejected_not_a_string" in r for line in cases.read_text().splitlines()
-               for r in json.loads(line)["reasons"])  # fmt: skip
+               for r in json.loads(line)["reasons"])
 
 
 def test_usage_and_io_errors_exit_2(tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_compare_json_and_refusal(mixed: Path, tmp_path: Path) -> None:
     obj = json.loads(out)
     assert list(obj["metrics"]) == list(METRICS)
     assert obj["metrics"]["plan_acc"] == {"a": pytest.approx(0.7), "b": pytest.approx(0.7), "diff": 0.0,
-                                          "ci": [0.0, 0.0]}  # fmt: skip
+                                          "ci": [0.0, 0.0]}
     code, out, _ = run("compare", str(mixed), str(mixed), "--bootstrap", "50")
     assert code == 0 and "B − A" in out
     other = write_umi(tmp_path / "u.jsonl", [("t#0", *MIXED_TRIO[0])])
@@ -161,7 +161,7 @@ def test_a_junk_tool_name_prints_as_one_short_line(tmp_path: Path) -> None:
     junk = '" " "\n' * 200
     fragment = '{\n  " " " " " "\n  " " " " " " " " " " " " " " " " " " " " " " " " " " " " " " " " " "\n}'
     path = write_original(tmp_path / "p.json", [(ref_call("t", "{}"), pred_call(junk, "{}")),
-                                                (ref_call("t", "{}"), pred_call(fragment, "{}"))])  # fmt: skip
+                                                (ref_call("t", "{}"), pred_call(fragment, "{}"))])
     code, out, _ = run("score", str(path), "--bootstrap", "0")
     rows = [line for line in out.splitlines() if '" "' in line]
     assert code == 0 and len(rows) == 2, rows  # one row per junk name, each on one line

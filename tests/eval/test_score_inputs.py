@@ -85,7 +85,7 @@ def test_score_refuses_a_device_behind_a_symlink(tmp_path: Path) -> None:
     zero.symlink_to("/dev/zero")  # endless: a reader that trusted st_size (0) would never stop
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     res = subprocess.run([sys.executable, "-c", _SCORE_CAPPED, str(zero)], capture_output=True, text=True, env=env,
-                         timeout=120, check=False)  # fmt: skip
+                         timeout=120, check=False)
     _one_line_error(res.returncode, res.stdout, res.stderr, "is a character device")
 
 
@@ -148,7 +148,7 @@ def test_a_json_array_item_over_the_bound_is_refused(tmp_path: Path, monkeypatch
 
 @pytest.mark.parametrize("chunk", [2, 7, 4096])
 def test_json_arrays_read_item_by_item_are_read_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        chunk: int) -> None:  # fmt: skip
+                                                        chunk: int) -> None:
     """Whatever the window (one byte at a time included), the streamed items are orjson's items."""
     path = write_original(tmp_path / "p.json", MIXED_TRIO + MIXED_SINGLE)
     items = json.loads(path.read_text())
@@ -162,7 +162,7 @@ def test_json_arrays_read_item_by_item_are_read_exactly(tmp_path: Path, monkeypa
 @pytest.mark.parametrize(("text", "needle"), [
     ('[{"a": 1}', "unexpected end"), ('[{"a": 1}] x', "extra data"), ('[{"a": NaN}]', "not valid JSON"),
     ('[{"a": "\\ud800"}]', "not valid JSON"), ('[{"a": 1} {"b": 2}]', "expected ','"), ("[" * 5000, "not valid JSON"),
-])  # fmt: skip
+])
 def test_broken_json_arrays_are_one_shape_error(tmp_path: Path, text: str, needle: str) -> None:
     path = tmp_path / "p.json"
     path.write_text(text)
@@ -183,7 +183,7 @@ print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(
 def _peak_kib(path: Path, steps: int) -> int:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     res = subprocess.run([sys.executable, "-c", _PEAK, str(path), str(steps)], capture_output=True, text=True,
-                         env=env, timeout=300, check=False)  # fmt: skip
+                         env=env, timeout=300, check=False)
     assert res.returncode == 0, res.stderr[-2000:]
     return int(res.stdout.strip())
 
@@ -225,7 +225,7 @@ def test_compare_refuses_the_same_predictions_against_edited_references(tmp_path
     rows = [(f"t{i}#0", r, p) for i, (r, p) in enumerate(MIXED_TRIO)]
     a = write_umi(tmp_path / "a.jsonl", rows)
     edited = [(sid, p.replace("asssitant: ", "assistant: ", 1) + "</s>" if i == 3 else r, p)
-              for i, (sid, r, p) in enumerate(rows)]  # fmt: skip
+              for i, (sid, r, p) in enumerate(rows)]
     assert edited[3][1] != rows[3][1]
     b = write_umi(tmp_path / "b.jsonl", edited)
     with pytest.raises(StepMismatch, match=r"step 't3#0' has another reference in B \(.*b\.jsonl:5\)"):
@@ -257,5 +257,5 @@ def test_compare_refuses_another_steps_digest(tmp_path: Path) -> None:
 def test_compare_still_pairs_a_trio_with_a_single_model_on_the_same_steps(tmp_path: Path) -> None:
     trio = write_umi(tmp_path / "t.jsonl", [(f"t{i}#0", r, p) for i, (r, p) in enumerate(MIXED_TRIO)])
     single = write_umi(tmp_path / "s.jsonl", [(f"t{i}#0", r, p) for i, (r, p) in enumerate(MIXED_SINGLE)],
-                       mode="single")  # fmt: skip
+                       mode="single")
     assert compare(trio, single, resamples=10)["steps"] == len(MIXED_TRIO)

@@ -108,7 +108,7 @@ def test_role_histories_follow_the_training_rules(tmp_path: Path) -> None:
     ]
     path = tmp_path / "t.json"
     path.write_text(json.dumps([{"tools": [{"Name": "y", "function": "f", "input": {}}], "instruction": "q",
-                                 "conversations": conv}]))  # fmt: skip
+                                 "conversations": conv}]))
     got = load_steps([path])
     assert [s.step for s in got.steps] == [1, 4]  # the hallucinated step is a step (its reference names the bad tool)
     s = got.steps[1]
@@ -131,7 +131,7 @@ def test_turns_without_a_reference_and_rejected_records_are_reported(tmp_path: P
         {"tools": [], "instruction": "q", "conversations": [{"from": "user", "value": "q"},
          {"from": "assistant", "value": "no marker"}, {"from": "caller", "value": "Action: a\nAction Input: {}"}]},
         {"tools": "nope", "instruction": "q", "conversations": []},  # schema reject
-    ]  # fmt: skip
+    ]
     path = tmp_path / "mixed.json"
     path.write_text(json.dumps([good, *bad]))
     got = load_steps([path])
@@ -142,7 +142,7 @@ def test_turns_without_a_reference_and_rejected_records_are_reported(tmp_path: P
     assert {i.source.index for i in got.issues} == {1, 2, 3, 4}
     rows = {i.reason: i.to_dict() for i in got.issues}  # generate's rejects file: the one shape + where
     assert all(list(r) == ["source", "reason", "message", "pointer", "findings", "trajectory_id", "turn"]
-               for r in rows.values())  # fmt: skip
+               for r in rows.values())
     assert rows["no_marker"]["turn"] == 1 and rows["schema"]["turn"] is None and rows["schema"]["findings"]
 
 
@@ -182,15 +182,15 @@ def test_history_turns_are_prompt_context_not_steps_again(tmp_path: Path) -> Non
     first = [{"role": "user", "content": "Weather in Paris?"},
              {"role": "planner", "thought": "Call it.", "decision": "call", "raw": "Call it. Next: caller."},
              {"role": "caller", "calls": [{"name": "get_weather", "arguments": '{"city": "Paris"}'}]},
-             {"role": "observation", "content": '{"temp": 21}'}]  # fmt: skip
+             {"role": "observation", "content": '{"temp": 21}'}]
     second = [{"role": "planner", "thought": "It is 21.", "decision": "conclude", "raw": "It is 21. Next: conclusion."},
-              {"role": "conclusion", "content": "It is 21 degrees in Paris."}]  # fmt: skip
+              {"role": "conclusion", "content": "It is 21 degrees in Paris."}]
     src = {"format": "alpha-umi", "file": "t.json", "index": 0, "line": None, "member": None}
     rec = {"format": "umi.trajectory/v1", "source": src, "instruction": "Weather in Paris?", "tools": tools,
-           "outcome": "answered", "metadata": {}}  # fmt: skip
+           "outcome": "answered", "metadata": {}}
     path = tmp_path / "hist.jsonl"
     path.write_text(json.dumps({**rec, "id": "A", "turns": first}) + "\n"
-                    + json.dumps({**rec, "id": "B", "turns": second, "history": first}) + "\n")  # fmt: skip
+                    + json.dumps({**rec, "id": "B", "turns": second, "history": first}) + "\n")
     got = load_steps([path])
     assert got.trajectories == 2 and not got.issues
     assert [s.id for s in got.steps] == ["A#1", "B#4"]  # not B#1, a second copy of A#1

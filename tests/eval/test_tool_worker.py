@@ -72,7 +72,7 @@ def test_hostile_tools_are_call_errors_and_the_worker_restarts(tmp_path: Path) -
     try:
         expected = {"bye": ("tool_error", "SystemExit: 5"), "die": ("tool_crashed", "exit code 1"),
                     "interrupt": ("tool_error", "KeyboardInterrupt"), "hang": ("timeout", "no answer within 3 s"),
-                    "hog": ("tool_error", "MemoryError")}  # fmt: skip
+                    "hog": ("tool_error", "MemoryError")}
         for name, (code, text) in expected.items():
             obs, attempts = call_tool(ex, by[name], "{}", timeout=10, retries=0)
             assert (obs.code, attempts) == (code, 1) and text in (obs.error or ""), (name, obs)
@@ -131,7 +131,7 @@ def _run_args(tmp: Path, srv: _Script, names: list[str], *extra: str) -> list[st
     return [sys.executable, "-m", "umi_eval", "run", str(q), "-o", str(tmp / "runs.jsonl"), "--tools",
             f"python:{_tools(tmp)}", "--backend", "openai", "--base-url",
             f"http://127.0.0.1:{srv.server_address[1]}/v1", "--planner", "p", "--caller", "c", "--summarizer", "s",
-            "--quiet", *extra]  # fmt: skip
+            "--quiet", *extra]
 
 
 def test_run_goes_on_past_tools_that_exit(tmp_path: Path, script: _Script) -> None:
@@ -152,7 +152,7 @@ def test_user_ctrl_c_still_stops_the_run(tmp_path: Path, script: _Script) -> Non
     """SIGINT to the whole process group (a terminal's Ctrl-C) while a tool hangs: exit 130."""
     args = _run_args(tmp_path, script, ["hang", "ok"], "--tool-timeout", "120")
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         deadline = time.monotonic() + 120
         while script.callers == 0 and time.monotonic() < deadline:

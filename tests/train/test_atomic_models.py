@@ -18,7 +18,7 @@ from umi_train.tiny import tiny_complete
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = ["--role", "caller", "--model", "tiny", "--max-steps", "1", "--save-steps", "100", "--batch-size", "4",
-        "--no-gradient-checkpointing", "-q"]  # fmt: skip
+        "--no-gradient-checkpointing", "-q"]
 
 
 def test_atomic_dir_is_whole_or_absent(tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def test_kill_while_writing_init_leaves_nothing(split_dir: Path, tmp_path: Path)
         " vocab_size=300)\n"
     )
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
     assert p.returncode == -9, p.stderr
     assert not out.exists()  # was: config.json + weights, no tokenizer: every rerun failed to load it
     leftovers = [p.name for p in tmp_path.iterdir()]

@@ -34,7 +34,7 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 def test_umitrain_logging_keeps_info_but_not_the_jax_line(tmp_path: Path) -> None:
     code = ("import logging; from umi_train.cli import _setup_logging; _setup_logging(False); import datasets; "
-            "logging.getLogger('umi_train').info('still on'); print(datasets.config.JAX_AVAILABLE)")  # fmt: skip
+            "logging.getLogger('umi_train').info('still on'); print(datasets.config.JAX_AVAILABLE)")
     proc = _run(["-c", code], _env(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "True"  # the stand-in is seen: datasets did reach its JAX line
@@ -48,7 +48,7 @@ def test_umitrain_tiny_under_ci_prints_one_line(tmp_path: Path) -> None:
     split = write_split(tmp_path / "split", n_traj=4, n_dev=1)
     out = tmp_path / "tiny"
     proc = _run(["-m", "umi_train.cli", "tiny", "--data", str(split), "-o", str(out), "--vocab-size", "300"],
-                _env(tmp_path, CI="true"))  # fmt: skip
+                _env(tmp_path, CI="true"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout == f"tiny model + tokenizer saved to {out} (use it with --model {out})\n"
     assert proc.stderr == "", proc.stderr  # no "Writing model shards" bar, no "JAX version … available."

@@ -36,7 +36,7 @@ def one_line_error(result, code: int = 2) -> str:
 def run(split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("state") / "caller"
     result = umitrain("train", "--data", str(split_dir), "-o", str(out), *BASE, "--report-to", "tensorboard",
-                      "--run-name", "exp1")  # fmt: skip
+                      "--run-name", "exp1")
     assert result.exit_code == 0, result.output
     return out
 
@@ -60,7 +60,7 @@ def test_changed_options_or_data_are_refused(run: Path, split_dir: Path, make_sp
     text = one_line_error(umitrain("train", "--data", str(other), "-o", str(run), *BASE))
     assert "data (the shards' SHA-256 differs)" in text
     text = one_line_error(umitrain("train", "--data", str(split_dir), "-o", str(run), *BASE[:3], "/elsewhere",
-                                   *BASE[4:]))  # fmt: skip
+                                   *BASE[4:]))
     assert "no such local directory" in text  # the model is checked before the run dir
     assert (run / "summary.json").read_bytes() == before  # nothing was touched
 
@@ -99,7 +99,7 @@ def test_resume_refuses_an_incomplete_checkpoint_dir(run: Path, split_dir: Path,
     ckpt.mkdir()
     (ckpt / "trainer_state.json").write_text('{"global_st')  # cut off mid-write
     text = one_line_error(umitrain("train", "--data", str(split_dir), "-o", str(tmp_path / "r"), *BASE,
-                                   "--resume", str(ckpt)))  # fmt: skip
+                                   "--resume", str(ckpt)))
     assert "not a complete checkpoint" in text
 
 
@@ -339,7 +339,7 @@ def _stopped_before_first_checkpoint(data: Path, out: Path) -> None:
             raise KeyboardInterrupt
 
     cfg = TrainConfig(data=data, role="caller", output_dir=out, model="tiny", max_steps=4, batch_size=4,
-                      gradient_checkpointing=False, quiet=True, callbacks=[Stop()])  # fmt: skip
+                      gradient_checkpointing=False, quiet=True, callbacks=[Stop()])
     with pytest.raises(KeyboardInterrupt):
         train_role(cfg)
     assert (out / "init" / "config.json").is_file() and not list(out.glob("checkpoints/checkpoint-*"))
@@ -426,7 +426,7 @@ def _two_ranks(out: Path, overwrite: bool) -> list[dict]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     base = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
-            "OMP_NUM_THREADS": "1"}  # fmt: skip
+            "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-c", RANK_SCRIPT, str(out), "1" if overwrite else "0"]
     procs = []
     for r in range(2):

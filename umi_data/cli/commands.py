@@ -47,16 +47,16 @@ _inputs = click.argument("inputs", nargs=-1, required=True, type=click.Path(path
 _format = click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default=None,
     help="Read every record with this reader instead of detecting the format per record.",
-)  # fmt: skip
+)
 _strict = click.option("--strict", is_flag=True, help="Treat warnings as errors (reject those records).")
 _dataset_info = click.option(
     "--dataset-info", type=click.Path(exists=True, dir_okay=False), default=None,
     help="A LLaMA-Factory dataset_info.json: ShareGPT role tags and columns for the input files its entries "
-         "name (default: a dataset_info.json beside each file).")  # fmt: skip
+         "name (default: a dataset_info.json beside each file).")
 _tools = click.option(
     "--tools", "tools_file", type=click.Path(exists=True, dir_okay=False), default=None,
     help="Tool definitions for records that carry no tool list: a JSON list (or JSONL) of tools in any shape "
-         "umidata reads (OpenAI, BFCL/xLAM {name, description, parameters}, ToolBench api_list).")  # fmt: skip
+         "umidata reads (OpenAI, BFCL/xLAM {name, description, parameters}, ToolBench api_list).")
 _id_prefix = click.option("--id-prefix", default="", help="Prepend this to every trajectory id (e.g. the system "
                           "that wrote the answers).")
 _quiet = click.option(
@@ -86,7 +86,7 @@ def _progress(inputs: tuple[str, ...], quiet: bool) -> Iterator[Callable[[Unit],
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("reading"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeRemainingColumn(), transient=True) as bar:  # fmt: skip
+                  TimeRemainingColumn(), transient=True) as bar:
         task = bar.add_task("read", total=total)
         yield lambda unit: bar.advance(task, unit.size)
 
@@ -98,7 +98,7 @@ def _summary(summary: Summary, quiet: bool, err: bool = True) -> None:
     if quiet:
         return
     line = (f"records read: {summary.records} = accepted {summary.accepted} + rejected {summary.rejected} "
-            f"({summary.errors} errors, {summary.warnings} warnings)")  # fmt: skip
+            f"({summary.errors} errors, {summary.warnings} warnings)")
     if not interactive():
         click.echo(line, err=err)
         return
@@ -133,13 +133,13 @@ def main() -> None:
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=str),
               help="Output file: canonical JSONL (.jsonl), a JSON array (.json), Parquet (.parquet), α-UMi JSON "
                    "(.json) with --to alpha-umi, OpenAI/ShareGPT JSONL (a JSON list for .json) with --to "
-                   "openai|sharegpt. Rejects go to <stem>.rejects.jsonl beside it.")  # fmt: skip
+                   "openai|sharegpt. Rejects go to <stem>.rejects.jsonl beside it.")
 @_format
 @click.option("--to", "to", type=click.Choice(list(OUTPUTS)), default="umi",
               show_default=True,
               help="umi: canonical trajectories; alpha-umi: α-UMi stage-2 conversations; openai: chats with "
                    "messages + tools; sharegpt: LLaMA-Factory ShareGPT, plus its entry in a dataset_info.json "
-                   "beside the output.")  # fmt: skip
+                   "beside the output.")
 @_strict
 @_id_prefix
 @_dataset_info
@@ -151,7 +151,7 @@ def main() -> None:
 @_quiet
 def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict: bool, id_prefix: str,
             dataset_info: str | None, tools_file: str | None, overwrite: bool, max_record_bytes: int,
-            max_ratio: float, allow_empty: bool, workers: int, quiet: bool) -> None:  # fmt: skip
+            max_ratio: float, allow_empty: bool, workers: int, quiet: bool) -> None:
     """Convert INPUT files, directories or zips to canonical trajectories (or α-UMi).
 
     Records with an error finding (or a warning under --strict) and duplicates (same id or same
@@ -170,13 +170,13 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
             summary = run(inputs, out, fmt=fmt, to=to, strict=strict, on_unit=on_unit,  # type: ignore[arg-type]
                           id_prefix=id_prefix, dataset_info=dataset_info, tools=tools_file, overwrite=overwrite,
                           allow_empty=allow_empty, read_opts=read_options(max_record_bytes, max_ratio),
-                          executor=make_executor("local", workers))  # fmt: skip
+                          executor=make_executor("local", workers))
     except OSError as e:  # usage errors (unsafe output, nothing read) are the group's to print
         raise UsageError(f"cannot write {out}: {describe_os_error(e)}") from e
     _summary(summary, quiet)
     if not quiet:
         click.echo(f"wrote {summary.accepted} trajectories to {out}, {summary.rejected} rejects to "
-                   f"{out[: len(out) - len(Path(out).name)]}{Path(out).stem}.rejects.jsonl", err=True)  # fmt: skip
+                   f"{out[: len(out) - len(Path(out).name)]}{Path(out).stem}.rejects.jsonl", err=True)
     sys.exit(EXIT_FINDINGS if summary.rejected else EXIT_OK)
 
 
@@ -185,7 +185,7 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
 @_format
 @_strict
 @click.option("--json", "as_json", is_flag=True,
-              help="Print one JSON report (schemas/findings-report.schema.json), not lines.")  # fmt: skip
+              help="Print one JSON report (schemas/findings-report.schema.json), not lines.")
 @_id_prefix
 @_dataset_info
 @_tools
@@ -195,7 +195,7 @@ def convert(inputs: tuple[str, ...], out: str, fmt: str | None, to: str, strict:
 @_quiet
 def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bool, id_prefix: str,
              dataset_info: str | None, tools_file: str | None, max_record_bytes: int, max_ratio: float,
-             allow_empty: bool, workers: int, quiet: bool) -> None:  # fmt: skip
+             allow_empty: bool, workers: int, quiet: bool) -> None:
     """Check INPUT files, directories or zips and report findings; write nothing.
 
     One line per finding (file:line#/pointer: severity [code] message), then a summary, both on
@@ -229,7 +229,7 @@ def validate(inputs: tuple[str, ...], fmt: str | None, strict: bool, as_json: bo
         _summary(summary, quiet, err=False)
     if summary.nothing_read and not allow_empty:
         click.echo(f"umidata validate: error: no record could be read from {', '.join(inputs)} (see the "
-                   "findings; --allow-empty accepts it)", err=True)  # fmt: skip
+                   "findings; --allow-empty accepts it)", err=True)
         sys.exit(EXIT_USAGE)
     sys.exit(EXIT_FINDINGS if summary.rejected else EXIT_OK)
 

@@ -33,15 +33,15 @@ def read_limits(f: Callable[..., Any]) -> Callable[..., Any]:
     """``--max-record-bytes`` and ``--max-ratio``: what one input may cost in memory."""
     f = click.option("--max-ratio", type=click.FloatRange(min=1), default=DEFAULT_READ.max_ratio, show_default=True,
                      help="A compressed input (zip member, .gz, .zst) may expand at most this many times its "
-                          "compressed size (past 16 MiB); more is refused as a decompression bomb.")(f)  # fmt: skip
+                          "compressed size (past 16 MiB); more is refused as a decompression bomb.")(f)
     return click.option("--max-record-bytes", type=ByteSize(), default="1G", show_default=True,
                         help="Largest JSON file, JSONL line or decompressed input read; larger ones are "
-                             "rejected (too_large) and the run goes on.")(f)  # fmt: skip
+                             "rejected (too_large) and the run goes on.")(f)
 
 
 def allow_empty(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--allow-empty", is_flag=True,
-                        help="Accept inputs from which no record can be read (exit 1 instead of 2).")(f)  # fmt: skip
+                        help="Accept inputs from which no record can be read (exit 1 instead of 2).")(f)
 
 
 def read_options(max_record_bytes: int, max_ratio: float, duplicate_keys: bool = True) -> ReadOptions:
@@ -71,4 +71,4 @@ def workers(f: Callable[..., Any]) -> Callable[..., Any]:
     processes (the driver's local pool); the output is the same bytes whatever the count."""
     return click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
                         help="Processes that read and check records; the output is byte-identical whatever "
-                             "the count.")(f)  # fmt: skip
+                             "the count.")(f)

@@ -95,7 +95,7 @@ def split_command(inputs: tuple[str, ...], outdir: str, roles: tuple[str, ...], 
                   shard_size: int | None, workers: int, engine: str, ray_address: str | None,
                   export: tuple[str, ...], exclude_files: tuple[str, ...], strict: bool, id_prefix: str,
                   dataset_info: str | None, tools_file: str | None, overwrite: bool, max_record_bytes: int,
-                  max_ratio: float, allow_empty: bool, quiet: bool) -> None:  # fmt: skip
+                  max_ratio: float, allow_empty: bool, quiet: bool) -> None:
     """Split trajectories into the GLPFT role datasets: global, planner, caller, summarizer.
 
     INPUTS are ToolBench answer trees, files or data.zip, α-UMi stage-2 JSON, ToolLLaMA, ShareGPT,

@@ -48,7 +48,7 @@ class Executor(Protocol):
     in_process: bool  # results may be lazy (generators): the main process consumes them
 
     def map(self, fn: Callable[..., R], tasks: Sequence[tuple[Any, ...]], tick: Tick | None = None,
-            measure: Callable[[R], tuple[int, int]] | None = None) -> Iterator[R]: ...  # fmt: skip
+            measure: Callable[[R], tuple[int, int]] | None = None) -> Iterator[R]: ...
 
 
 class InProcess:
@@ -58,7 +58,7 @@ class InProcess:
     in_process = True
 
     def map(self, fn: Callable[..., R], tasks: Sequence[tuple[Any, ...]], tick: Tick | None = None,
-            measure: Callable[[R], tuple[int, int]] | None = None) -> Iterator[R]:  # fmt: skip
+            measure: Callable[[R], tuple[int, int]] | None = None) -> Iterator[R]:
         counter = [0, 0]
         progress.use(counter)
         try:
@@ -113,14 +113,14 @@ class LocalPool:
         self.workers = workers
 
     def map(self, fn: Callable[..., R], tasks: Sequence[tuple[Any, ...]], tick: Tick | None = None,
-            measure: Callable[[R], tuple[int, int]] | None = None) -> Iterator[R]:  # fmt: skip
+            measure: Callable[[R], tuple[int, int]] | None = None) -> Iterator[R]:
         if self.workers <= 1 or len(tasks) <= 1:
             yield from InProcess().map(fn, tasks, tick)
             return
         counter = mp.get_context("fork").Array("q", 2)
         before = set(mp.active_children())
         pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("fork"),
-                                   initializer=_init_pool_worker, initargs=(counter, os.getpid()))  # fmt: skip
+                                   initializer=_init_pool_worker, initargs=(counter, os.getpid()))
         pending: list[Future[R]] = []
         next_k = 0
 

@@ -58,7 +58,7 @@ class RayExecutor:
         return max(1, int(self.ray.cluster_resources().get("CPU", self.workers)))
 
     def map(self, fn: Callable[..., R], tasks: Sequence[tuple[Any, ...]], tick: Tick | None = None,
-            measure: Callable[[R], tuple[int, int]] | None = None) -> Iterator[R]:  # fmt: skip
+            measure: Callable[[R], tuple[int, int]] | None = None) -> Iterator[R]:
         ray = self.ray
         started = self._start()
         remote = ray.remote(num_cpus=1, max_retries=0)(fn)

@@ -133,7 +133,7 @@ def convert(
     if local is None:  # an object store: written here, then uploaded (the output last)
         kw = {"fmt": fmt, "to": to, "strict": strict, "on_unit": on_unit, "on_checked": on_checked,
               "id_prefix": id_prefix, "dataset_info": dataset_info, "tools": tools, "allow_empty": allow_empty,
-              "read_opts": read_opts, "executor": executor}  # fmt: skip
+              "read_opts": read_opts, "executor": executor}
         return _convert_to_url(inputs, out, overwrite, kw)
     out = local
     spec = ReadSpec(fmt, read_opts, id_prefix, dataset_info, tools).configured()
@@ -174,7 +174,7 @@ def convert(
                     yield c.trajectory, c.blob
             if summary.nothing_read and not allow_empty:
                 raise NothingRead(f"no record could be read from {', '.join(inputs)} (see the findings); "
-                                  "nothing was written (--allow-empty accepts it)")  # fmt: skip
+                                  "nothing was written (--allow-empty accepts it)")
 
         OUTPUTS[to].write(out, accepted())
     return summary

@@ -80,7 +80,7 @@ class UmiOutput(OutputFormat):
 
     def refusal(self, out: str) -> str:
         return (f"cannot tell what to write from the name {out}: use .jsonl (one trajectory per line), "
-                ".json (a JSON array) or .parquet")  # fmt: skip
+                ".json (a JSON array) or .parquet")
 
     def write(self, out: str, accepted: Accepted) -> None:
         kind = OUTPUT_KINDS[suffix(out)]

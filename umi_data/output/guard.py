@@ -46,10 +46,10 @@ def check_output(out: str | os.PathLike[str], inputs: Iterable[str], input_files
         if _within(r, o):
             what = "is" if r == o else "contains"
             raise UnsafeOutput(f"output {out} {what} the input {p}; writing it would destroy the input — "
-                               "choose another output path")  # fmt: skip
+                               "choose another output path")
         if r.is_dir() and _within(o, r):
             raise UnsafeOutput(f"output {out} is inside the input directory {p}; the next run would read it "
-                               "back as input — choose a path outside it")  # fmt: skip
+                               "back as input — choose a path outside it")
     real_dirs: dict[str, str] = {}
     o_str, o_prefix = str(o), os.path.join(str(o), "")
     for f in files:  # one realpath per directory (realpath is slow Python), an lstat per file
@@ -60,7 +60,7 @@ def check_output(out: str | os.PathLike[str], inputs: Iterable[str], input_files
         real = os.path.realpath(f) if os.path.islink(f) else os.path.join(rd, name)
         if real == o_str or real.startswith(o_prefix):
             raise UnsafeOutput(f"output {out} contains the input file {f} (through a symlink); writing it "
-                               "would destroy the input — choose another output path")  # fmt: skip
+                               "would destroy the input — choose another output path")
     _check_hard_links(out, inputs, files)
 
 
@@ -78,14 +78,14 @@ def _check_hard_links(out: str | os.PathLike[str], inputs: Iterable[str], input_
             st = os.stat(p)
             if (st.st_dev, st.st_ino) == (ost.st_dev, ost.st_ino):
                 raise UnsafeOutput(f"output {out} is the input {p} (a hard link to the same file); writing it "
-                                   "would destroy the input — choose another output path")  # fmt: skip
+                                   "would destroy the input — choose another output path")
 
 
 def check_outputs(
     outputs: Sequence[str | os.PathLike[str]], inputs: Iterable[str | os.PathLike[str]],
     input_files: Iterable[str] = (), *, may_exist: Iterable[str | os.PathLike[str]] = (),
     overwrite_flag: str = "--overwrite",
-) -> None:  # fmt: skip
+) -> None:
     """The one output-safety rule for every file a command will write, checked before any of them
     is opened: each output is not, does not hold and does not lie inside an input
     (:func:`check_output`, symlinks and hard links resolved); no two outputs are the same file
@@ -106,7 +106,7 @@ def check_outputs(
         for k in keys:
             if k in seen and seen[k][0] != i:
                 raise UnsafeOutput(f"outputs {seen[k][1]} and {o} are the same file; this command writes both — "
-                                   "choose another output path")  # fmt: skip
+                                   "choose another output path")
             seen[k] = (i, o)
     allowed = {os.path.abspath(os.fspath(p)) for p in may_exist}
     for o in names:
@@ -178,7 +178,7 @@ def output_lock(out: str | os.PathLike[str], program: str = "umidata") -> Iterat
                 with contextlib.suppress(OSError, ValueError):
                     holder = f" (process {int(lock.read_text().strip())})"
                 raise UnsafeOutput(f"another {program} run{holder} is writing {out}; wait for it to finish "
-                                   f"(lock: {lock})") from None  # fmt: skip
+                                   f"(lock: {lock})") from None
             raise
         try:  # the lock file may have been removed by the run that just finished: lock the current one
             same = os.fstat(fd).st_ino == os.stat(lock).st_ino

@@ -182,7 +182,7 @@ def calls_of(truth: Any, tools: list[Tool], pointer: str) -> list[Call]:
         truth = [{k: v} for k, v in truth.items()]
     if not isinstance(truth, list) or not truth:
         raise ValueError(f"{pointer}: the ground truth must be a non-empty list of {{function: {{param: "
-                         "[acceptable values]}}}")  # fmt: skip
+                         "[acceptable values]}}}")
     required = {t.name: set(t.parameters.get("required") or []) for t in tools if isinstance(t.parameters, dict)}
     props = {t.name: t.parameters.get("properties") or {} for t in tools if isinstance(t.parameters, dict)}
     calls = []
@@ -212,7 +212,7 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
     if "question" not in obj and "ground_truth" in obj:
         return _reject("bfcl_answer_file", f"a BFCL possible_answer record (id {rid!r}): it holds the expected "
                        "calls of the question with that id and is read with the question file of the same name, "
-                       f"one folder up ({ANSWER_DIR}/../<name>); pass the question files", source)  # fmt: skip
+                       f"one folder up ({ANSWER_DIR}/../<name>); pass the question files", source)
     if not isinstance(obj.get("question"), list):
         return _reject("schema", "a BFCL question needs `question`: a list of turns, each a list of {role, content}",
                        source, "/question")
@@ -223,7 +223,7 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
         return _reject("bfcl_multi_turn", f"a BFCL multi-turn or agentic question ({len(turns)} turn(s){what}): its "
                        "expected calls run one after another against BFCL's simulated APIs, whose results are not "
                        "in the data, so it makes no trajectory; the single-turn categories are read", source,
-                       "/question")  # fmt: skip
+                       "/question")
     if not turns or not isinstance(turns[0], list):
         return _reject("schema", "`question` must be a list of turns, each a list of {role, content}", source,
                        "/question")
@@ -250,7 +250,7 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
         return build(msgs, tools, source, traj_id, findings, meta, where="/question/0")
     if "relevance" in meta["bfcl_category"]:
         return _reject("no_ground_truth", "a BFCL relevance question: BFCL only checks that some call is made, so "
-                       "there is no call to learn from it", source)  # fmt: skip
+                       "there is no call to learn from it", source)
     truth, where = ground_truth(source, rid)
     if truth is None:
         return _reject("no_ground_truth", f"BFCL question {rid!r} has no ground truth: {where}", source)

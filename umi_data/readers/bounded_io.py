@@ -34,7 +34,7 @@ def kind_of(mode: int) -> str:
     """What a file of this ``st_mode`` is, in words."""
     for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISDIR, "a directory")):  # fmt: skip
+                       (stat.S_ISDIR, "a directory")):
         if test(mode):
             return name
     return "a special file"

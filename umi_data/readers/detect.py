@@ -51,7 +51,7 @@ def _unknown(obj: Any, source: Source) -> Finding:
     tail = "; `umidata formats` shows every shape, --format forces one"
     if isinstance(obj.get("name"), str) and ("parameters" in obj or "description" in obj) and len(obj) <= 4:
         return Finding("unknown_format", head + "it looks like a tool definition (name, description, parameters), "
-                       "not a record: give tool files with --tools FILE" + tail, source)  # fmt: skip
+                       "not a record: give tool files with --tools FILE" + tail, source)
     fmts, n = closest_formats(obj)
     if not fmts:
         return Finding("unknown_format", head + "it has none of the keys any format is recognised by" + tail, source)
@@ -94,7 +94,7 @@ def safe_one(obj: Any, source: Source, unit: Unit, index: int | None, fmt: str |
         return [Record(source, None, [Finding("too_deep", "the record is nested too deeply to process", source)])]
     except Exception as e:  # reported as a located finding, never swallowed
         return [Record(source, None, [Finding("internal_error", f"the reader failed on this record "
-                                              f"({type(e).__name__}: {e})", source)])]  # fmt: skip
+                                              f"({type(e).__name__}: {e})", source)])]
 
 
 _STR_FIELDS = ("content", "thought", "error", "call_id", "name", "raw")

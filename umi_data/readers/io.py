@@ -125,10 +125,10 @@ def _zip_units(path: str) -> list[Unit]:
     infos.sort(key=lambda i: i.filename)
     answers = [i for i in infos if _is_answer_member(i.filename)]
     chosen = answers or [i for i in infos if _readable(i.filename) and input_kind(i.filename)[0] != "zip"
-                         and not i.filename.startswith("__MACOSX/")]  # fmt: skip
+                         and not i.filename.startswith("__MACOSX/")]
     if not chosen:
         return [Unit(path, None, _file_size(path), ("no_input", f"the archive holds {len(infos)} file(s), none "
-                     f"readable ({', '.join(INPUT_SUFFIXES[:-1])}, optionally .gz/.zst)"))]  # fmt: skip
+                     f"readable ({', '.join(INPUT_SUFFIXES[:-1])}, optionally .gz/.zst)"))]
     return [Unit(path, i.filename, i.file_size) for i in chosen]
 
 
@@ -142,7 +142,7 @@ def _walk(top: str) -> tuple[list[str], list[Unit], int]:
 
     def unreadable(e: OSError) -> None:
         problems.append(Unit(str(e.filename or top), None, 0,
-                             ("io_error", f"cannot list directory: {e.strerror or e}")))  # fmt: skip
+                             ("io_error", f"cannot list directory: {e.strerror or e}")))
 
     for root, dirs, names in os.walk(top, onerror=unreadable, followlinks=True):
         try:
@@ -182,7 +182,7 @@ def expand(paths: Iterable[str | os.PathLike[str]]) -> list[Unit]:
             if not found and not problems:
                 what = f"holds {n_seen} file(s), none readable" if n_seen else "is empty"
                 found.append(Unit(p, None, 0, ("no_input", f"the directory {what} (readable: "
-                                               f"{', '.join(INPUT_SUFFIXES)}, optionally .gz/.zst)")))  # fmt: skip
+                                               f"{', '.join(INPUT_SUFFIXES)}, optionally .gz/.zst)")))
             units.extend(sorted(found + problems, key=lambda u: (u.path, u.member or "")))
         elif input_kind(p)[0] == "zip" and os.path.isfile(p):
             units.extend(_zip_units(p))
@@ -208,7 +208,7 @@ def _expand_url(url: str) -> list[Unit]:
     if not found:
         what = f"holds {len(files)} file(s), none readable" if files else "is empty"
         found.append(Unit(url, None, 0, ("no_input", f"the directory {what} (readable: "
-                                         f"{', '.join(INPUT_SUFFIXES)}, optionally .gz/.zst)")))  # fmt: skip
+                                         f"{', '.join(INPUT_SUFFIXES)}, optionally .gz/.zst)")))
     return found
 
 
@@ -310,9 +310,9 @@ def too_large(what: str, size: int, compressed: int, opts: ReadOptions, streamin
     more = "over" if not streaming else "already over"
     if size > opts.max_record_bytes:
         return (f"{what} is {more} {_size(opts.max_record_bytes)} (size {_size(size)}); raise "
-                "--max-record-bytes to read it")  # fmt: skip
+                "--max-record-bytes to read it")
     return (f"{what} expands {more} {opts.max_ratio:g}× its compressed size ({_size(compressed)} → "
-            f"{_size(size)}): a decompression bomb? raise --max-ratio to read it")  # fmt: skip
+            f"{_size(size)}): a decompression bomb? raise --max-ratio to read it")
 
 
 def _read_bytes(unit: Unit, opts: ReadOptions) -> bytes:
@@ -325,7 +325,7 @@ def _read_bytes(unit: Unit, opts: ReadOptions) -> bytes:
         declared, packed = info.file_size, info.compress_size
         if comp is None and (declared > opts.max_record_bytes or (
             opts.max_ratio and declared > opts.ratio_floor and declared > packed * opts.max_ratio
-        )):  # fmt: skip
+        )):
             raise Refused("too_large", too_large("the archive member", declared, packed, opts))
         with zf.open(info) as f:
             if comp is None:
@@ -337,7 +337,7 @@ def _read_bytes(unit: Unit, opts: ReadOptions) -> bytes:
             many = kind in ("jsonl", "parquet")  # those hold many records: as large as the file is
             if not many and size > opts.max_record_bytes:
                 raise Refused("too_large", too_large("the file", size, 0, opts)
-                              + " (or write it as JSONL: the limit then applies per line)")  # fmt: skip
+                              + " (or write it as JSONL: the limit then applies per line)")
             # bounded while reading, whatever st_size said (a file growing meanwhile, /proc files)
             limit = max(opts.max_record_bytes, size) if many else opts.max_record_bytes
             try:
@@ -347,7 +347,7 @@ def _read_bytes(unit: Unit, opts: ReadOptions) -> bytes:
                     raise Refused("too_large", f"the file gave more than {_size(limit)} while being read, more "
                                   f"than its size ({_size(size)}): is it growing? read a finished copy") from None
                 raise Refused("too_large", too_large("the file", e.read, 0, opts, streaming=True)
-                              + " (or write it as JSONL: the limit then applies per line)") from None  # fmt: skip
+                              + " (or write it as JSONL: the limit then applies per line)") from None
         return _decompressed(raw, comp, size, "the decompressed file", opts)
 
 
@@ -399,13 +399,13 @@ def as_utf8(data: bytes) -> bytes:
     head = data[:4]
     for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
                        (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
-                       (codecs.BOM_UTF16_BE, "utf-16")):  # fmt: skip
+                       (codecs.BOM_UTF16_BE, "utf-16")):
         if head.startswith(bom):
             try:
                 return data.decode(codec).encode("utf-8")
             except UnicodeError as e:
                 raise Refused("encoding", f"starts with a {codec.upper()} byte-order mark but is not "
-                               f"valid {codec.upper()}: {e}") from e  # fmt: skip
+                               f"valid {codec.upper()}: {e}") from e
     if b"\x00" in head:
         order = "BE" if head[:1] == b"\x00" else "LE"
         raise Refused("encoding", _UTF16.format(f" ({order})" if len(head) > 1 else "", order))

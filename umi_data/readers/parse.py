@@ -95,7 +95,7 @@ def _jsonl_in_json(unit: Unit, data: bytes, fmt: str | None, opts: ReadOptions) 
     name = PurePosixPath(unit.member).name if unit.member else Path(unit.path).name
     for rec in _read_jsonl(unit, data, fmt, opts):
         rec.findings.append(Finding("jsonl_in_json", f"{name} holds one JSON record per line (JSONL), not one JSON "
-                                    "value; read line by line (name it .jsonl to say so)", rec.source))  # fmt: skip
+                                    "value; read line by line (name it .jsonl to say so)", rec.source))
         yield rec
 
 
@@ -105,7 +105,7 @@ def _with_dups(recs: list[Record], dups: list[tuple[str, str]]) -> list[Record]:
     for pointer, key in dups:
         rec.findings.append(Finding("duplicate_key", f"the key {key!r} appears more than once in this object; "
                                     "JSON readers keep the last one, so the earlier ones were ignored",
-                                    rec.source, pointer))  # fmt: skip
+                                    rec.source, pointer))
     return recs
 
 

@@ -44,7 +44,7 @@ FORMAT = "sharegpt"
 DEFAULT_TAGS = {
     "role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
     "observation_tag": "observation", "function_tag": "function_call", "system_tag": "system",
-}  # fmt: skip
+}
 DEFAULT_COLUMNS = {"messages": "conversations", "system": "system", "tools": "tools"}
 _NONE: Mapping[str, Any] = MappingProxyType({})
 

@@ -82,7 +82,7 @@ def tools_from_spec(spec: Any, pointer: str) -> list[Tool]:
     if isinstance(spec.get("api_list"), list):
         tool_name = str(spec.get("tool_name") or spec.get("name") or "")
         return [_toolbench_api(tool_name, api, f"{pointer}/api_list/{k}") for k, api in enumerate(spec["api_list"])
-                if isinstance(api, dict)]  # fmt: skip
+                if isinstance(api, dict)]
     if isinstance(spec.get("Name"), str) and "input" in spec:  # an α-UMi doc
         from umi_data.render.alpha_umi import tool_from_doc
 
@@ -94,11 +94,11 @@ def tools_from_spec(spec: Any, pointer: str) -> list[Tool]:
         fn = spec
     if not isinstance(fn.get("name"), str) or not fn["name"]:
         raise ToolSpecError(pointer, "a tool needs a `name`: {name, description, parameters} or "
-                            "{type: function, function: {…}}")  # fmt: skip
+                            "{type: function, function: {…}}")
     params = fn.get("parameters", fn.get("input_schema"))
     if params is not None and not isinstance(params, dict):
         raise ToolSpecError(f"{pointer}/parameters", "`parameters` must be a JSON Schema object or a map of "
-                            "parameter names to {type, description}")  # fmt: skip
+                            "parameter names to {type, description}")
     desc = fn.get("description")
     return [Tool(fn["name"], desc if isinstance(desc, str) else "", normalise_parameters(params))]
 

@@ -293,7 +293,7 @@ class _ShardJob:
                     "decision": ex.decision, "source": res.where,
                 }, orjson.dumps({"tools": prepared.docs, "history": prepared.conv[: ex.turn],
                                  "input": ex.prompt, "target": ex.completion})
-                    if self.opts.export_glpft_json else None))  # fmt: skip
+                    if self.opts.export_glpft_json else None))
             res.examples[role] = n
         for role, row, blob in rows:
             self._writer(role, res.split).add(row)
@@ -657,7 +657,7 @@ def _consume(shards: Iterable[ShardResult], rejects: BinaryIO) -> _Tally:
 
 
 def _manifest(units_by_input: list[tuple[str, list[Unit]]], opts: SplitOptions, t: _Tally, summary: SplitSummary,
-              roles: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:  # fmt: skip
+              roles: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
     """``manifest.json``: format, version, template, options, inputs with their digests, counts,
     the per-role files, and the schemas of what was written."""
     return {

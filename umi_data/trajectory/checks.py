@@ -50,7 +50,7 @@ _TYPES = {
     "object": "object", "dict": "object", "map": "object",
     "array": "array", "list": "array",
     "null": "null",
-}  # fmt: skip
+}
 
 
 # --- argument schemas -----------------------------------------------------------------------

@@ -216,7 +216,7 @@ class Reject:
 
     @classmethod
     def of(cls, finding: Finding, findings: Sequence[Finding] = (), source: Source | None = None,
-           **extra: Any) -> Reject:  # fmt: skip
+           **extra: Any) -> Reject:
         """The reject for ``finding`` (its code, message and pointer), with everything found in the
         record; ``source`` is the record's (default: the finding's)."""
         return cls(source or finding.source, finding.code, finding.message, finding.pointer, list(findings), extra)

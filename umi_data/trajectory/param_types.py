@@ -32,7 +32,7 @@ _SCALARS: dict[str, str | None] = {
     "hashtable": "object",
     "none": "null", "null": "null", "nonetype": "null",
     "any": None, "enum": "string",
-}  # fmt: skip
+}
 JSON_TYPES = frozenset({"string", "integer", "number", "boolean", "array", "object", "null"})
 _OPTIONAL = re.compile(r"\s*,\s*optional\s*$", re.I)
 

@@ -292,7 +292,7 @@ class _Run:
                     if errors:
                         self.st.find("arguments_schema", at, f"{tool.name}: " + "; ".join(errors))
             obs, _attempts = call_tool(self.executor, tool, call.arguments, {"routes": self.q.routes},
-                                       self.cfg.timeout, self.cfg.retries)  # fmt: skip
+                                       self.cfg.timeout, self.cfg.retries)
             if obs.code:
                 self.st.find(obs.code, at, f"{tool.name}: {(obs.error or obs.content)[:200]}")
             out.append(self._observation(obs, tool.name))
@@ -365,7 +365,7 @@ class _Run:
             obs = next((t for t in new if t.role == "observation"), None)
             output = json.dumps({"error": (obs.error or "") if obs else "", "response": obs.content if obs else ""})
             previous.append({"name": caller.calls[0].name, "arguments": caller.calls[0].arguments,
-                             "function_output": output, "mento-carlo-action-value": 0.0})  # fmt: skip
+                             "function_output": output, "mento-carlo-action-value": 0.0})
         if not previous:
             return None
         text = json.dumps(previous, indent=2) + "\n"
@@ -400,7 +400,7 @@ def run_query(query: Query, models: Models, executor: Executor, cfg: LoopConfig,
     outcome = derive_outcome(turns)
     src = query.source
     return Trajectory(query.id, Source(FORMAT, src.file, src.index, src.line, src.member), query.instruction,
-                      tools, turns, outcome, meta)  # fmt: skip
+                      tools, turns, outcome, meta)
 
 
 # --- many queries: concurrency, resumable output, summary ------------------------------------------
@@ -451,7 +451,7 @@ class RunSummary:
             f"tool errors {errors} (time-outs {f['timeout']}, no recorded response {f['no_record']})",
         ]
         other = {k: v for k, v in sorted(f.items()) if k not in (
-            "unknown_tool", "caller_unparsable", "arguments_not_json", "arguments_schema", *_TOOL_ERRORS)}  # fmt: skip
+            "unknown_tool", "caller_unparsable", "arguments_not_json", "arguments_schema", *_TOOL_ERRORS)}
         if other:
             out.append("other findings: " + ", ".join(f"{k} {v}" for k, v in other.items()))
         if self.reject_codes:
@@ -488,11 +488,11 @@ def _done_ids(path: Path) -> tuple[dict[str, str | None], int]:
                 ids[obj["id"]] = meta.get("query_digest") if isinstance(meta, dict) else None
             except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
                 raise RunError(f"{path}:{n} is not a run file line ({e}); not touching it (choose another "
-                               "--output)") from None  # fmt: skip
+                               "--output)") from None
     cut = len(data) - keep
     if cut and not _torn_run_line(data[keep:]):
         raise RunError(f"{path}: its last line ({data[keep:keep + 40]!r}…) is not the start of a run file line; "
-                       "not touching it (choose another --output)")  # fmt: skip
+                       "not touching it (choose another --output)")
     if cut:
         with open(path, "r+b") as f:
             f.truncate(keep)
@@ -535,14 +535,14 @@ def run(
         out.parent.mkdir(parents=True, exist_ok=True)
         with output_lock(out, "umieval"):
             return _run_locked(items, models, executor, out, cfg, concurrency, tools_spec, on_start, on_done,
-                               overwrite)  # fmt: skip
+                               overwrite)
     except UnsafeOutput as e:
         raise RunError(str(e)) from None
 
 
 def _run_locked(items: Iterable[Query | Reject], models: Models, executor: Executor, out: Path, cfg: LoopConfig,
                 concurrency: int, tools_spec: str, on_start: Callable[[int], None] | None,
-                on_done: Callable[[], None] | None, overwrite: bool) -> RunSummary:  # fmt: skip
+                on_done: Callable[[], None] | None, overwrite: bool) -> RunSummary:
     summary = RunSummary(output=str(out))
     queries, rejects = _admit(items, executor)
     if not queries and not rejects:
@@ -592,13 +592,13 @@ def _todo(out: Path, queries: list[Query], overwrite: bool) -> list[Query]:
             f"{out} has a trajectory for query id {q.id!r} ({where}) that was run for another "
             f"instruction or tools ({len(changed)} such id(s)): the queries changed since that run, or an id "
             "taken from the line number moved when lines were inserted. Give the queries explicit ids, "
-            "or choose another --output (or delete those lines from it) to run them again")  # fmt: skip
+            "or choose another --output (or delete those lines from it) to run them again")
     return [q for q in queries if q.id not in done]
 
 
 def _run_all(todo: list[Query], models: Models, executor: Executor, out: Path, cfg: LoopConfig, concurrency: int,
              tools_spec: str, summary: RunSummary, rank: dict[str, int],
-             on_done: Callable[[], None] | None) -> list[tuple[int, Reject]]:  # fmt: skip
+             on_done: Callable[[], None] | None) -> list[tuple[int, Reject]]:
     """Run ``todo`` in ``concurrency`` threads, appending each trajectory to ``out`` as it ends and
     adding it to ``summary``; returns the reject lines of the queries that failed, with their rank."""
     # every query's requests go through one engine: a model in this process batches the requests
@@ -652,7 +652,7 @@ def _write_rejects(out: Path, rejects: list[Reject], summary: RunSummary) -> Non
 
 
 def _collect(finished: Iterable[Any], summary: RunSummary, crashed: list[tuple[int, Reject]],
-             rank: dict[str, int], on_done: Callable[[], None] | None) -> None:  # fmt: skip
+             rank: dict[str, int], on_done: Callable[[], None] | None) -> None:
     for fut in finished:
         q, traj, seconds, error = fut.result()
         if traj is None:

@@ -27,7 +27,7 @@ class ToolSpecError(UsageError, ValueError):
 
 
 _PY_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean",
-                             list: "array", dict: "object", tuple: "array", type(None): "null"}  # fmt: skip
+                             list: "array", dict: "object", tuple: "array", type(None): "null"}
 
 
 _BY_NAME: dict[Any, Any] = {t.__name__: t for t in _PY_TYPES}
@@ -84,7 +84,7 @@ def _tool_from_spec(spec: Any) -> Tool:
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise ToolSpecError(f"a `tools` entry must be an object with a string `name`: {str(spec)[:80]}")
     return Tool(spec["name"], str(spec.get("description") or ""),
-                spec.get("parameters") or {"type": "object", "properties": {}})  # fmt: skip
+                spec.get("parameters") or {"type": "object", "properties": {}})
 
 
 def load_module(target: str) -> types.ModuleType:
@@ -116,7 +116,7 @@ def module_tools(module: types.ModuleType) -> tuple[list[Tool], dict[str, Callab
     name = f"python:{module.__name__}"
     declared = getattr(module, "tools", None)
     funcs = {n: f for n, f in vars(module).items()
-             if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == module.__name__}  # fmt: skip
+             if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == module.__name__}
     if declared is not None:
         tools = [_tool_from_spec(s) for s in declared]
     else:

@@ -86,7 +86,7 @@ def toolbench_tool(api: dict[str, Any]) -> tuple[Tool, dict[str, str]]:
         for p in api.get(key) or []:
             pname = _param_name(str(p.get("name", "")))
             spec: dict[str, Any] = {"type": _TYPES.get(p.get("type"), "string"),
-                                    "description": str(p.get("description") or "")[:256]}  # fmt: skip
+                                    "description": str(p.get("description") or "")[:256]}
             if str(p.get("default", "")) != "":
                 spec["example_value"] = p["default"]
             props[pname] = spec

@@ -81,7 +81,7 @@ def _serve(conn: Any, target: str, max_bytes: int, parent: int) -> None:
             answer = ("ok", text)
         except BaseException as e:  # SystemExit, KeyboardInterrupt too: this call's error
             what = {SystemExit: " (a tool must return or raise, not exit)",
-                    KeyboardInterrupt: " (raised by the tool, not the user's Ctrl-C)"}.get(type(e), "")  # fmt: skip
+                    KeyboardInterrupt: " (raised by the tool, not the user's Ctrl-C)"}.get(type(e), "")
             answer = ("error", f"{type(e).__name__}: {e}{what}")
         try:
             conn.send(answer)
@@ -105,7 +105,7 @@ class ToolWorker:
         ctx = multiprocessing.get_context("spawn")
         parent_conn, child_conn = ctx.Pipe()
         proc = ctx.Process(target=_serve, args=(child_conn, self.target, self.max_bytes, os.getpid()),
-                           name="umieval-tools", daemon=True)  # fmt: skip
+                           name="umieval-tools", daemon=True)
         proc.start()
         child_conn.close()
         self._proc, self._conn = proc, parent_conn
@@ -157,7 +157,7 @@ class ToolWorker:
                 code = self._kill()
                 how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
                 raise WorkerDied(f"the tool's process ended during the call ({how}); it is restarted for the "
-                                 "next call") from None  # fmt: skip
+                                 "next call") from None
             return kind == "ok", text
 
     def close(self) -> None:

@@ -156,7 +156,7 @@ def call_tool(
 
 
 def _call_tool(executor: Executor, tool: Tool, arguments: str, ctx: dict[str, Any], timeout: float,
-               retries: int, backoff: float) -> tuple[Observation, int]:  # fmt: skip
+               retries: int, backoff: float) -> tuple[Observation, int]:
     attempts = 0
     while True:
         attempts += 1
@@ -405,16 +405,16 @@ class HttpExecutor:
 
     def execute(self, tool: Tool, arguments: str, context: dict[str, Any]) -> Observation:
         payload = {**toolbench_route(tool, context.get("routes") or {}), "tool_input": arguments,
-                   "strip": "truncate", "toolbench_key": self.key}  # fmt: skip
+                   "strip": "truncate", "toolbench_key": self.key}
         req = urllib.request.Request(self.url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+                                     headers={"Content-Type": "application/json"})
         opener = urllib.request.build_opener(_SameHostRedirects)
         try:
             with opener.open(req, timeout=self.timeout) as resp:
                 body = resp.read(MAX_RESPONSE_BYTES)
         except _Redirected as e:
             return failed("redirected", f"HTTP {e.code}: {self.url} redirected to {e.url}, another host; not "
-                          "followed")  # fmt: skip
+                          "followed")
         except urllib.error.HTTPError as e:
             if e.code >= 500:
                 raise TransientError(f"HTTP {e.code} from {self.url}") from e
@@ -442,7 +442,7 @@ def _http_url(url: str, spec: str) -> str:
         raise ToolSpecError(f"--tools {spec!r}: {e}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ToolSpecError(f"--tools {spec!r}: http:URL needs a URL with its scheme and host, "
-                            "e.g. http:http://127.0.0.1:8080/virtual or http://127.0.0.1:8080/virtual")  # fmt: skip
+                            "e.g. http:http://127.0.0.1:8080/virtual or http://127.0.0.1:8080/virtual")
     return url
 
 
@@ -465,12 +465,12 @@ def _http_executor(url: str, spec: str, timeout: float, key_hosts: Iterable[str]
     named = any(_host_matches(h, host, port) for h in key_hosts)
     if key and named and scheme == "http" and not is_loopback(host) and not plain_http_key:
         raise ToolSpecError(f"--tools {spec!r}: TOOLBENCH_KEY would go over plain HTTP to {host}; use an https:// "
-                            "URL, or pass --tool-key-over-http to send it anyway")  # fmt: skip
+                            "URL, or pass --tool-key-over-http to send it anyway")
     return HttpExecutor(url, key=key if named else "", timeout=timeout, key_withheld=bool(key) and not named)
 
 
 def make_executor(spec: str, timeout: float = 30.0, tool_memory: int = DEFAULT_TOOL_MEMORY,
-                  key_hosts: Iterable[str] = (), plain_http_key: bool = False) -> Executor:  # fmt: skip
+                  key_hosts: Iterable[str] = (), plain_http_key: bool = False) -> Executor:
     """``python:MODULE`` / ``replay:PATH[,PATH…]`` / ``http:URL`` (``http://…`` works as is).
     ``key_hosts``: the hosts ``TOOLBENCH_KEY`` may be sent to (see :func:`_http_executor`)."""
     kind, sep, target = spec.partition(":")

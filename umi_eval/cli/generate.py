@@ -41,7 +41,7 @@ def _scores(path: str) -> tuple[dict[str, float] | None, dict[str, Any] | None, 
 
 
 METRIC_LABELS = (("plan_acc", "Plan ACC"), ("act_em", "Act. EM"), ("hallu", "Hallu."), ("arg_f1", "Arg. F1"),
-                 ("rouge_l", "R-L"))  # fmt: skip
+                 ("rouge_l", "R-L"))
 
 
 def format_summary(
@@ -68,7 +68,7 @@ def format_summary(
         if ci and any(ci.get(k) for k, _ in keys):
             iv = [ci.get(k) for k, _ in keys]
             lines.append("             " + "".join(f"{f'{100 * v[0]:.1f}–{100 * v[1]:.1f}' if v else '':>13}"
-                                                   for v in iv) + "   (95 % interval)")  # fmt: skip
+                                                   for v in iv) + "   (95 % interval)")
         lines.append(f"             full table: umieval score {s.out}")
     elif note:
         lines.append(f"  scores     {note}")
@@ -126,7 +126,7 @@ def format_summary(
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary.")
 def generate_cmd(inputs: tuple[str, ...], out: str, models: ModelOptions, backend: BackendOptions, prompts: str,
                  decoding: Decoding, chunk_size: int, fmt: str | None, template: str, split: str, limit: int | None,
-                 overwrite: bool, as_json: bool, quiet: bool) -> None:  # fmt: skip
+                 overwrite: bool, as_json: bool, quiet: bool) -> None:
     """Run trained models on the static test steps of INPUT… (α-UMi test files such as
     out_of_domain.json, any input umidata reads, or a `umidata split` dir: its dev trajectories).
 
@@ -140,7 +140,7 @@ def generate_cmd(inputs: tuple[str, ...], out: str, models: ModelOptions, backen
         require_backend(backend.kind)
         mode, names = models.resolve(backend.kind)
         opts = GenerateOptions(mode, names, backend.kind, decoding, prompts, backend.open_options(decoding.seed),
-                               chunk_size)  # fmt: skip
+                               chunk_size)
         if backend.kind == "transformers" and backend.threads:
             import torch
 
@@ -148,7 +148,7 @@ def generate_cmd(inputs: tuple[str, ...], out: str, models: ModelOptions, backen
         library_bars(backend.kind, quiet)
         with _progress(quiet) as (on_start, on_steps):
             summary = generate(inputs, out, opts, fmt=fmt, template=template, split=split, overwrite=overwrite,
-                               limit=limit, on_start=on_start, on_steps=on_steps)  # fmt: skip
+                               limit=limit, on_start=on_start, on_steps=on_steps)
         metrics, ci, note = _scores(out)
     except KeyboardInterrupt:  # usage, I/O and internal errors: the group's policy (umi_cli.errors)
         click.echo("\ninterrupted: finished chunks are in the file; rerun the same command to resume", err=True)
@@ -174,7 +174,7 @@ class _progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                            transient=True)  # fmt: skip
+                            transient=True)
         self.bar.__enter__()
         return self._start, self._advance
 

@@ -22,7 +22,7 @@ from umi_cli.errors import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from umi_data.output.guard import UnsafeOutput, output_lock
 
 COMPARABLE = ("Numbers are comparable to ToolEval's (the paper's Table 2), not identical: umi's own prompt "
-              "wording of ToolEval's criteria and your judge model.")  # fmt: skip
+              "wording of ToolEval's criteria and your judge model.")
 
 
 def _fail(message: str) -> None:
@@ -84,7 +84,7 @@ def judge_cmd(runs: tuple[str, ...], against: tuple[str, ...], output: str, judg
               api_key_env: str, samples: int, temperature: float, max_tokens: int, judge_seed: int, timeout: float,
               retries: int, backoff: float, concurrency: int, cache_path: str | None, groups_file: str | None,
               max_trajectory_chars: int, price_in: float | None, price_out: float | None, resamples: int, seed: int,
-              as_json: bool, quiet: bool) -> None:  # fmt: skip
+              as_json: bool, quiet: bool) -> None:
     """Judge agent runs like ToolEval: the pass rate of RUNS and, with --against, their win rate
     against a reference set, per ToolBench test group and on average, with 95 % bootstrap intervals.
 
@@ -120,10 +120,10 @@ def judge_cmd(runs: tuple[str, ...], against: tuple[str, ...], output: str, judg
         _fail(f"{output} exists and is not a umieval judge file; not touching it (choose another -o)")
     groups = read_groups(groups_file) if groups_file else None
     backend = OpenAIBackend(judge_url, judge_model, api_key=os.environ.get(api_key_env) or "", timeout=timeout,
-                            retries=retries, concurrency=concurrency, backoff=backoff)  # fmt: skip
+                            retries=retries, concurrency=concurrency, backoff=backoff)
     decoding = Decoding(max_new_tokens=max_tokens, temperature=temperature, seed=judge_seed)
     opts = JudgeOptions(samples=samples, resamples=resamples, seed=seed, max_chars=max_trajectory_chars,
-                        price_in=price_in, price_out=price_out)  # fmt: skip
+                        price_in=price_in, price_out=price_out)
 
     def phase(message: str) -> None:
         if not quiet and not as_json:
@@ -144,7 +144,7 @@ def judge_cmd(runs: tuple[str, ...], against: tuple[str, ...], output: str, judg
             report = run_judge(runs, judge, opts, against=against, groups=groups, output=output, on_phase=phase)
         except KeyboardInterrupt:  # the requests in flight have ended (the thread pool waits for them)
             click.echo("\numieval judge: interrupted; every judge reply received so far is cached in "
-                       f"{cache_path}: rerun the same command to resume", err=True)  # fmt: skip
+                       f"{cache_path}: rerun the same command to resume", err=True)
             sys.exit(EXIT_INTERRUPTED)  # after the cache is closed and the locks are released
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
@@ -173,7 +173,7 @@ def render_judgment(s: dict[str, Any]) -> None:
                   title_justify="left",
                   caption=f"×100; 95 % CI: bootstrap over queries ({boot['resamples']} resamples, seed "
                           f"{boot['seed']}; stratified by group for the Average = mean of the groups).\n"
-                          + COMPARABLE, caption_justify="left")  # fmt: skip
+                          + COMPARABLE, caption_justify="left")
     table.add_column("group")
     table.add_column("queries", justify="right")
     table.add_column("pass rate [95 % CI]", justify="right")
@@ -190,9 +190,9 @@ def render_judgment(s: dict[str, Any]) -> None:
     groups = s["groups"]
     head = " | ".join(f"{g['label']} {'P/W' if win else 'P'}" for g in groups.values())
     cells = " | ".join(_pct(g["pass_rate"]["rate"]) + (f"/{_pct(g['win_rate']['rate'])}" if win else "")
-                       for g in groups.values())  # fmt: skip
+                       for g in groups.values())
     out.print(f"as a row of the paper's Table 2:\n| Method | {head} |\n| umi | {cells} |", markup=False,
-              highlight=False)  # fmt: skip
+              highlight=False)
     votes = ", ".join(f"{k} {v}" for k, v in s["pass_votes"].items())
     out.print(f"pass votes: {votes}; unanswered queries (failed without asking): {s['unanswered']}", markup=False)
     if win:
@@ -200,21 +200,21 @@ def render_judgment(s: dict[str, Any]) -> None:
         out.print("win decided by: " + ", ".join(f"{k} {v}" for k, v in w["decided_by"].items())
                   + "; preference votes: " + (", ".join(f"{k} {v}" for k, v in w["votes"].items()) or "none")
                   + (f"; reference-only queries (not compared) {w['reference_only']}" if w["reference_only"] else ""),
-                  markup=False)  # fmt: skip
+                  markup=False)
     tok, ctok = j["tokens"], j["cached_tokens"]
     line = (f"judge requests {j['requests']} = asked {j['asked']} + cached {j['cached']}"
             + (f"; unanswered {j['errors']} (rerun to ask them again)" if j["errors"] else "")
             + f"; tokens now: prompt {tok['prompt']}, completion {tok['completion']} (cached replies: prompt "
-            f"{ctok['prompt']}, completion {ctok['completion']}, cost nothing)")  # fmt: skip
+            f"{ctok['prompt']}, completion {ctok['completion']}, cost nothing)")
     out.print(line, markup=False)
     if j["cost"] is not None:
         p = j["price_per_million"]
         out.print(f"cost now: ${j['cost']:.4f} (at ${p['in'] or 0:g} / ${p['out'] or 0:g} per 1M prompt / "
-                  "completion tokens)", markup=False)  # fmt: skip
+                  "completion tokens)", markup=False)
     if s["rejected"]:
         codes = ", ".join(f"{k} {v}" for k, v in s["rejected_by_reason"].items())
         out.print(f"rejected records (not judged): {s['rejected']} ({codes}); see {s.get('rejects_file')}",
-                  markup=False)  # fmt: skip
+                  markup=False)
     if s.get("output"):
         out.print(f"→ {s['output']}", markup=False)
 
@@ -231,15 +231,15 @@ def render_judged_comparison(result: dict[str, Any]) -> None:
     caption = (escape(f"A = {result['a']} (judge {result['judges']['a']})\nB = {result['b']} (judge "
                       f"{result['judges']['b']})\n")
                + f"×100; paired bootstrap over queries, {boot['resamples']} resamples, seed {boot['seed']}; an "
-               "interval that excludes 0 marks a difference beyond resampling noise.\n" + COMPARABLE)  # fmt: skip
+               "interval that excludes 0 marks a difference beyond resampling noise.\n" + COMPARABLE)
     table = Table(title=f"umieval compare: {result['queries']} judged queries", title_justify="left",
-                  caption=caption, caption_justify="left")  # fmt: skip
+                  caption=caption, caption_justify="left")
     for name, justify in (("group", "left"), ("metric", "left"), ("A", "right"), ("B", "right"),
-                          ("B − A", "right"), ("95 % CI of B − A", "right")):  # fmt: skip
+                          ("B − A", "right"), ("95 % CI of B − A", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for g in result["groups"].values():
         for m in result["metrics"]:
             r = g[m]
             table.add_row(g["label"], m.replace("_", " "), _pct(r["a"]), _pct(r["b"]), f"{100 * r['diff']:+.1f}",
-                          _ci(r["ci"]))  # fmt: skip
+                          _ci(r["ci"]))
     out.print(table)

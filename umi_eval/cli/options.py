@@ -79,7 +79,7 @@ def _run_model(run: Path, role: str) -> str:
 def resolve_models(
     planner: str | None, caller: str | None, summarizer: str | None, model: str | None, run: str | None,
     backend: str,
-) -> tuple[str, dict[str, str]]:  # fmt: skip
+) -> tuple[str, dict[str, str]]:
     """(mode, role → model) from the flags; a GLPFT run directory fills in what is not given."""
     trio = {"planner": planner, "caller": caller, "summarizer": summarizer}
     if model and run:
@@ -111,7 +111,7 @@ def model_options(model_help: str) -> Callable[[F], F]:
                      help="A `umitrain glpft` output dir: stage2-<role>/model for every trio role not given "
                      "(and, with --model DIR, its stage-1 model)."),
         click.option("--model", help=model_help),
-    ])  # fmt: skip
+    ])
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ def decoding_options(max_input_tokens: int, max_input_help: str, temperature_hel
         click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0, 1)),
         click.option("--top-k", default=0, show_default=True, type=click.IntRange(0), help="0 = off."),
         click.option("--seed", default=42, show_default=True, type=int),
-    ])  # fmt: skip
+    ])
 
 
 # --- backends -------------------------------------------------------------------------------
@@ -160,12 +160,12 @@ class BackendOptions:
         if self.kind == "transformers":
             opts: dict[str, Any] = {"batch_size": self.batch_size, "device": self.device, "dtype": self.dtype,
                                     "attn_implementation": self.attn_implementation, "batching": self.batching,
-                                    "trust_remote_code": self.trust_remote_code}  # fmt: skip
+                                    "trust_remote_code": self.trust_remote_code}
         elif self.kind == "vllm":
             opts = {"dtype": self.dtype, "trust_remote_code": self.trust_remote_code, "seed": seed}
         else:
             opts = {"base_url": self.base_url, "timeout": self.timeout, "retries": self.retries,
-                    "concurrency": self.concurrency}  # fmt: skip
+                    "concurrency": self.concurrency}
         return {k: v for k, v in opts.items() if v is not None}
 
 

@@ -122,7 +122,7 @@ class LoopOptions:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary.")
 def run_cmd(queries: tuple[str, ...], out: str, models: ModelOptions, tools: ToolOptions, loop: LoopOptions,
             concurrency: int, backend: BackendOptions, decoding: Decoding, template: str, overwrite: bool,
-            quiet: bool) -> None:  # fmt: skip
+            quiet: bool) -> None:
     """Run the planner → caller → tool → … → summarizer loop on each query of QUERIES and write
     one canonical trajectory per query (source.format "umi-run") that `umidata validate` checks
     and `umidata split` turns into training data.
@@ -156,15 +156,15 @@ def run_cmd(queries: tuple[str, ...], out: str, models: ModelOptions, tools: Too
     try:
         tmpl = load_template(template)
         executor = make_executor(tools.tools_spec, timeout=tools.tool_timeout, tool_memory=tools.tool_memory,
-                                 key_hosts=tools.key_hosts, plain_http_key=tools.tool_key_over_http)  # fmt: skip
+                                 key_hosts=tools.key_hosts, plain_http_key=tools.tool_key_over_http)
     except (ToolSpecError, ValueError, OSError) as e:
         _fail(EXIT_USAGE, str(e))
     if getattr(executor, "key_withheld", False) and not quiet:
         click.echo(f"umieval run: note: TOOLBENCH_KEY is not sent to {tools.tools_spec} (name its host with "
-                   "--tool-key-host to send it)", err=True)  # fmt: skip
+                   "--tool-key-host to send it)", err=True)
     cfg = LoopConfig(decoding=decoding, max_steps=loop.max_steps, max_observation_length=loop.max_observation_length,
                      search=loop.search, width=loop.width, max_depth=loop.max_depth, timeout=tools.tool_timeout,
-                     retries=tools.tool_retries, template=tmpl)  # fmt: skip
+                     retries=tools.tool_retries, template=tmpl)
     loaded: dict[str, Backend] = {}
     library_bars(backend.kind, quiet)
     options = backend.open_options(decoding.seed)
@@ -188,7 +188,7 @@ def run_cmd(queries: tuple[str, ...], out: str, models: ModelOptions, tools: Too
         try:
             summary = run(read_queries(list(queries)), ready, executor, out, cfg, concurrency, tools.tools_spec,
                           on_start=bar.start, on_done=bar.advance, inputs=list(queries),
-                          overwrite=overwrite)  # fmt: skip
+                          overwrite=overwrite)
         except KeyboardInterrupt:
             click.echo(f"\ninterrupted: finished queries are in {out}; rerun the same command to resume", err=True)
             sys.stderr.flush()
@@ -214,7 +214,7 @@ class _Bar:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.progress = Progress(TextColumn("queries"), BarColumn(), MofNCompleteColumn(),
-                                     TimeRemainingColumn(), transient=True)  # fmt: skip
+                                     TimeRemainingColumn(), transient=True)
             self.progress.__enter__()
         return self
 

@@ -38,7 +38,7 @@ def _guard(command: str) -> Iterator[None]:
 # error from umi_eval.score.predictions.open_regular (exit 2), never click's usage block or a hang.
 _file = click.Path(path_type=str)
 _bootstrap = click.option("--bootstrap", "resamples", type=click.IntRange(min=0), default=1000, show_default=True,
-                          help="Bootstrap resamples for the 95 % intervals (0: none).")  # fmt: skip
+                          help="Bootstrap resamples for the 95 % intervals (0: none).")
 _seed = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resampling.")
 _json = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 
@@ -52,7 +52,7 @@ def _echo_json(obj: object) -> None:
 @_json
 @click.option("--cases", "cases_out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Write every failed step (and every record that could not be scored) with its reasons "
-                   "to this JSONL file (atomic).")  # fmt: skip
+                   "to this JSONL file (atomic).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --cases file (never the input).")
 @_bootstrap
 @_seed
@@ -108,7 +108,7 @@ def compare(a: str, b: str, as_json: bool, resamples: int, seed: int) -> None:
     if any(judged):
         if not all(judged):
             raise StepMismatch("one file is a judged file (umieval judge) and the other is not; compare two judged "
-                               "files, or two prediction files")  # fmt: skip
+                               "files, or two prediction files")
         result = compare_judged(a, b, resamples=resamples, seed=seed)
         if as_json:
             _echo_json(result)

@@ -315,7 +315,7 @@ class _Continuous:
         model = backend.model
         assert model is not None  # submit() starts the manager only while the model is loaded
         gen = GenerationConfig(max_new_tokens=decoding.max_new_tokens, do_sample=False, num_beams=1,
-                               eos_token_id=backend.eos_id, pad_token_id=backend.pad_id)  # fmt: skip
+                               eos_token_id=backend.eos_id, pad_token_id=backend.pad_id)
         page = 64
         opts: dict[str, Any] = {"page_size": page, "max_requests_per_batch": backend.batch_size}
         if str(model.device).startswith("cuda"):
@@ -346,7 +346,7 @@ class _Continuous:
         with self.lock:
             self.pending[rid] = (fut, len(ids), truncated)
         if self.manager.add_request(ids, request_id=rid, max_new_tokens=max_new_tokens,
-                                    eos_token_id=self.backend.eos_id) is None:  # fmt: skip
+                                    eos_token_id=self.backend.eos_id) is None:
             self._fail(RuntimeError("the continuous-batching manager refused a request"), rid)
         return fut
 
@@ -453,7 +453,7 @@ class OpenAIBackend:
                 if text is not None and not isinstance(text, str):
                     raise TypeError(f"the reply text is a {type(text).__name__}, not a string")
                 return Generation(text or "", int(usage.get("prompt_tokens") or 0),
-                                  int(usage.get("completion_tokens") or 0))  # fmt: skip
+                                  int(usage.get("completion_tokens") or 0))
             except urllib.error.HTTPError as e:
                 last = f"HTTP {e.code}: {e.read()[:200].decode('utf-8', 'replace')}"
                 if e.code != 429 and e.code < 500:
@@ -476,7 +476,7 @@ class OpenAIBackend:
             return list(pool.map(fn, items))
 
     def chat(self, conversations: Sequence[tuple[list[dict[str, str]], int]], decoding: Decoding
-             ) -> list[Generation]:  # fmt: skip
+             ) -> list[Generation]:
         """``POST {base_url}/chat/completions`` per ``(messages, seed)`` (the server applies its
         chat template), with the retries, time-out and thread pool of :meth:`generate`."""
         url = self.base_url + "/chat/completions"
@@ -484,7 +484,7 @@ class OpenAIBackend:
         def one(item: tuple[list[dict[str, str]], int]) -> Generation:
             messages, seed = item
             body = self._body("", Decoding(decoding.max_new_tokens, decoding.temperature, decoding.top_p, seed,
-                                           decoding.max_input_tokens, decoding.top_k))  # fmt: skip
+                                           decoding.max_input_tokens, decoding.top_k))
             del body["prompt"]
             body["messages"] = messages
             return self._request(url, body, lambda choice: (choice.get("message") or {}).get("content"))
@@ -552,7 +552,7 @@ class VLLMBackend:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=trust_remote_code)
             kw: dict[str, Any] = {"model": str(self.path), "dtype": dtype, "trust_remote_code": trust_remote_code,
-                                  "gpu_memory_utilization": gpu_memory_utilization, "seed": seed}  # fmt: skip
+                                  "gpu_memory_utilization": gpu_memory_utilization, "seed": seed}
             if max_model_len:
                 kw["max_model_len"] = max_model_len
             self.llm = vllm.LLM(**kw)

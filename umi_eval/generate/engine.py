@@ -85,7 +85,7 @@ class _Worker:
             gens = self.backend.generate([j.prompt for j in live], decoding)
             if len(gens) != len(live):
                 raise RuntimeError(f"backend {self.backend.name} returned {len(gens)} completions for "
-                                   f"{len(live)} prompts")  # fmt: skip
+                                   f"{len(live)} prompts")
         except BaseException as e:  # handed to whoever waits on these requests
             for j in live:
                 j.future.set_exception(e)
@@ -134,7 +134,7 @@ class Engine:
         """Requests for one backend; several at once reach a batching worker together (one batch)."""
         direct = getattr(backend, "submit", None)
         out: list[Future[Generation] | None] = [direct(p, decoding) for p in prompts] if callable(direct) else \
-            [None] * len(prompts)  # fmt: skip
+            [None] * len(prompts)
         rest = [i for i, f in enumerate(out) if f is None]
         if rest:
             jobs = [_Job(prompts[i], decoding, Future()) for i in rest]

@@ -165,15 +165,15 @@ def _read_existing(out: Path, header: dict[str, Any], overwrite: bool) -> tuple[
         first = None
     if not isinstance(first, dict) or first.get(HEADER_KEY) != 1:
         raise GenerateError(f"{out} exists and is not a umieval prediction file; not touching it "
-                            "(choose another -o)")  # fmt: skip
+                            "(choose another -o)")
     diff = [k for k in _COMPARED if first.get(k) != header.get(k)]
     if diff:
         shown = "; ".join(
             "steps_digest: other steps (the inputs, --format or --split changed)" if k == "steps_digest"
             else f"{k}: file {first.get(k)!r} vs now {header.get(k)!r}" for k in diff
-        )  # fmt: skip
+        )
         raise GenerateError(f"{out} was written with other settings ({shown}); pass --overwrite to start "
-                            "over or choose another -o")  # fmt: skip
+                            "over or choose another -o")
     done: set[str] = set()
     keep = [lines[0]]
     for line in lines[1:]:
@@ -196,7 +196,7 @@ def _read_existing(out: Path, header: dict[str, Any], overwrite: bool) -> tuple[
 def _resolved(backends: dict[str, Backend]) -> dict[str, dict[str, str]]:
     """What each open backend made of its ``auto`` options (the dtype and device it runs with)."""
     got = {role: {k: str(getattr(b, k)) for k in _RESOLVED if isinstance(getattr(b, k, None), str)}
-           for role, b in sorted(backends.items())}  # fmt: skip
+           for role, b in sorted(backends.items())}
     return {role: r for role, r in got.items() if r}
 
 
@@ -300,7 +300,7 @@ class _Runner:
         self.model_seconds += time.perf_counter() - t
 
     def _output(self, s: Step, role: str, g: Generation, planned: dict[int, tuple[Generation, Route]],
-                routed: dict[str, list[tuple[int, str]]], i: int) -> dict[str, Any] | None:  # fmt: skip
+                routed: dict[str, list[tuple[int, str]]], i: int) -> dict[str, Any] | None:
         """One model output: the step's row when it is the step's last, else its routed request."""
         if role == "model":
             row = {**_base(s, "single"), "prediction": postprocess(self._read("model", s, g.text))}
@@ -414,7 +414,7 @@ def generate(
     with _locked(out):
         return _generate(inputs, out, rej, opts, t0, fmt=fmt, template=template, split=split, overwrite=overwrite,
                          limit=limit, steps=steps, open_backend_fn=open_backend_fn, on_start=on_start,
-                         on_steps=on_steps)  # fmt: skip
+                         on_steps=on_steps)
 
 
 def check_resumable_output(out: Path, inputs: Sequence[str], overwrite: bool) -> None:
@@ -447,14 +447,14 @@ def _generate(
     template: str, split: str, overwrite: bool, limit: int | None, steps: StepSet | None,
     open_backend_fn: Callable[[str, str], Backend] | None, on_start: Callable[[int], None] | None,
     on_steps: Callable[[int], None] | None,
-) -> GenerateSummary:  # fmt: skip
+) -> GenerateSummary:
     stepset = steps if steps is not None else load_steps(inputs, fmt, template, split)
     if stepset.chat_split and opts.prompts != "chat":
         raise GenerateError("the split was written with --template chat: models trained on it are prompted with "
                             "their chat template; pass --prompts chat")
     todo_all = stepset.steps[:limit] if limit is not None else stepset.steps
     summary = GenerateSummary(str(out), steps=len(todo_all), records=stepset.records,
-                              trajectories=stepset.trajectories, issues=stepset.reasons())  # fmt: skip
+                              trajectories=stepset.trajectories, issues=stepset.reasons())
     header = opts.header(stepset.steps, template)
     done, old = _read_existing(out, header, overwrite)
     ids = {s.id for s in todo_all}

@@ -90,7 +90,7 @@ class Step:
 
 
 def issue(reason: str, message: str, source: Source, trajectory_id: str | None = None, turn: int | None = None,
-          findings: Sequence[Finding] = (), pointer: str = "") -> Reject:  # fmt: skip
+          findings: Sequence[Finding] = (), pointer: str = "") -> Reject:
     """A record or a turn that makes no step, and why (never dropped silently): the one reject shape
     plus the trajectory and the planner turn it is about (``null`` for a whole record)."""
     return Reject(source, reason, message, pointer, list(findings), {"trajectory_id": trajectory_id, "turn": turn})
@@ -144,7 +144,7 @@ def trajectory_steps(traj: Trajectory, template: Template = ALPHA_UMI, system_pr
         if decision is None:
             if nxt in ("caller", "conclusion"):
                 issues.append(issue("no_marker", f"planner turn {i} has no 'Next: …' marker but is followed by "
-                                    f"a {nxt} turn; not evaluated", src, traj.id, i))  # fmt: skip
+                                    f"a {nxt} turn; not evaluated", src, traj.id, i))
             continue
         if decision == "give_up":
             reference = item["value"]
@@ -153,7 +153,7 @@ def trajectory_steps(traj: Trajectory, template: Template = ALPHA_UMI, system_pr
             if nxt != want:
                 reason = "reference_missing" if nxt is None else "reference_mismatch"
                 issues.append(issue(reason, f"planner turn {i} decides {decision} but the next turn is "
-                                    f"{nxt or 'absent'}, not {want}: no reference", src, traj.id, i))  # fmt: skip
+                                    f"{nxt or 'absent'}, not {want}: no reference", src, traj.id, i))
                 continue
             reference = f"assistant: {item['value']}{EOS}{want}: {conv[i + 1]['value']}{EOS}"
         steps.append(Step(f"{traj.id}#{i}", traj.id, i, decision, reference, _global_target(conv, i), p, template,
@@ -216,7 +216,7 @@ def _split_inputs(d: Path, split: str) -> tuple[list[str], set[str], str | None,
     missing = [p for p in inputs if not os.path.exists(p)]
     if missing:
         raise StepsError(f"{d}: the split's input {missing[0]!r} (from manifest.json) is not there; "
-                         "run from the directory the split was made in")  # fmt: skip
+                         "run from the directory the split was made in")
     opts = manifest.get("options", {})
     mode = opts.get("system_prompt")
     return (inputs, ids, opts.get("format"), str(manifest.get("template") or "alpha-umi"),
@@ -286,11 +286,11 @@ def load_steps(
             if blocking or traj is None:
                 r = blocking[0] if blocking else checked.reason
                 out.issues.append(issue(r.code, r.message, src, findings=checked.findings, pointer=r.pointer) if r
-                                  else issue("schema", "no trajectory", src, findings=checked.findings))  # fmt: skip
+                                  else issue("schema", "no trajectory", src, findings=checked.findings))
                 continue
             if traj.id in seen:
                 out.issues.append(issue("duplicate_id", f"trajectory id {traj.id!r} already read from "
-                                        f"{seen[traj.id]}", src, traj.id))  # fmt: skip
+                                        f"{seen[traj.id]}", src, traj.id))
                 continue
             seen[traj.id] = rec.source.where()
             found.add(traj.id)
@@ -302,7 +302,7 @@ def load_steps(
             for tid in sorted(wanted - found):
                 out.issues.append(issue("not_found", f"trajectory {tid!r} of the split is not in its inputs "
                                         "(changed since the split?)", Source(SPLIT_FORMAT, ", ".join(inputs)),
-                                        tid))  # fmt: skip
+                                        tid))
     if out.records == 0:
         raise StepsError("no record read from the inputs")
     return out

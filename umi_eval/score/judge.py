@@ -55,7 +55,7 @@ PROMPT_VERSION = "umi-judge/1"
 STATUSES = ("solved", "unsolved", "unsure")
 # ToolBench's six test sets, in the order of the paper's Table 2, with its column names.
 GROUPS = {"G1_instruction": "I1-Inst.", "G1_tool": "I1-Tool", "G1_category": "I1-Cat.",
-          "G2_instruction": "I2-Inst.", "G2_category": "I2-Cat.", "G3_instruction": "I3-Inst."}  # fmt: skip
+          "G2_instruction": "I2-Inst.", "G2_category": "I2-Cat.", "G3_instruction": "I3-Inst."}
 DEFAULT_GROUP = "all"  # no query has a group
 OTHER_GROUP = "other"  # the queries without a group, beside others that have one
 OBSERVATION_CHARS = 800  # a tool response is cut to this many characters in the judge's prompt
@@ -115,7 +115,7 @@ def render_steps(t: Trajectory, max_chars: int) -> str:
         if turn.role == "planner":
             n += 1
             decision = {"call": "calls a tool", "conclude": "gives the final answer",
-                        "give_up": "gives up"}.get(turn.decision or "", "decides nothing")  # fmt: skip
+                        "give_up": "gives up"}.get(turn.decision or "", "decides nothing")
             lines.append(f"Step {n}. Thought: {(turn.thought or '').strip() or '(none)'} → {decision}")
         elif turn.role == "caller":
             for c in turn.calls or []:
@@ -190,7 +190,7 @@ def _add(out: AnswerSet, ans: Answer, group: str | None, source: Source) -> None
     first = out.answers.get(ans.key)
     if first is not None:
         out.rejects.append(Reject(source, "duplicate_query", f"a second answer to query {ans.key!r} (first: "
-                                  f"{first.source}); only the first is judged"))  # fmt: skip
+                                  f"{first.source}); only the first is judged"))
         return
     out.answers[ans.key] = ans
 
@@ -209,7 +209,7 @@ def read_groups(path: str) -> dict[str, str]:
 # --- prompts (umi's own wording of ToolEval's criteria) -------------------------------------------
 
 SYSTEM = ("You evaluate the work of AI assistants that answer user requests by calling external tools (APIs). "
-          "You are careful, impartial and brief.")  # fmt: skip
+          "You are careful, impartial and brief.")
 
 ANSWER_PROMPT = """An assistant was given the request below. It could call tools, and it ended with the final answer below.
 
@@ -307,7 +307,7 @@ def process_messages(a: Answer) -> list[dict[str, str]]:
 def preference_messages(query: str, a: Answer, b: Answer) -> list[dict[str, str]]:
     none = "(no final answer)"
     return _messages(PREFERENCE_PROMPT.format(query=query, steps_a=a.steps_text, answer_a=a.final_answer or none,
-                                              steps_b=b.steps_text, answer_b=b.final_answer or none))  # fmt: skip
+                                              steps_b=b.steps_text, answer_b=b.final_answer or none))
 
 
 _OBJECT = re.compile(r"\{[^{}]*\}")
@@ -349,7 +349,7 @@ def prompt_digest(messages: list[dict[str, str]], decoding: Decoding) -> str:
     decoding (the base seed too: sample i is sent with seed + i)."""
     data = orjson.dumps({"messages": messages, "temperature": decoding.temperature, "top_p": decoding.top_p,
                          "max_tokens": decoding.max_new_tokens, "seed": decoding.seed},
-                        option=orjson.OPT_SORT_KEYS)  # fmt: skip
+                        option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -381,7 +381,7 @@ class JudgeCache:
                     self.entries[obj["key"]] = obj
                 except (orjson.JSONDecodeError, KeyError, TypeError) as e:
                     raise JudgeError(f"{self.path}:{n} is not a judge cache line ({e}); choose another --cache"
-                                     ) from None  # fmt: skip
+                                     ) from None
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self.entries.get(key)
@@ -474,7 +474,7 @@ class Judge:
                     self.usage.completion_tokens += g.completion_tokens
                     fresh.append({"key": key, "judge": self.name, "prompt_digest": digest,
                                   "sample": requests[ix[0]][1], "reply": g.text, "prompt_tokens": g.prompt_tokens,
-                                  "completion_tokens": g.completion_tokens})  # fmt: skip
+                                  "completion_tokens": g.completion_tokens})
                     reply = Reply(g.text, False)
                 for i in ix:
                     out[i] = reply
@@ -500,7 +500,7 @@ def judge_pass(answers: Sequence[Answer], judge: Judge, samples: int) -> dict[st
     for a in answers:
         if a.final_answer is None:
             result[a.key] = {"score": 0.0, "label": "failed", "votes": {"no_answer": samples},
-                             "reason": a.why_unanswered, "samples": []}  # fmt: skip
+                             "reason": a.why_unanswered, "samples": []}
     first = judge.ask([(answer_messages(a), s) for a in asked for s in range(samples)])
     stage1: dict[tuple[str, int], tuple[str | None, Reply]] = {}
     for k, reply in enumerate(first):
@@ -537,7 +537,7 @@ def judge_pass(answers: Sequence[Answer], judge: Judge, samples: int) -> dict[st
 
 def judge_win(cands: Sequence[Answer], refs: dict[str, Answer], cand_pass: dict[str, dict[str, Any]],
               ref_pass: dict[str, dict[str, Any]], judge: Judge, samples: int
-              ) -> dict[str, dict[str, Any]]:  # fmt: skip
+              ) -> dict[str, dict[str, Any]]:
     """Per candidate query key: ``outcome`` (win / tie / loss), ``by`` (what decided it), votes."""
     result: dict[str, dict[str, Any]] = {}
     asked: list[tuple[Answer, Answer]] = []
@@ -570,7 +570,7 @@ def judge_win(cands: Sequence[Answer], refs: dict[str, Answer], cand_pass: dict[
             p1 = None if first.error else parse_preference(first.text)
             p2 = None if second.error else parse_preference(second.text)
             picks = ({"A": "candidate", "B": "reference"}.get(p1 or ""),
-                     {"A": "reference", "B": "candidate"}.get(p2 or ""))  # fmt: skip
+                     {"A": "reference", "B": "candidate"}.get(p2 or ""))
             if first.error or second.error:
                 vote = "error"
             elif picks[0] is None or picks[1] is None:
@@ -586,7 +586,7 @@ def judge_win(cands: Sequence[Answer], refs: dict[str, Answer], cand_pass: dict[
                 row["error"] = first.error or second.error
             rows.append(row)
         outcome = ("win" if votes["candidate"] > votes["reference"]
-                   else "loss" if votes["candidate"] < votes["reference"] else "tie")  # fmt: skip
+                   else "loss" if votes["candidate"] < votes["reference"] else "tie")
         result[c.key] = {"outcome": outcome, "by": "judge", "votes": dict(sorted(votes.items())), "samples": rows}
     return result
 
@@ -624,13 +624,13 @@ def rates(groups: Sequence[str], values: np.ndarray, resamples: int, seed: int) 
         samples.append(s)
         out[g] = {"queries": len(v), "rate": mean.tolist(),
                   "ci": [_percentiles(s[:, j], float(mean[j]), False) for j in range(values.shape[1])]
-                  if resamples > 0 else None}  # fmt: skip
+                  if resamples > 0 else None}
     if order:
         avg = np.mean(means, axis=0)
         pooled = np.mean(samples, axis=0)  # resample r of the average = mean of the groups' resample r
         out["average"] = {"queries": len(groups), "rate": avg.tolist(),
                           "ci": [_percentiles(pooled[:, j], float(avg[j]), False) for j in range(values.shape[1])]
-                          if resamples > 0 else None}  # fmt: skip
+                          if resamples > 0 else None}
     return out
 
 
@@ -675,13 +675,13 @@ def _metric_table(rows: list[dict[str, Any]], with_win: bool, opts: JudgeOptions
     table = rates([r["group"] for r in rows], values, opts.resamples, opts.seed)
     groups = {g: {"label": "Average" if g == "average" else group_label(g), "queries": t["queries"],
                   **{m: {"rate": t["rate"][j], "ci": t["ci"][j] if t["ci"] else None} for j, m in enumerate(names)}}
-              for g, t in table.items()}  # fmt: skip
+              for g, t in table.items()}
     return {"metrics": names, "groups": groups}
 
 
 def run_judge(runs: Sequence[str], judge: Judge, opts: JudgeOptions, *, against: Sequence[str] = (),
               groups: dict[str, str] | None = None, output: str | None = None,
-              on_phase: Callable[[str], None] | None = None) -> JudgeReport:  # fmt: skip
+              on_phase: Callable[[str], None] | None = None) -> JudgeReport:
     """Judge ``runs`` (and their win rate against ``against``); write the per-query file
     ``output`` and its rejects beside it."""
     say = on_phase or (lambda _m: None)
@@ -689,12 +689,12 @@ def run_judge(runs: Sequence[str], judge: Judge, opts: JudgeOptions, *, against:
     ref = load_answers(against, groups, opts.max_chars) if against else AnswerSet()
     if not cand.answers:
         raise JudgeError(f"no answer to judge in {', '.join(runs)}"
-                         + (f" ({len(cand.rejects)} record(s) rejected)" if cand.rejects else ""))  # fmt: skip
+                         + (f" ({len(cand.rejects)} record(s) rejected)" if cand.rejects else ""))
     answers = list(cand.answers.values())
     if against and not set(cand.answers) & set(ref.answers):
         raise JudgeError(f"no query of RUNS has an answer in --against: the ids do not match (e.g. "
                          f"{next(iter(cand.answers))!r} vs {next(iter(ref.answers), None)!r}); answers are matched "
-                         "by <group>/<query id> (G1_instruction/10) or by the whole id")  # fmt: skip
+                         "by <group>/<query id> (G1_instruction/10) or by the whole id")
     say(f"pass rate: {len(answers)} queries × {opts.samples} samples")
     cand_pass = judge_pass(answers, judge, opts.samples)
     win = None
@@ -706,7 +706,7 @@ def run_judge(runs: Sequence[str], judge: Judge, opts: JudgeOptions, *, against:
         win = judge_win(answers, ref.answers, cand_pass, ref_pass, judge, opts.samples)
     if judge.usage.asked and judge.usage.errors == judge.usage.asked and not judge.usage.cached:
         raise JudgeError(f"the judge answered none of {judge.usage.asked} request(s) ({judge.name}); last error: "
-                         f"{judge.usage.last_error}")  # fmt: skip
+                         f"{judge.usage.last_error}")
     order = {g: i for i, g in enumerate(group_order({a.group for a in answers}))}
     rows = []
     for a in sorted(answers, key=lambda x: (order[x.group], x.key)):
@@ -718,11 +718,11 @@ def run_judge(runs: Sequence[str], judge: Judge, opts: JudgeOptions, *, against:
                 "run_id": r.run_id, "source": r.source, "pass": ref_pass[r.key]}}
         rows.append(row)
     rejects = [replace(r, extra={**r.extra, "input": side}) for side, answers_of in (("runs", cand), ("against", ref))
-               for r in answers_of.rejects]  # fmt: skip
+               for r in answers_of.rejects]
     header = {HEADER_KEY: 1, "prompt_version": PROMPT_VERSION, "judge": judge.name,
               "decoding": {"temperature": judge.decoding.temperature, "top_p": judge.decoding.top_p,
                            "max_tokens": judge.decoding.max_new_tokens, "seed": judge.decoding.seed},
-              "samples": opts.samples, "runs": list(runs), "against": list(against)}  # fmt: skip
+              "samples": opts.samples, "runs": list(runs), "against": list(against)}
     u = judge.usage
     votes: Counter[str] = Counter()
     for row in rows:
@@ -748,11 +748,11 @@ def run_judge(runs: Sequence[str], judge: Judge, opts: JudgeOptions, *, against:
                   "price_per_million": {"in": opts.price_in, "out": opts.price_out}},
         "bootstrap": {"resamples": opts.resamples, "seed": opts.seed},
         "comparable": "comparable to ToolEval's numbers, not identical: umi's own prompt wording and your judge model",
-    }  # fmt: skip
+    }
     if win is not None:
         summary["win"] = {"outcomes": dict(sorted(outcomes.items())), "decided_by": dict(sorted(decided.items())),
                           "votes": dict(sorted(pref_votes.items())),
-                          "reference_only": len(set(ref.answers) - set(cand.answers))}  # fmt: skip
+                          "reference_only": len(set(ref.answers) - set(cand.answers))}
     if output:
         summary["output"] = output
         write_jsonl(output, [header, *rows])
@@ -803,7 +803,7 @@ def read_judged(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict
 
 
 def compare_judged(a: str, b: str, *, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
-                   ) -> dict[str, Any]:  # fmt: skip
+                   ) -> dict[str, Any]:
     """Paired comparison of two judged files on the same queries: per group and on average, the
     pass rate (and win rate when both have one) of A and B, B − A and a 95 % paired bootstrap
     interval (the same queries resampled for both; stratified by group for the average)."""
@@ -814,7 +814,7 @@ def compare_judged(a: str, b: str, *, resamples: int = DEFAULT_RESAMPLES, seed: 
     if set(ia) != set(ib):
         only_a, only_b = sorted(set(ia) - set(ib)), sorted(set(ib) - set(ia))
         raise StepMismatch(f"the files are not on the same queries: {len(only_a)} only in A (e.g. {only_a[:3]}), "
-                           f"{len(only_b)} only in B (e.g. {only_b[:3]})")  # fmt: skip
+                           f"{len(only_b)} only in B (e.g. {only_b[:3]})")
     keys = [r["id"] for r in ra]
     names = ["pass_rate"] + (["win_rate"] if all("win" in r for r in ra + rb) else [])
 
@@ -833,10 +833,10 @@ def compare_judged(a: str, b: str, *, resamples: int = DEFAULT_RESAMPLES, seed: 
     table = {}
     for g, t in both.items():
         cols = {name: {"a": t["rate"][j], "b": t["rate"][m + j], "diff": t["rate"][2 * m + j],
-                       "ci": t["ci"][2 * m + j] if t["ci"] else None} for j, name in enumerate(names)}  # fmt: skip
+                       "ci": t["ci"][2 * m + j] if t["ci"] else None} for j, name in enumerate(names)}
         table[g] = {"label": "Average" if g == "average" else group_label(g), "queries": t["queries"], **cols}
     return {"a": str(a), "b": str(b), "judges": {"a": ha.get("judge"), "b": hb.get("judge")},
             "queries": len(keys), "metrics": names, "groups": table,
             "bootstrap": {"resamples": resamples, "seed": seed},
             "comparable": "comparable to ToolEval's numbers, not identical: umi's own prompt wording and the judge "
-                          "models named here"}  # fmt: skip
+                          "models named here"}

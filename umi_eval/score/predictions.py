@@ -292,7 +292,7 @@ def _array_items(f: BinaryIO, path: str) -> Iterator[Any]:
             more(max(_CHUNK, len(buf) - pos))  # doubling: a long item is rescanned log(n) times
         if end < 0 or end - pos > limit:
             raise ShapeError(f"{path}: the item of the JSON array at character {seen + pos} is longer than "
-                             f"{limit:,} characters (a step record is a few KB); not reading the file")  # fmt: skip
+                             f"{limit:,} characters (a step record is a few KB); not reading the file")
         try:
             yield orjson.loads(buf[pos:end])
         except orjson.JSONDecodeError as e:
@@ -362,7 +362,7 @@ class Predictions:
                     "id": obj["id"], "trajectory_id": traj if isinstance(traj, str) else obj["id"].rsplit("#", 1)[0],
                     "mode": obj["mode"], "tools": obj["tools"], "reference": obj["reference"],
                     "prediction": obj["prediction"], "source": source,
-                }  # fmt: skip
+                }
 
     def _items(self) -> Iterator[tuple[int, Any]]:
         with open_regular(self.path) as f:
@@ -377,7 +377,7 @@ class Predictions:
             yield {
                 "id": step_id, "trajectory_id": self._groups[i], "mode": self._mode, "tools": obj["tools"],
                 "reference": obj[ref_key], "prediction": obj["predictions"], "source": f"{self.path}[{i}]",
-            }  # fmt: skip
+            }
 
 
 def _ref_key(obj: dict[str, Any]) -> str:
@@ -422,7 +422,7 @@ def _open_original(path: str) -> Predictions:
         raise ShapeError(f"{path}: the JSON array is empty: 0 records to score")
     if not matched:
         raise ShapeError(f"{path}: a JSON array, but no item has the keys of the original predictions.json; "
-                         + _closest(first, (ORIGINAL, UMI)))  # fmt: skip
+                         + _closest(first, (ORIGINAL, UMI)))
     trio = marked * 2 >= refs
     pred.shape, pred._mode = (TRIO, "trio") if trio else (SINGLE, "single")
     counts = Counter(b for b in bases if b is not None)
@@ -464,11 +464,11 @@ def _open_umi(path: str, f: BinaryIO) -> Predictions:
             return Predictions(path, UMI, header=header)
     if objs:
         raise ShapeError(f"{path}: JSONL, but no line has the keys of umi's prediction file; "
-                         + _closest(first_obj, (UMI, ORIGINAL)))  # fmt: skip
+                         + _closest(first_obj, (UMI, ORIGINAL)))
     if header is not None:
         if bad:
             raise ShapeError(f"{path}: a header line and {bad} line(s) that are not JSON ({first_bad}): "
-                             "0 records to score")  # fmt: skip
+                             "0 records to score")
         raise ShapeError(f"{path}: only a header line: 0 records to score")
     size = os.fstat(f.fileno()).st_size
     if size <= MAX_RECORD_BYTES:  # one JSON value over several lines? read it whole to say what it is
@@ -478,7 +478,7 @@ def _open_umi(path: str, f: BinaryIO) -> Predictions:
         except orjson.JSONDecodeError as e:
             raise ShapeError(f"{path}: neither JSONL nor JSON: {e}") from None
         raise ShapeError(f"{path}: one JSON object, not a JSON array (predictions.json) or JSONL (umi); "
-                         + _closest(whole, tuple(SHAPE_KEYS)))  # fmt: skip
+                         + _closest(whole, tuple(SHAPE_KEYS)))
     raise ShapeError(f"{path}: neither JSONL nor JSON: no line is a JSON value ({first_bad})")
 
 

@@ -94,13 +94,13 @@ def _case(record: dict[str, Any], step: StepScore, reasons: list[str]) -> dict[s
         "scores": {"plan_ok": step.plan_ok, "hallucinated": step.hallu, "act_em": step.act_em,
                    "arg_f1": None if arg is None else arg.f1, "rouge_l": step.rouge_l},
         "reference_text": record["reference"], "prediction_text": record["prediction"],
-    }  # fmt: skip
+    }
 
 
 def score_records(
     records: Iterable[dict[str, Any]], mode: str | None = None, *, rejects: list[Reject] | None = None,
     resamples: int = 0, seed: int = DEFAULT_SEED, on_case: Callable[[dict[str, Any]], None] | None = None,
-) -> ScoreReport:  # fmt: skip
+) -> ScoreReport:
     """Score umi-shaped records (``id``, ``trajectory_id``, ``mode``, ``tools``, ``reference``,
     ``prediction``; ``mode`` overrides each record's). ``rejects`` (records a reader could not use;
     a reader that streams may still be adding to the list while ``records`` is consumed) are
@@ -175,7 +175,7 @@ def score_records(
         "failed_steps": failed,
     }
     report = ScoreReport(metrics, counts, cases=cases, rejects=rejects, ids=ids, groups=groups,
-                         values=values, weights=weights)  # fmt: skip
+                         values=values, weights=weights)
     add_intervals(report, resamples, seed)
     return report
 
@@ -238,7 +238,7 @@ def _write_line(f: BinaryIO, obj: dict[str, Any]) -> None:
 
 
 def score_file(path: str | Path, *, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
-               cases: str | Path | None = None) -> ScoreReport:  # fmt: skip
+               cases: str | Path | None = None) -> ScoreReport:
     """Read a prediction file of any shape and score it, streaming it: memory holds one record at
     a time plus a few numbers per step, whatever the file's size. ``cases``: a file that receives
     every failed step and reject as they are found (opened only once the input's shape is known;
@@ -251,7 +251,7 @@ def score_file(path: str | Path, *, resamples: int = DEFAULT_RESAMPLES, seed: in
         if cases is not None:
             on_case = partial(_write_line, stack.enter_context(open(stack.enter_context(atomic_path(cases)), "wb")))
         report = score_records(pred.records(), rejects=pred.rejects, resamples=resamples, seed=seed,
-                               on_case=on_case)  # fmt: skip
+                               on_case=on_case)
     report.counts = {"file": pred.path, "shape": pred.shape, **report.counts}
     return report
 
@@ -276,16 +276,16 @@ def _same_steps(la: Loaded, lb: Loaded, order: list[str]) -> None:
         if what:
             raise StepMismatch(f"step {sid!r} has another {what} in B ({b['source']}) than in A ({a['source']}): "
                                "the files were not made on the same test steps; scores against different "
-                               "references do not compare")  # fmt: skip
+                               "references do not compare")
     da, db = ((x.header or {}).get("steps_digest") for x in (la, lb))
     if da and db and da != db:
         raise StepMismatch(f"the files were generated on other steps (steps_digest {str(da)[:19]}… in A, "
                            f"{str(db)[:19]}… in B): every step's reference and tools agree, so the conversations "
-                           "behind the steps differ; generate both from the same inputs")  # fmt: skip
+                           "behind the steps differ; generate both from the same inputs")
 
 
 def compare(a: str | Path, b: str | Path, *, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
-            ) -> dict[str, Any]:  # fmt: skip
+            ) -> dict[str, Any]:
     """Paired comparison of two prediction files on the same steps: per metric, A, B, the difference
     B − A and its 95 % paired bootstrap interval (conversations of A resampled once for both).
     Raises :class:`StepMismatch` when the two files are not on the same steps."""
@@ -321,7 +321,7 @@ def compare(a: str | Path, b: str | Path, *, resamples: int = DEFAULT_RESAMPLES,
         "a": la.path, "b": lb.path, "steps": len(ra.ids), "conversations": n_groups,
         "rejected": {"a": len(ra.rejects), "b": len(rb.rejects)},
         "bootstrap": {"resamples": resamples, "seed": seed}, "metrics": metrics,
-    }  # fmt: skip
+    }
 
 
 def write_cases(path: str | Path, report: ScoreReport) -> int:

@@ -17,12 +17,12 @@ from umi_eval.score.scoring import ScoreReport
 LABELS = {
     "plan_acc": "Plan ACC", "act_em": "Act. EM", "hallu": "Hallu. ↓", "arg_f1": "Arg. F1",
     "arg_f1_easy": "  Arg. F1 easy ({} ref.)", "arg_f1_hard": "  Arg. F1 hard", "rouge_l": "R-L",
-}  # fmt: skip
+}
 DENOMINATORS = {
     "plan_acc": "all steps", "act_em": "reference call steps", "hallu": "all steps",
     "arg_f1": "reference calls with JSON args", "arg_f1_easy": "wrong action or {} reference",
     "arg_f1_hard": "wrong action or non-{} reference", "rouge_l": "reference finish steps",
-}  # fmt: skip
+}
 PIPE_WIDTH = 120
 SHOWN_REJECTS = 10
 
@@ -68,12 +68,12 @@ def render_report(report: ScoreReport, out: Console | None = None) -> None:
                f"{boot.get('resamples', 0)} resamples, seed {boot.get('seed')}")
     table = Table()
     for name, justify in (("metric", "left"), ("score", "right"), ("95 % CI", "right"),
-                          ("numerator", "right"), ("denominator", "right"), ("over", "left")):  # fmt: skip
+                          ("numerator", "right"), ("denominator", "right"), ("over", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for m in METRICS:
         num, den = c[m]["numerator"], c[m]["denominator"]
         table.add_row(LABELS[m], _pct(report.metrics[m]), _ci(report.ci.get(m)),
-                      f"{num:g}", str(den), DENOMINATORS[m])  # fmt: skip
+                      f"{num:g}", str(den), DENOMINATORS[m])
     _print_titled(out, table, title, caption)
 
     conf = Table()
@@ -126,7 +126,7 @@ def render_comparison(result: dict[str, Any], out: Console | None = None) -> Non
                "excludes 0 marks a difference beyond resampling noise (Hallu.: lower is better)")
     table = Table()
     for name, justify in (("metric", "left"), ("A", "right"), ("B", "right"), ("B − A", "right"),
-                          ("95 % CI of B − A", "right")):  # fmt: skip
+                          ("95 % CI of B − A", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for m in METRICS:
         r = result["metrics"][m]
