@@ -185,7 +185,7 @@ def test_export_named_dataset_info_is_refused(tmp_path: Path) -> None:
     lf = tmp_path / "lf"
     lf.mkdir()
     res = run("convert", src, "-o", lf / "dataset_info.json", "--to", "sharegpt")
-    assert res.exit_code == 2 and "are the same file" in res.output
+    assert res.exit_code == 2 and "would be written twice" in res.output
     assert len(res.output.strip().splitlines()) == 1 and not list(lf.iterdir())
     (tmp_path / "elsewhere").mkdir()
     (lf / "dataset_info.json").write_text("{}", encoding="utf-8")

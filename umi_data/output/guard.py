@@ -105,6 +105,9 @@ def check_outputs(
             keys.append((st.st_dev, st.st_ino))
         for k in keys:
             if k in seen and seen[k][0] != i:
+                if seen[k][1] == o:  # e.g. `-o lf/dataset_info.json --to sharegpt`: the output is its own sidecar
+                    raise UnsafeOutput(f"{o} would be written twice by this command (as the output and as a file "
+                                       "written beside it, which are the same file) — choose another output path")
                 raise UnsafeOutput(f"outputs {seen[k][1]} and {o} are the same file; this command writes both — "
                                    "choose another output path")
             seen[k] = (i, o)
