@@ -65,6 +65,10 @@ class Reject(Exception):
         self.pointer = pointer
         self.message = message
 
+    def rejected(self, findings: list[Finding], source: Source) -> list[Episode]:
+        """The record's one episode: no trajectory; the findings so far and this ``schema`` error."""
+        return [(None, [*findings, Finding("schema", self.message, source, self.pointer)])]
+
 
 @dataclass(slots=True)
 class Msg:
@@ -316,7 +320,7 @@ def build(
     try:
         turns, origin, system = _turns(msgs, source, findings)
     except Reject as r:
-        return [(None, [*findings, Finding("schema", r.message, source, r.pointer)])]
+        return r.rejected(findings, source)
     if not any(t.role == "user" for t in turns):
         return [(None, [*findings, Finding("schema", "the chat has no user message (no instruction)", source,
                                            where)])]

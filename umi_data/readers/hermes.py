@@ -186,7 +186,7 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
             else:
                 msgs.append(Msg("user", where, text=value))
     except Reject as r:
-        return [(None, [*findings, Finding("schema", r.message, source, r.pointer)])]
+        return r.rejected(findings, source)
     metadata: dict[str, Any] = {k: v for k, v in obj.items() if k not in _KNOWN}
     if others:
         metadata["other_tools"] = others

@@ -197,7 +197,7 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
             raise Reject("/metadata", "`metadata` must be an object")
         msgs = messages(obj.get("messages"), source, findings)
     except Reject as r:
-        return [(None, [*findings, Finding("schema", r.message, source, r.pointer)])]
+        return r.rejected(findings, source)
     metadata = dict(metadata)
     if others:
         metadata["other_tools"] = others

@@ -137,7 +137,7 @@ def read(obj: Any, source: Source, traj_id: str, given: Mapping[str, Any] = _NON
             else:
                 msgs.append(Msg(role, where, text=value))  # type: ignore[arg-type]
     except Reject as r:
-        return [(None, [*findings, Finding("schema", r.message, source, r.pointer)])]
+        return r.rejected(findings, source)
     metadata: dict[str, Any] = {"other_tools": others} if others else {}
     return build(msgs, tools, source, traj_id, findings, metadata, where=f"/{key}")
 

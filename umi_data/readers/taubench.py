@@ -64,7 +64,7 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
         tools, others = parse_tools(obj.get("tools"), "/tools", source, findings)
         msgs = messages(obj.get("traj"), source, findings, key="traj")
     except Reject as r:
-        return [(None, [*findings, Finding("schema", r.message, source, r.pointer)])]
+        return r.rejected(findings, source)
     metadata: dict[str, Any] = {k: obj[k] for k in _META if k in obj}
     final = _final_results(msgs)
     if final:

@@ -110,7 +110,7 @@ def read(obj: Any, source: Source, traj_id: str) -> list[Episode]:
                                             "\"response\": kept", source, f"{where}/value"))
                 msgs.append(Msg("tool", where, text=response, error=error, raw=value if recovered else None))
     except Reject as r:
-        return [(None, [*findings, Finding("schema", r.message, source, r.pointer)])]
+        return r.rejected(findings, source)
     return build(msgs, tools, source, traj_id, findings, {}, mode="last_step", where="/conversations")
 
 
