@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import socketserver
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,17 @@ def write_tools(tmp: Path) -> Path:
     path = tmp / "weather_tools.py"
     path.write_text(TOOLS_PY, encoding="utf-8")
     return path
+
+
+@contextmanager
+def serving(srv: socketserver.BaseServer) -> Iterator[str]:
+    """Serve ``srv`` (bound to 127.0.0.1) from a daemon thread for the block; its base URL is
+    ``http://127.0.0.1:PORT``. Shut down, closed and joined afterwards, whatever the block did."""
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)

@@ -4,7 +4,6 @@ trajectories exactly with a model that answers every training prompt with its tr
 from __future__ import annotations
 
 import json
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -28,7 +27,7 @@ from umi_eval.agent.tools import (
 from umi_eval.cli.commands import main as umieval
 from umi_eval.generate.backends import Decoding, Generation
 
-from .agent_helpers import EXAMPLES, SHARED, need, role_of, write_tools
+from .agent_helpers import EXAMPLES, SHARED, need, role_of, serving, write_tools
 
 TOOLBENCH = SHARED / "toolbench-example"
 
@@ -234,11 +233,8 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     srv = _ToolServer()
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serving(srv):
+        yield srv
 
 
 def test_http_executor(server):
@@ -360,14 +356,12 @@ class _CompletionsHandler(BaseHTTPRequestHandler):
 
 
 def test_cli_run_against_an_openai_compatible_server(tmp_path):
-    srv = _Completions()
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
+    with serving(_Completions()) as base:
         q = tmp_path / "q.jsonl"
         q.write_text("".join(json.dumps({"id": f"w{i}", "instruction": f"Weather {i}?"}) + "\n" for i in range(3)))
         out = tmp_path / "runs.jsonl"
         args = ["run", str(q), "-o", str(out), "--tools", f"python:{write_tools(tmp_path)}", "--backend", "openai",
-                "--base-url", f"http://127.0.0.1:{srv.server_address[1]}/v1", "--planner", "p", "--caller", "c",
+                "--base-url", f"{base}/v1", "--planner", "p", "--caller", "c",
                 "--summarizer", "s", "--concurrency", "2"]
         res = CliRunner().invoke(umieval, args)
         assert res.exit_code == 0, res.output
@@ -381,20 +375,15 @@ def test_cli_run_against_an_openai_compatible_server(tmp_path):
         out.write_text("not json\n")
         res = CliRunner().invoke(umieval, args)
         assert res.exit_code == 2 and "is not a run file line" in res.output
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def test_cli_run_model_at_url_needs_no_base_url(tmp_path):
     # `umieval run` opens its models as `generate` does (open_backend): NAME@URL names the server
-    srv = _Completions()
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
+    with serving(_Completions()) as base:
         q = tmp_path / "q.jsonl"
         q.write_text(json.dumps({"id": "w0", "instruction": "Weather?"}) + "\n")
         out = tmp_path / "runs.jsonl"
-        url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
+        url = f"{base}/v1"
         args = ["run", str(q), "-o", str(out), "--tools", f"python:{write_tools(tmp_path)}", "--backend", "openai",
                 "--model", f"m@{url}"]
         res = CliRunner().invoke(umieval, args)
@@ -402,9 +391,6 @@ def test_cli_run_model_at_url_needs_no_base_url(tmp_path):
         assert "answered 1, gave up 0, step limit 0" in res.output
         (traj,) = [json.loads(x) for x in out.read_text().splitlines()]
         assert traj["metadata"]["run"]["models"] == {"global": f"m@{url}"}
-    finally:
-        srv.shutdown()
-        srv.server_close()
     res = CliRunner().invoke(umieval, ["run", str(q), "-o", str(tmp_path / "other.jsonl"), "--tools",
                                        f"python:{write_tools(tmp_path)}", "--backend", "openai", "--model", "m"])
     assert res.exit_code == 2 and "needs --base-url (or MODEL@URL)" in res.output, res.output

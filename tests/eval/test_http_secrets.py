@@ -5,7 +5,6 @@ observation, with a finding). Every server here listens on 127.0.0.1."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,6 +14,8 @@ from click.testing import CliRunner
 from umi_data.trajectory import Tool
 from umi_eval.agent.tools import HttpExecutor, ToolSpecError, call_tool, make_executor
 from umi_eval.cli.commands import main as umieval
+
+from .agent_helpers import serving
 
 
 class _Server(ThreadingHTTPServer):
@@ -58,10 +59,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _serve(srv: _Server) -> Iterator[_Server]:
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serving(srv):
+        yield srv
 
 
 @pytest.fixture

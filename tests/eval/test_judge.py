@@ -18,6 +18,8 @@ from umi_data.trajectory import Call, Source, Trajectory, Turn, derive_outcome
 from umi_eval.cli.commands import main
 from umi_eval.score.judge import parse_preference, parse_status, query_key
 
+from .agent_helpers import serving
+
 MAX_REQUESTS = 400
 KEY = "sk-test-secret-123"
 
@@ -62,14 +64,8 @@ def judge_server(answer: Callable[[str, dict], object]) -> Iterator[tuple[str, l
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.block_on_close = False  # a handler still sleeping (a time-out test) must not hold the test
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", seen
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    with serving(httpd) as url:
+        yield f"{url}/v1", seen
 
 
 # --- fixtures: candidate runs (umi run files) and a reference answer tree (ToolEval layout) ----------

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from umi_eval.cli.commands import main
 from umi_eval.generate.backends import Decoding, OpenAIBackend
 
+from .agent_helpers import serving
 from .conftest import TRAJECTORIES
 from .oracle import oracles
 
@@ -52,15 +53,8 @@ def server(answer, fail_first: int = 0) -> Iterator[tuple[str, list[dict]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", seen
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+        yield f"{url}/v1", seen
 
 
 def test_generate_through_a_completions_server(tmp_path: Path) -> None:

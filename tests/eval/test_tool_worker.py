@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 
 from umi_eval.agent.tools import call_tool, make_executor
 
-from .agent_helpers import REPO, role_of
+from .agent_helpers import REPO, role_of, serving
 
 HOSTILE = '''
 import os
@@ -119,10 +118,8 @@ class _ScriptHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def script():
     srv = _Script()
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serving(srv):
+        yield srv
 
 
 def _run_args(tmp: Path, srv: _Script, names: list[str], *extra: str) -> list[str]:
