@@ -123,7 +123,8 @@ class SplitOptions:
     def read_options(self) -> ReadOptions:
         """Duplicate JSON keys are looked for under --strict only (a warning then rejects): the
         check parses each input a second time, which ``split`` cannot afford on every run. The
-        ``--dataset-info`` and ``--tools`` files are read in the process that reads (a worker)."""
+        ``--dataset-info`` and ``--tools`` files are read here (once per split: the read spec,
+        configuration included, is handed to every shard)."""
         return ReadOptions(self.max_record_bytes, self.max_ratio, duplicate_keys=self.strict,
                            config=ReaderConfig.load(self.dataset_info, self.tools))
 
@@ -307,30 +308,30 @@ class _ShardJob:
         return {key: w.close() for key, w in self.writers.items()}, self.export_keys
 
 
-def process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) -> ShardResult:
-    """Worker entry point: read, hash, check, render and write one shard."""
+def process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions, spec: ReadSpec) -> ShardResult:
+    """Worker entry point: read, hash, check, render and write one shard (``spec``: how to read,
+    its reader configuration loaded once, in the main process)."""
     # The work allocates millions of short-lived, acyclic objects that reference counting
     # frees; the cyclic collector's passes over them cost ~10 % and reclaim nothing.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _process_shard(k, units, stage, opts)
+        return _process_shard(k, units, stage, opts, spec)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions) -> ShardResult:
+def _process_shard(k: int, units: list[Unit], stage: str, opts: SplitOptions, spec: ReadSpec) -> ShardResult:
     if not stage:  # ship: the worker may be on another machine; its files travel back in the result
         with tempfile.TemporaryDirectory(prefix="umi-shard-") as tmp:
             root = Path(tmp)
             for d in (*opts.roles, "glpft-json"):
                 (root / d).mkdir()
-            res = _process_shard(k, units, tmp, opts)
+            res = _process_shard(k, units, tmp, opts, spec)
             res.blobs = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
             return res
     job = _ShardJob(k, Path(stage), opts)
-    spec = opts.read_spec()
     seen_units: list[tuple[Unit, int, str]] = []
     records: list[RecordResult] = []
     for unit in units:
@@ -366,8 +367,10 @@ def _ordered_shards(
     workers ship their shard files back (they may run on other machines) and they are written here."""
     groups = [units[i : i + per_shard] for i in range(0, len(units), per_shard)]
     where = "" if executor.name == "ray" else str(stage)
+    spec = opts.read_spec()  # the --dataset-info / --tools files read once; the spec travels to every shard
     try:
-        for sr in executor.map(process_shard, [(k, g, where, opts) for k, g in enumerate(groups)], tick, _measure):
+        tasks = [(k, g, where, opts, spec) for k, g in enumerate(groups)]
+        for sr in executor.map(process_shard, tasks, tick, _measure):
             for rel, data in sr.blobs.items():
                 (stage / rel).write_bytes(data)
             sr.blobs = {}
